@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Shared helpers for launch/quickstart.sh and launch/test.sh: the Debian packages strata needs,
+# installing the missing ones, and building.
+#
+# Sourced by both scripts (after they set ROOT to the repository root). Run on its own,
+# `./launch/deps.sh` only installs the dependencies.
+
+if [[ -z "${ROOT:-}" ]]; then
+    ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
+fi
+
+# Everything needed to build strata, run its tests and run the quickstart (Debian 12 names).
+STRATA_DEPS=(
+    build-essential cmake pkg-config
+    libopenmpi-dev openmpi-bin
+    libhdf5-dev hdf5-tools
+    libopenblas-dev libcmocka-dev libyaml-dev zlib1g-dev
+    dataset-fashion-mnist
+    python3
+)
+# Only needed to regenerate the PyTorch reference fixtures in tests/fixtures/ and for the
+# PyTorch comparisons in bench/. Never installed by the launch scripts.
+STRATA_OPTIONAL_DEPS=(python3-torch python3-h5py)
+
+# Prints a step header.
+strata_step() {
+    printf '\n==> %s\n' "$*"
+}
+
+# Returns 0 when the Debian package is installed.
+strata_pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+# Prints the packages of the given list that are not installed, one per line.
+strata_missing_pkgs() {
+    local pkg
+    for pkg in "$@"; do
+        strata_pkg_installed "$pkg" || printf '%s\n' "$pkg"
+    done
+}
+
+# Returns 0 when apt has no installation candidate for one of the given packages (its package
+# lists are empty, as on a fresh container, or do not know the package yet).
+strata_apt_needs_update() {
+    local pkg candidate
+    for pkg in "$@"; do
+        candidate=$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+        if [[ -z "$candidate" || "$candidate" == "(none)" ]]; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Installs the missing packages of STRATA_DEPS. Does nothing when all are installed. As root it
+# runs apt-get (apt-get update only when needed); otherwise it prints the command to run and
+# returns 1.
+strata_install_deps() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        echo "error: dpkg-query not found: these scripts set up Debian 12 machines." >&2
+        echo "Install the equivalents of these Debian packages, then build by hand (see README.md):" >&2
+        echo "  ${STRATA_DEPS[*]}" >&2
+        return 1
+    fi
+
+    local missing=()
+    mapfile -t missing < <(strata_missing_pkgs "${STRATA_DEPS[@]}")
+    if ((${#missing[@]} == 0)); then
+        echo "All ${#STRATA_DEPS[@]} required packages are installed."
+    elif (($(id -u) != 0)); then
+        {
+            echo "error: missing Debian packages: ${missing[*]}"
+            echo "Install them (as root or with sudo), then run this script again:"
+            echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}"
+            echo "(If apt cannot find a package, run 'sudo apt-get update' first.)"
+        } >&2
+        return 1
+    else
+        echo "Installing missing packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        local updated=0
+        if strata_apt_needs_update "${missing[@]}"; then
+            apt-get update
+            updated=1
+        fi
+        if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
+            # Stale package lists can name files the mirror no longer has: refresh once.
+            if ((updated)); then
+                echo "error: apt-get install failed for: ${missing[*]}" >&2
+                return 1
+            fi
+            apt-get update
+            apt-get install -y --no-install-recommends "${missing[@]}" || {
+                echo "error: apt-get install failed for: ${missing[*]}" >&2
+                return 1
+            }
+        fi
+        mapfile -t missing < <(strata_missing_pkgs "${STRATA_DEPS[@]}")
+        if ((${#missing[@]} != 0)); then
+            echo "error: still not installed after apt-get: ${missing[*]}" >&2
+            return 1
+        fi
+    fi
+
+    local optional=()
+    mapfile -t optional < <(strata_missing_pkgs "${STRATA_OPTIONAL_DEPS[@]}")
+    if ((${#optional[@]} != 0)); then
+        echo "Optional, not installed (only to regenerate test fixtures and for bench/ comparisons" \
+            "with PyTorch): ${optional[*]}"
+    fi
+}
+
+# Configures and builds strata. Usage: strata_build [BUILD_DIR [CMAKE_ARGS...]]; the default is
+# $ROOT/build as a Release build. Re-running it only rebuilds what changed.
+strata_build() {
+    local dir=${1:-"$ROOT/build"}
+    shift || true
+    local args=("$@")
+    ((${#args[@]} != 0)) || args=(-DCMAKE_BUILD_TYPE=Release)
+    cmake -S "$ROOT" -B "$dir" "${args[@]}" || {
+        echo "error: cmake could not configure $dir (see above)." >&2
+        return 1
+    }
+    cmake --build "$dir" -j"$(nproc)" || {
+        echo "error: the build in $dir failed (see above)." >&2
+        return 1
+    }
+}
+
+# OpenMPI's launcher refuses to run as root (CI runs as root in a container) unless told to.
+strata_mpi_env() {
+    if (($(id -u) == 0)); then
+        export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1}
+        export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
+    fi
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    set -euo pipefail
+    strata_step "Checking Debian packages"
+    strata_install_deps
+fi

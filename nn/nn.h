@@ -1,0 +1,347 @@
+/*
+ * nn: tensors, layers with forward and backward, models, the model zoo, losses,
+ * initialisation, and layer groups with their contiguous parameter and gradient slabs.
+ *
+ * nn knows nothing of MPI or HDF5. Every function that can fail returns 0 or a negative
+ * NN_E* code and leaves a message for nn_errmsg(). Nothing here calls exit().
+ */
+#ifndef STRATA_NN_H
+#define STRATA_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---------------------------------------------------------------------------------------
+ * Errors. One table gives every code its name and text (libuv style). The message of the
+ * last failure on this thread is kept in a thread-local buffer, like errno: it is the one
+ * piece of mutable state that is not passed in, because every caller needs it and it never
+ * changes results.
+ */
+#define NN_ERRNO_MAP(X)                                                  \
+    X(EINVAL, -1, "invalid argument")                                    \
+    X(ENOMEM, -2, "out of memory")                                       \
+    X(ESHAPE, -3, "shape mismatch")                                      \
+    X(EIO, -4, "input/output error")                                     \
+    X(EFORMAT, -5, "bad file format")                                    \
+    X(ERANGE, -6, "value out of range")                                  \
+    X(ENOTFOUND, -7, "not found")                                        \
+    X(EMPI, -8, "MPI error")                                             \
+    X(EHDF5, -9, "HDF5 error")                                           \
+    X(ESTATE, -10, "invalid state")
+
+enum {
+    NN_OK = 0,
+#define NN__ERR_ENUM(name, code, text) NN_##name = code,
+    NN_ERRNO_MAP(NN__ERR_ENUM)
+#undef NN__ERR_ENUM
+};
+
+/* Records a formatted message for the current thread and returns `code`, so that a failure
+ * reads `return nn_err(NN_EINVAL, "cut %d is out of range", cut);`. */
+int nn_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The message of the last nn_err() on this thread ("" if none). Never NULL. */
+const char *nn_errmsg(void);
+/* The fixed text of a code ("shape mismatch"); "unknown error" for an unknown code. */
+const char *nn_strerror(int code);
+/* The symbolic name of a code ("NN_ESHAPE"). */
+const char *nn_errname(int code);
+
+/* Always-on assert for invariants that are bugs when broken (not for bad input). */
+#define NN_ASSERT(cond)                                                                  \
+    do {                                                                                 \
+        if (!(cond)) nn__assert_fail(#cond, __FILE__, __LINE__);                         \
+    } while (0)
+void nn__assert_fail(const char *cond, const char *file, int line) __attribute__((noreturn));
+
+/* ---------------------------------------------------------------------------------------
+ * RNG: xoshiro256** seeded through splitmix64. State is explicit and small so it can be
+ * saved in a checkpoint and passed to whatever needs randomness.
+ */
+typedef struct nn_rng {
+    uint64_t s[4];
+} nn_rng;
+
+void nn_rng_seed(nn_rng *rng, uint64_t seed);
+uint64_t nn_rng_next(nn_rng *rng);
+/* Uniform in [0, 1). */
+double nn_rng_uniform(nn_rng *rng);
+/* Standard normal (Box-Muller, no cached second value so state alone defines the stream). */
+double nn_rng_normal(nn_rng *rng);
+/* Fills x[0..n) with U(lo, hi). */
+void nn_rng_fill_uniform(nn_rng *rng, float *x, size_t n, float lo, float hi);
+/* Fills x[0..n) with N(0, std^2). */
+void nn_rng_fill_normal(nn_rng *rng, float *x, size_t n, float std);
+
+/* ---------------------------------------------------------------------------------------
+ * Tensors: float32, NCHW. A 2-D tensor (N, F) is stored as (N, F, 1, 1). A tensor either
+ * owns its data (cap > 0) or is a view (cap == 0).
+ */
+typedef struct nn_tensor {
+    float *data;
+    int n, c, h, w;
+    size_t cap; /* elements allocated when owned, 0 for a view */
+} nn_tensor;
+
+static inline size_t nn_tensor_numel(const nn_tensor *t)
+{
+    return (size_t)t->n * t->c * t->h * t->w;
+}
+/* Makes t hold (n, c, h, w), reallocating only when it grows. Data is left uninitialised.
+ * Returns NN_ENOMEM or NN_ERANGE for a non-positive dimension. */
+int nn_tensor_resize(nn_tensor *t, int n, int c, int h, int w);
+/* Frees owned data and zeroes the struct; safe on a zeroed or view tensor. */
+void nn_tensor_free(nn_tensor *t);
+
+/* ---------------------------------------------------------------------------------------
+ * BLAS. One BLAS thread per process by default; STRATA_BLAS_THREADS overrides.
+ */
+/* Sets OpenBLAS's thread count: n > 0 is used as given, n == 0 reads STRATA_BLAS_THREADS
+ * (default 1). Returns the count in force. */
+int nn_blas_threads(int n);
+
+/* ---------------------------------------------------------------------------------------
+ * Layers. A layer is a small ops table plus its own struct that embeds nn_layer first.
+ * Containers (Sequential, residual blocks) hold children; parameters live in group slabs
+ * once the model is built (nn_param.data/grad are views).
+ */
+typedef struct nn_layer nn_layer;
+
+typedef struct nn_param {
+    char name[16];   /* "weight", "bias" */
+    int shape[4];    /* PyTorch's shape, unused dims 0 */
+    int ndim;
+    size_t numel;
+    float *data;     /* view into the group's parameter slab */
+    float *grad;     /* view into the group's gradient slab */
+    int group;       /* index of the owning layer group */
+    int is_bn;       /* BatchNorm affine parameter */
+    int is_bias;     /* a bias (no weight decay by default) */
+    int trainable;   /* set by nn_model_apply_groups: gradient computed and stored */
+    int init_kind;   /* how nn_model_init fills it (NN_INIT_*) */
+    float init_a;    /* parameter of the init (bound or std) */
+} nn_param;
+
+enum {
+    NN_INIT_UNIFORM = 0, /* U(-a, a) */
+    NN_INIT_NORMAL,      /* N(0, a^2) */
+    NN_INIT_CONST,       /* a */
+};
+
+typedef struct nn_buffer {
+    char name[24];   /* "running_mean", "running_var" */
+    size_t numel;
+    float *data;     /* owned by the layer */
+} nn_buffer;
+
+/* What forward needs besides the input: the RNG for dropout. */
+typedef struct nn_ctx {
+    nn_rng *rng;
+} nn_ctx;
+
+typedef struct nn_layer_ops {
+    const char *type; /* PyTorch class name: "Conv2d" */
+    /* Checks the per-sample input shape in[3] = (C, H, W) and sets l->out_shape. */
+    int (*infer)(nn_layer *l, const int in[3]);
+    /* y = f(x); the result is l->y, owned by the layer. x must stay alive until backward. */
+    int (*forward)(nn_layer *l, const nn_tensor *x, nn_ctx *ctx);
+    /* From dy (shape of l->y): accumulates gradients of trainable parameters and, when
+     * l->need_dx, writes l->dx (shape of the input). */
+    int (*backward)(nn_layer *l, const nn_tensor *dy);
+    /* PyTorch's extra_repr: the text between the parentheses ("3, 64, kernel_size=..."). */
+    int (*describe)(const nn_layer *l, char *buf, size_t len);
+    /* Frees what the layer's own struct owns (not children, params or tensors y/dx).
+     * May be NULL. */
+    void (*free)(nn_layer *l);
+    /* Containers: sets need_dx on the children (see nn_layer_plan_backward). NULL for
+     * leaves. */
+    void (*plan)(nn_layer *l);
+} nn_layer_ops;
+
+struct nn_layer {
+    const nn_layer_ops *ops;
+    char name[16];           /* name within the parent: "0", "conv1" */
+    nn_layer **kids;         /* children (containers only), owned */
+    int nkids;
+    nn_param *params;        /* owned array; data/grad are slab views */
+    int nparams;
+    nn_buffer *bufs;         /* owned array, e.g. BatchNorm running statistics */
+    int nbufs;
+    int in_shape[3];         /* (C, H, W) of one sample, set by infer */
+    int out_shape[3];
+    nn_tensor y;             /* output of the last forward, owned */
+    nn_tensor dx;            /* gradient w.r.t. the input, owned, valid when need_dx */
+    const nn_tensor *x;      /* input of the last forward, not owned */
+    int training;            /* training mode (BatchNorm batch statistics, dropout on) */
+    int need_dx;             /* backward must produce dx */
+    int any_trainable;       /* this layer or a descendant has a trainable parameter */
+};
+
+/* Frees a layer, its children, parameters, buffers and tensors. NULL is a no-op. */
+void nn_layer_free(nn_layer *l);
+/* Total parameter elements of a layer and its descendants. */
+size_t nn_layer_numel(const nn_layer *l);
+/* Runs infer through a layer (containers infer their children). */
+int nn_layer_infer(nn_layer *l, const int in[3]);
+/* Sets training mode on a layer and all descendants. */
+void nn_layer_set_training(nn_layer *l, int training);
+
+/* Constructors. Each returns 0 and sets *out, or a negative code for a bad size. The new
+ * layer holds parameter shapes but no memory until the model binds it to group slabs. */
+int nn_linear_new(nn_layer **out, int in_features, int out_features, int bias);
+int nn_conv2d_new(nn_layer **out, int in_ch, int out_ch, int kernel, int stride, int padding,
+                  int bias);
+int nn_batchnorm_new(nn_layer **out, int features, int dims /* 1 or 2 */);
+int nn_relu_new(nn_layer **out);
+int nn_maxpool2d_new(nn_layer **out, int kernel, int stride, int padding);
+int nn_avgpool2d_new(nn_layer **out, int kernel, int stride, int padding);
+int nn_adaptive_avgpool2d_new(nn_layer **out, int out_h, int out_w);
+int nn_adaptive_maxpool2d_new(nn_layer **out, int out_h, int out_w);
+int nn_adaptive_concatpool2d_new(nn_layer **out, int size);
+int nn_flatten_new(nn_layer **out);
+int nn_identity_new(nn_layer **out);
+int nn_dropout_new(nn_layer **out, float p);
+/* Sequential takes ownership of kids[0..n) (also on failure) and names them "0", "1"... */
+int nn_sequential_new(nn_layer **out, nn_layer **kids, int n);
+/* Appends a child (ownership passes, also on failure). */
+int nn_sequential_append(nn_layer *seq, nn_layer *kid);
+/* torchvision's BasicBlock / Bottleneck; a downsample (1x1 conv + BN) is added when the
+ * stride is not 1 or the channel count changes. */
+int nn_basicblock_new(nn_layer **out, int in_ch, int planes, int stride);
+int nn_bottleneck_new(nn_layer **out, int in_ch, int planes, int stride);
+
+/* Forward and backward through one layer, checking shapes against infer's result. */
+int nn_layer_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx);
+int nn_layer_backward(nn_layer *l, const nn_tensor *dy);
+
+/* Sets need_dx / any_trainable through a subtree from the params' trainable flags:
+ * a child needs dx when its parent does or when a child before it has trainable params. */
+void nn_layer_plan_backward(nn_layer *l, int need_dx);
+
+/* Binds every parameter of a standalone layer to freshly allocated slabs (one for data,
+ * one for grads, zeroed), marks all trainable, fills them with their init from rng, infers
+ * shapes from in = (C, H, W) and plans backward with need_dx = 1. For tests and benchmarks
+ * of single layers; models do this per group. The caller frees both slabs with free()
+ * after nn_layer_free. */
+int nn_layer_bind_standalone(nn_layer *l, const int in[3], nn_rng *rng, float **param_slab,
+                             float **grad_slab);
+
+/* ---------------------------------------------------------------------------------------
+ * Losses. Both return the mean loss in *loss and write dlogits/dpred scaled for that mean.
+ */
+/* logits (N, K), labels[N] in [0, K): cross-entropy of softmax, averaged over N. dlogits
+ * may be NULL. Returns NN_ERANGE for a label out of range. correct (may be NULL) gets the
+ * number of argmax hits. */
+int nn_cross_entropy(float *loss, nn_tensor *dlogits, int *correct, const nn_tensor *logits,
+                     const int32_t *labels);
+/* pred and target have the same numel; mean over all elements. dpred may be NULL. */
+int nn_mse(float *loss, nn_tensor *dpred, const nn_tensor *pred, const float *target);
+
+/* ---------------------------------------------------------------------------------------
+ * Models and layer groups. A model is body children plus a head; the body is cut into
+ * groups at child indices; the head is always the last group. Each group owns one
+ * contiguous parameter slab and one gradient slab.
+ */
+enum nn_head_kind {
+    NN_HEAD_DEFAULT = 0, /* the architecture's default */
+    NN_HEAD_FASTAI,      /* AdaptiveConcatPool2d, Flatten, BN1d, Dropout, Linear, ReLU, ... */
+    NN_HEAD_LINEAR,      /* [AdaptiveAvgPool2d(1),] Flatten, Linear(nf, classes) */
+    NN_HEAD_ORIGINAL,    /* the architecture's own classifier (torchvision's) */
+};
+
+#define NN_MAX_GROUPS 32
+#define NN_MAX_WIDTHS 16
+
+typedef struct nn_model_spec {
+    const char *arch;     /* "resnet34", "vgg16_bn", "mlp", "cnn", ... */
+    int in_c, in_h, in_w; /* input sample shape */
+    int classes;
+    int cut;              /* -1: the architecture's default */
+    int nsplit;           /* -1: default split; else split[0..nsplit) increasing */
+    int split[NN_MAX_GROUPS];
+    int head;             /* enum nn_head_kind */
+    int nwidths;          /* mlp hidden widths (0: default 1024, 1024) */
+    int widths[NN_MAX_WIDTHS];
+    int small_stem;       /* resnet: 3x3 stride-1 conv1 and no maxpool, for 28-32 px */
+    float head_ps[2];     /* fastai head dropouts, default 0.25 and 0.5 (negative: default) */
+} nn_model_spec;
+
+/* Fills a spec with defaults: arch NULL, 3x224x224, 1000 classes, defaults everywhere. */
+void nn_model_spec_default(nn_model_spec *spec);
+
+typedef struct nn_group {
+    int first, last;      /* body children [first, last]; the head group has first = last = -1 */
+    int is_head;
+    int frozen;
+    size_t numel;         /* parameter elements in the group */
+    float *param_slab;    /* numel floats, owned */
+    float *grad_slab;     /* numel floats, owned */
+    nn_param **params;    /* the group's parameters in slab order */
+    int nparams;
+} nn_group;
+
+typedef struct nn_model {
+    char arch[32];
+    int in_shape[3];
+    int classes;
+    int cut;
+    nn_layer *body;       /* Sequential of the body children, named "body" */
+    nn_layer *head;       /* Sequential, named "head" */
+    nn_group groups[NN_MAX_GROUPS];
+    int ngroups;
+    int train_bn;         /* BatchNorm in frozen groups trains (batch stats, affine grads) */
+    int training;
+    nn_tensor dlogits;
+} nn_model;
+
+/* Builds a model from a spec: architecture, cut, head, groups, slabs, initialisation from
+ * rng. On failure *out is NULL and the message names the offending value. Free with
+ * nn_model_free. */
+int nn_model_init(nn_model **out, const nn_model_spec *spec, nn_rng *rng);
+void nn_model_free(nn_model *m);
+
+/* Total parameter elements. */
+size_t nn_model_numel(const nn_model *m);
+/* Number of body children before the cut (the children groups refer to). */
+int nn_model_body_children(const nn_model *m);
+
+/* fastai's freeze_to: groups [0, n) frozen, the rest trainable; negative n counts from the
+ * end. Returns NN_ERANGE for |n| beyond the group count. *warning (may be NULL) is set to 1
+ * when the call has no effect because the model has one group. */
+int nn_model_freeze_to(nn_model *m, int n, int *warning);
+/* Sets one group's frozen flag. */
+int nn_model_set_frozen(nn_model *m, int group, int frozen);
+/* train_bn: BatchNorm in frozen groups keeps training (fastai v1/v2's default) instead of
+ * being fixed in eval mode (fastai 0.7's, and strata's default). */
+void nn_model_set_train_bn(nn_model *m, int train_bn);
+/* Training or eval mode; frozen groups' BatchNorm stays in eval unless train_bn. */
+void nn_model_set_training(nn_model *m, int training);
+
+/* Forward of a batch x (N, C, H, W); returns the logits tensor (owned by the model). */
+int nn_model_forward(const nn_tensor **logits, nn_model *m, const nn_tensor *x, nn_ctx *ctx);
+/* Backward from dlogits: accumulates into the grad slabs of trainable groups only and
+ * stops below the lowest trainable parameter. */
+int nn_model_backward(nn_model *m, const nn_tensor *dlogits);
+/* Zeroes the gradients of trainable parameters (frozen groups' slabs are not touched). */
+void nn_model_zero_grad(nn_model *m);
+
+/* Visits every parameter with its full PyTorch name ("body.4.0.conv1.weight"). Stops and
+ * returns the callback's value when it is non-zero. */
+typedef int (*nn_param_visit_fn)(void *ud, const char *name, nn_param *p);
+int nn_model_visit_params(nn_model *m, nn_param_visit_fn fn, void *ud);
+typedef int (*nn_buffer_visit_fn)(void *ud, const char *name, nn_buffer *b);
+int nn_model_visit_buffers(nn_model *m, nn_buffer_visit_fn fn, void *ud);
+/* The same for a standalone layer; prefix may be "" */
+int nn_layer_visit_params(nn_layer *l, const char *prefix, nn_param_visit_fn fn, void *ud);
+int nn_layer_visit_buffers(nn_layer *l, const char *prefix, nn_buffer_visit_fn fn, void *ud);
+
+/* Prints the model as PyTorch prints a module, with group boundaries and per-group
+ * parameter counts marked between the children. */
+int nn_model_print(const nn_model *m, FILE *f);
+/* Prints one layer subtree in PyTorch's format at the given indent. */
+int nn_layer_print(const nn_layer *l, FILE *f, int indent);
+
+/* The architectures the zoo knows, NULL-terminated, and their default cut and split. */
+extern const char *const nn_zoo_names[];
+
+#endif /* STRATA_NN_H */

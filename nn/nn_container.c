@@ -1,0 +1,373 @@
+/* What every layer shares (allocation, freeing, shape checks, backward planning, parameter
+ * visits) and the Sequential container. */
+#include "nn/nn_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- shared layer plumbing ------------------------------------------------------------ */
+
+nn_layer *nn__layer_alloc(size_t size, const nn_layer_ops *ops, int nparams, int nbufs)
+{
+    nn_layer *l = calloc(1, size);
+    if (!l) return NULL;
+    l->ops = ops;
+    if (nparams) {
+        l->params = calloc((size_t)nparams, sizeof(nn_param));
+        if (!l->params) {
+            free(l);
+            return NULL;
+        }
+        l->nparams = nparams;
+    }
+    if (nbufs) {
+        l->bufs = calloc((size_t)nbufs, sizeof(nn_buffer));
+        if (!l->bufs) {
+            free(l->params);
+            free(l);
+            return NULL;
+        }
+        l->nbufs = nbufs;
+    }
+    l->training = 1;
+    l->need_dx = 1;
+    return l;
+}
+
+void nn__param_decl(nn_layer *l, int i, const char *name, int ndim, const int *shape,
+                    int init_kind, float init_a)
+{
+    nn_param *p = &l->params[i];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        p->shape[d] = shape[d];
+        p->numel *= (size_t)shape[d];
+    }
+    p->init_kind = init_kind;
+    p->init_a = init_a;
+    p->is_bias = strcmp(name, "bias") == 0;
+    p->trainable = 1;
+}
+
+int nn__buffer_decl(nn_layer *l, int i, const char *name, size_t numel, float value)
+{
+    nn_buffer *b = &l->bufs[i];
+    snprintf(b->name, sizeof b->name, "%s", name);
+    b->numel = numel;
+    b->data = malloc(numel * sizeof(float));
+    if (!b->data) return nn_err(NN_ENOMEM, "cannot allocate buffer %s (%zu floats)", name, numel);
+    for (size_t k = 0; k < numel; k++) b->data[k] = value;
+    return 0;
+}
+
+int nn__layer_set_kids(nn_layer *l, nn_layer **kids, int n)
+{
+    l->kids = calloc((size_t)(n > 0 ? n : 1), sizeof(nn_layer *));
+    if (!l->kids) {
+        for (int i = 0; i < n; i++) nn_layer_free(kids[i]);
+        return nn_err(NN_ENOMEM, "cannot allocate %d children", n);
+    }
+    for (int i = 0; i < n; i++) l->kids[i] = kids[i];
+    l->nkids = n;
+    return 0;
+}
+
+int nn__layer_resize_y(nn_layer *l, int n)
+{
+    return nn_tensor_resize(&l->y, n, l->out_shape[0], l->out_shape[1], l->out_shape[2]);
+}
+
+int nn__layer_resize_dx(nn_layer *l, int n)
+{
+    return nn_tensor_resize(&l->dx, n, l->in_shape[0], l->in_shape[1], l->in_shape[2]);
+}
+
+void nn_layer_free(nn_layer *l)
+{
+    if (!l) return;
+    for (int i = 0; i < l->nkids; i++) nn_layer_free(l->kids[i]);
+    free(l->kids);
+    if (l->ops->free) l->ops->free(l);
+    for (int i = 0; i < l->nbufs; i++) free(l->bufs[i].data);
+    free(l->bufs);
+    free(l->params);
+    nn_tensor_free(&l->y);
+    nn_tensor_free(&l->dx);
+    free(l);
+}
+
+size_t nn_layer_numel(const nn_layer *l)
+{
+    size_t n = 0;
+    for (int i = 0; i < l->nparams; i++) n += l->params[i].numel;
+    for (int i = 0; i < l->nkids; i++) n += nn_layer_numel(l->kids[i]);
+    return n;
+}
+
+int nn_layer_infer(nn_layer *l, const int in[3])
+{
+    for (int d = 0; d < 3; d++) {
+        if (in[d] <= 0)
+            return nn_err(NN_ESHAPE, "%s got an empty input (%d, %d, %d)", l->ops->type, in[0],
+                          in[1], in[2]);
+        l->in_shape[d] = in[d];
+    }
+    return l->ops->infer(l, in);
+}
+
+void nn_layer_set_training(nn_layer *l, int training)
+{
+    l->training = training;
+    for (int i = 0; i < l->nkids; i++) nn_layer_set_training(l->kids[i], training);
+}
+
+int nn_layer_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
+{
+    if (x->c != l->in_shape[0] || x->h != l->in_shape[1] || x->w != l->in_shape[2])
+        return nn_err(NN_ESHAPE, "%s expects input (N, %d, %d, %d), got (%d, %d, %d, %d)",
+                      l->ops->type, l->in_shape[0], l->in_shape[1], l->in_shape[2], x->n, x->c,
+                      x->h, x->w);
+    if (x->n <= 0) return nn_err(NN_ESHAPE, "%s got a batch of %d samples", l->ops->type, x->n);
+    l->x = x;
+    return l->ops->forward(l, x, ctx);
+}
+
+int nn_layer_backward(nn_layer *l, const nn_tensor *dy)
+{
+    if (!l->x) return nn_err(NN_ESTATE, "%s: backward without forward", l->ops->type);
+    if (dy->n != l->x->n || dy->c != l->out_shape[0] || dy->h != l->out_shape[1] ||
+        dy->w != l->out_shape[2])
+        return nn_err(NN_ESHAPE, "%s backward expects dy (%d, %d, %d, %d), got (%d, %d, %d, %d)",
+                      l->ops->type, l->x->n, l->out_shape[0], l->out_shape[1], l->out_shape[2],
+                      dy->n, dy->c, dy->h, dy->w);
+    return l->ops->backward(l, dy);
+}
+
+int nn__subtree_trainable(const nn_layer *l)
+{
+    for (int i = 0; i < l->nparams; i++)
+        if (l->params[i].trainable) return 1;
+    for (int i = 0; i < l->nkids; i++)
+        if (nn__subtree_trainable(l->kids[i])) return 1;
+    return 0;
+}
+
+void nn_layer_plan_backward(nn_layer *l, int need_dx)
+{
+    l->need_dx = need_dx;
+    l->any_trainable = nn__subtree_trainable(l);
+    if (l->ops->plan) l->ops->plan(l);
+}
+
+/* ---- parameter and buffer visits ------------------------------------------------------ */
+
+static void nn__join(char *out, size_t len, const char *prefix, const char *name)
+{
+    if (prefix[0])
+        snprintf(out, len, "%s.%s", prefix, name);
+    else
+        snprintf(out, len, "%s", name);
+}
+
+int nn_layer_visit_params(nn_layer *l, const char *prefix, nn_param_visit_fn fn, void *ud)
+{
+    char name[256];
+    for (int i = 0; i < l->nparams; i++) {
+        nn__join(name, sizeof name, prefix, l->params[i].name);
+        int rc = fn(ud, name, &l->params[i]);
+        if (rc) return rc;
+    }
+    for (int i = 0; i < l->nkids; i++) {
+        nn__join(name, sizeof name, prefix, l->kids[i]->name);
+        int rc = nn_layer_visit_params(l->kids[i], name, fn, ud);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int nn_layer_visit_buffers(nn_layer *l, const char *prefix, nn_buffer_visit_fn fn, void *ud)
+{
+    char name[256];
+    for (int i = 0; i < l->nbufs; i++) {
+        nn__join(name, sizeof name, prefix, l->bufs[i].name);
+        int rc = fn(ud, name, &l->bufs[i]);
+        if (rc) return rc;
+    }
+    for (int i = 0; i < l->nkids; i++) {
+        nn__join(name, sizeof name, prefix, l->kids[i]->name);
+        int rc = nn_layer_visit_buffers(l->kids[i], name, fn, ud);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ---- standalone binding (tests, benchmarks) ------------------------------------------- */
+
+typedef struct {
+    float *data, *grad;
+    size_t off;
+    nn_rng *rng;
+} nn__bind_ctx;
+
+/* Fills a parameter from its declared init. */
+void nn__param_init(nn_param *p, nn_rng *rng)
+{
+    switch (p->init_kind) {
+    case NN_INIT_UNIFORM:
+        nn_rng_fill_uniform(rng, p->data, p->numel, -p->init_a, p->init_a);
+        break;
+    case NN_INIT_NORMAL:
+        nn_rng_fill_normal(rng, p->data, p->numel, p->init_a);
+        break;
+    default:
+        for (size_t i = 0; i < p->numel; i++) p->data[i] = p->init_a;
+    }
+}
+
+static int nn__bind_one(void *ud, const char *name, nn_param *p)
+{
+    nn__bind_ctx *c = ud;
+    p->data = c->data + c->off;
+    p->grad = c->grad + c->off;
+    p->trainable = 1;
+    c->off += p->numel;
+    nn__param_init(p, c->rng);
+    return 0;
+}
+
+int nn_layer_bind_standalone(nn_layer *l, const int in[3], nn_rng *rng, float **param_slab,
+                             float **grad_slab)
+{
+    *param_slab = *grad_slab = NULL;
+    int rc = nn_layer_infer(l, in);
+    if (rc) return rc;
+    size_t n = nn_layer_numel(l);
+    float *data = calloc(n ? n : 1, sizeof(float));
+    float *grad = calloc(n ? n : 1, sizeof(float));
+    if (!data || !grad) {
+        free(data);
+        free(grad);
+        return nn_err(NN_ENOMEM, "cannot allocate slabs of %zu parameters", n);
+    }
+    nn__bind_ctx c = {data, grad, 0, rng};
+    nn_layer_visit_params(l, "", nn__bind_one, &c);
+    nn_layer_plan_backward(l, 1);
+    *param_slab = data;
+    *grad_slab = grad;
+    return 0;
+}
+
+/* ---- Sequential ----------------------------------------------------------------------- */
+
+static int seq_infer(nn_layer *l, const int in[3])
+{
+    int shape[3] = {in[0], in[1], in[2]};
+    for (int i = 0; i < l->nkids; i++) {
+        int rc = nn_layer_infer(l->kids[i], shape);
+        if (rc) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", nn_errmsg());
+            return nn_err(rc, "child (%s): %s", l->kids[i]->name, msg);
+        }
+        memcpy(shape, l->kids[i]->out_shape, sizeof shape);
+    }
+    memcpy(l->out_shape, shape, sizeof shape);
+    return 0;
+}
+
+static int seq_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
+{
+    const nn_tensor *h = x;
+    for (int i = 0; i < l->nkids; i++) {
+        int rc = nn_layer_forward(l->kids[i], h, ctx);
+        if (rc) return rc;
+        h = &l->kids[i]->y;
+    }
+    nn__tensor_view(&l->y, h, h->n, h->c, h->h, h->w);
+    return 0;
+}
+
+static int seq_backward(nn_layer *l, const nn_tensor *dy)
+{
+    const nn_tensor *g = dy;
+    int i;
+    for (i = l->nkids - 1; i >= 0; i--) {
+        nn_layer *k = l->kids[i];
+        if (!k->any_trainable && !k->need_dx) break; /* nothing below needs a gradient */
+        int rc = nn_layer_backward(k, g);
+        if (rc) return rc;
+        if (!k->need_dx) break;
+        g = &k->dx;
+    }
+    if (l->need_dx) {
+        if (l->nkids == 0)
+            nn__tensor_view(&l->dx, dy, dy->n, dy->c, dy->h, dy->w);
+        else
+            nn__tensor_view(&l->dx, g, g->n, g->c, g->h, g->w);
+    }
+    return 0;
+}
+
+static void seq_plan(nn_layer *l)
+{
+    int below = 0; /* a child before i has a trainable parameter */
+    int trainable_before[l->nkids > 0 ? l->nkids : 1];
+    for (int i = 0; i < l->nkids; i++) {
+        trainable_before[i] = below;
+        below |= nn__subtree_trainable(l->kids[i]);
+    }
+    for (int i = 0; i < l->nkids; i++)
+        nn_layer_plan_backward(l->kids[i], l->need_dx || trainable_before[i]);
+}
+
+static int seq_describe(const nn_layer *l, char *buf, size_t len)
+{
+    if (len) buf[0] = '\0';
+    return 0;
+}
+
+static const nn_layer_ops seq_ops = {
+    .type = "Sequential",
+    .infer = seq_infer,
+    .forward = seq_forward,
+    .backward = seq_backward,
+    .describe = seq_describe,
+    .plan = seq_plan,
+};
+
+int nn_sequential_new(nn_layer **out, nn_layer **kids, int n)
+{
+    *out = NULL;
+    nn_layer *l = nn__layer_alloc(sizeof(nn_layer), &seq_ops, 0, 0);
+    if (!l) {
+        for (int i = 0; i < n; i++) nn_layer_free(kids[i]);
+        return nn_err(NN_ENOMEM, "cannot allocate Sequential");
+    }
+    int rc = nn__layer_set_kids(l, kids, n);
+    if (rc) {
+        free(l);
+        return rc;
+    }
+    for (int i = 0; i < n; i++) snprintf(kids[i]->name, sizeof kids[i]->name, "%d", i);
+    *out = l;
+    return 0;
+}
+
+int nn_sequential_append(nn_layer *seq, nn_layer *kid)
+{
+    if (seq->ops != &seq_ops) {
+        nn_layer_free(kid);
+        return nn_err(NN_EINVAL, "cannot append to a %s", seq->ops->type);
+    }
+    nn_layer **k = realloc(seq->kids, (size_t)(seq->nkids + 1) * sizeof *k);
+    if (!k) {
+        nn_layer_free(kid);
+        return nn_err(NN_ENOMEM, "cannot grow Sequential");
+    }
+    seq->kids = k;
+    snprintf(kid->name, sizeof kid->name, "%d", seq->nkids);
+    seq->kids[seq->nkids++] = kid;
+    return 0;
+}

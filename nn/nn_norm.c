@@ -1,0 +1,196 @@
+/* BatchNorm1d and BatchNorm2d: one implementation over (N, C, L) with L = H * W. Training
+ * mode normalises with the batch's biased variance and moves the running statistics by
+ * momentum 0.1 (running_var takes the unbiased variance, as PyTorch does); eval mode uses
+ * the running statistics. Sums are accumulated in double. */
+#include "nn/nn_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    nn_layer base;
+    int features, dims;
+    float eps, momentum;
+    long long num_batches_tracked;
+    float *mean, *invstd; /* (C) statistics used by the last forward */
+    int used_batch_stats; /* whether the last forward normalised with batch statistics */
+} nn_bn;
+
+static int bn_infer(nn_layer *l, const int in[3])
+{
+    nn_bn *B = (nn_bn *)l;
+    if (in[0] != B->features || (B->dims == 1 && in[1] != 1))
+        return nn_err(NN_ESHAPE, "BatchNorm%dd(%d) got input of shape (%d, %d, %d)", B->dims,
+                      B->features, in[0], in[1], in[2]);
+    memcpy(l->out_shape, in, sizeof l->out_shape);
+    return 0;
+}
+
+static int bn_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
+{
+    nn_bn *B = (nn_bn *)l;
+    const int N = x->n, C = B->features;
+    const size_t L = (size_t)x->h * x->w;
+    const size_t M = (size_t)N * L;
+    int rc = nn__layer_resize_y(l, N);
+    if (rc) return rc;
+    float *rm = l->bufs[0].data, *rv = l->bufs[1].data;
+    const float *gamma = l->params[0].data, *beta = l->params[1].data;
+    B->used_batch_stats = l->training;
+    if (l->training) {
+        if (M < 2)
+            return nn_err(NN_ESHAPE,
+                          "BatchNorm%dd(%d) in training mode needs more than 1 value per channel, "
+                          "got input (%d, %d, %d, %d)",
+                          B->dims, C, N, x->c, x->h, x->w);
+        for (int c = 0; c < C; c++) {
+            double s = 0.0, s2 = 0.0;
+            for (int n = 0; n < N; n++) {
+                const float *xc = x->data + ((size_t)n * C + c) * L;
+                for (size_t i = 0; i < L; i++) s += xc[i];
+            }
+            double mean = s / (double)M;
+            for (int n = 0; n < N; n++) {
+                const float *xc = x->data + ((size_t)n * C + c) * L;
+                for (size_t i = 0; i < L; i++) {
+                    double d = xc[i] - mean;
+                    s2 += d * d;
+                }
+            }
+            double var = s2 / (double)M;
+            B->mean[c] = (float)mean;
+            B->invstd[c] = (float)(1.0 / sqrt(var + B->eps));
+            rm[c] = (float)((1.0 - B->momentum) * rm[c] + B->momentum * mean);
+            rv[c] = (float)((1.0 - B->momentum) * rv[c] +
+                            B->momentum * var * (double)M / (double)(M - 1));
+        }
+        B->num_batches_tracked++;
+    } else {
+        for (int c = 0; c < C; c++) {
+            B->mean[c] = rm[c];
+            B->invstd[c] = (float)(1.0 / sqrt((double)rv[c] + B->eps));
+        }
+    }
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const float *xc = x->data + ((size_t)n * C + c) * L;
+            float *yc = l->y.data + ((size_t)n * C + c) * L;
+            float scale = gamma[c] * B->invstd[c];
+            float shift = beta[c] - B->mean[c] * scale;
+            for (size_t i = 0; i < L; i++) yc[i] = xc[i] * scale + shift;
+        }
+    return 0;
+}
+
+static int bn_backward(nn_layer *l, const nn_tensor *dy)
+{
+    nn_bn *B = (nn_bn *)l;
+    const nn_tensor *x = l->x;
+    const int N = x->n, C = B->features;
+    const size_t L = (size_t)x->h * x->w;
+    const double M = (double)N * (double)L;
+    nn_param *gp = &l->params[0], *bp = &l->params[1];
+    if (l->need_dx) {
+        int rc = nn__layer_resize_dx(l, N);
+        if (rc) return rc;
+    }
+    for (int c = 0; c < C; c++) {
+        double sdy = 0.0, sdyx = 0.0; /* sum(dy), sum(dy * xhat) */
+        const float mean = B->mean[c], invstd = B->invstd[c];
+        for (int n = 0; n < N; n++) {
+            const float *xc = x->data + ((size_t)n * C + c) * L;
+            const float *gc = dy->data + ((size_t)n * C + c) * L;
+            for (size_t i = 0; i < L; i++) {
+                sdy += gc[i];
+                sdyx += gc[i] * ((xc[i] - mean) * invstd);
+            }
+        }
+        if (gp->trainable) gp->grad[c] += (float)sdyx;
+        if (bp->trainable) bp->grad[c] += (float)sdy;
+        if (!l->need_dx) continue;
+        const float g = gp->data[c] * invstd;
+        if (B->used_batch_stats) {
+            /* dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
+            const float mdy = (float)(sdy / M), mdyx = (float)(sdyx / M);
+            for (int n = 0; n < N; n++) {
+                const float *xc = x->data + ((size_t)n * C + c) * L;
+                const float *gc = dy->data + ((size_t)n * C + c) * L;
+                float *dc = l->dx.data + ((size_t)n * C + c) * L;
+                for (size_t i = 0; i < L; i++)
+                    dc[i] = g * (gc[i] - mdy - (xc[i] - mean) * invstd * mdyx);
+            }
+        } else {
+            for (int n = 0; n < N; n++) {
+                const float *gc = dy->data + ((size_t)n * C + c) * L;
+                float *dc = l->dx.data + ((size_t)n * C + c) * L;
+                for (size_t i = 0; i < L; i++) dc[i] = g * gc[i];
+            }
+        }
+    }
+    return 0;
+}
+
+static int bn_describe(const nn_layer *l, char *buf, size_t len)
+{
+    const nn_bn *B = (const nn_bn *)l;
+    return snprintf(buf, len, "%d, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True",
+                    B->features);
+}
+
+static void bn_free(nn_layer *l)
+{
+    nn_bn *B = (nn_bn *)l;
+    free(B->mean);
+    free(B->invstd);
+}
+
+static const nn_layer_ops bn1d_ops = {
+    .type = "BatchNorm1d",
+    .infer = bn_infer,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .describe = bn_describe,
+    .free = bn_free,
+};
+
+static const nn_layer_ops bn2d_ops = {
+    .type = "BatchNorm2d",
+    .infer = bn_infer,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .describe = bn_describe,
+    .free = bn_free,
+};
+
+int nn_batchnorm_new(nn_layer **out, int features, int dims)
+{
+    *out = NULL;
+    if (features <= 0 || (dims != 1 && dims != 2))
+        return nn_err(NN_ERANGE, "BatchNorm%dd(%d): features must be positive and dims 1 or 2",
+                      dims, features);
+    nn_layer *l = nn__layer_alloc(sizeof(nn_bn), dims == 1 ? &bn1d_ops : &bn2d_ops, 2, 2);
+    if (!l) return nn_err(NN_ENOMEM, "cannot allocate BatchNorm");
+    nn_bn *B = (nn_bn *)l;
+    B->features = features;
+    B->dims = dims;
+    B->eps = 1e-5f;
+    B->momentum = 0.1f;
+    B->mean = calloc((size_t)features, sizeof(float));
+    B->invstd = calloc((size_t)features, sizeof(float));
+    if (!B->mean || !B->invstd || nn__buffer_decl(l, 0, "running_mean", features, 0.0f) ||
+        nn__buffer_decl(l, 1, "running_var", features, 1.0f)) {
+        nn_layer_free(l);
+        return nn_err(NN_ENOMEM, "cannot allocate BatchNorm%dd(%d)", dims, features);
+    }
+    nn__param_decl(l, 0, "weight", 1, &features, NN_INIT_CONST, 1.0f);
+    nn__param_decl(l, 1, "bias", 1, &features, NN_INIT_CONST, 0.0f);
+    l->params[0].is_bn = l->params[1].is_bn = 1;
+    *out = l;
+    return 0;
+}
+
+int nn_layer_is_batchnorm(const nn_layer *l)
+{
+    return l->ops == &bn1d_ops || l->ops == &bn2d_ops;
+}

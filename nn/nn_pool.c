@@ -1,0 +1,345 @@
+/* Pooling: MaxPool2d, AvgPool2d (count_include_pad, PyTorch's default), AdaptiveAvgPool2d,
+ * AdaptiveMaxPool2d, and fastai's AdaptiveConcatPool2d (max and average side by side). */
+#include "nn/nn_internal.h"
+
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { POOL_MAX, POOL_AVG, POOL_AMAX, POOL_AAVG };
+
+typedef struct {
+    nn_layer base;
+    int kind;
+    int k, s, p;    /* fixed windows */
+    int oh, ow;     /* adaptive: requested output size; fixed: computed */
+    int scalar_repr; /* adaptive: print output_size=1 rather than (1, 1), as fastai builds it */
+    int *argmax;    /* max pools: flat input index per output element */
+    size_t argcap;
+} nn_pool;
+
+static int pool_infer(nn_layer *l, const int in[3])
+{
+    nn_pool *P = (nn_pool *)l;
+    if (P->kind == POOL_MAX || P->kind == POOL_AVG) {
+        if (in[1] + 2 * P->p < P->k || in[2] + 2 * P->p < P->k)
+            return nn_err(NN_ESHAPE, "%s(kernel_size=%d, padding=%d): input %dx%d is too small",
+                          l->ops->type, P->k, P->p, in[1], in[2]);
+        P->oh = (in[1] + 2 * P->p - P->k) / P->s + 1;
+        P->ow = (in[2] + 2 * P->p - P->k) / P->s + 1;
+    }
+    l->out_shape[0] = in[0];
+    l->out_shape[1] = P->oh;
+    l->out_shape[2] = P->ow;
+    return 0;
+}
+
+/* Adaptive windows, as PyTorch computes them: [floor(i*H/O), ceil((i+1)*H/O)). */
+static inline int ad_start(int i, int in, int out)
+{
+    return (int)(((long)i * in) / out);
+}
+static inline int ad_end(int i, int in, int out)
+{
+    return (int)(((long)(i + 1) * in + out - 1) / out);
+}
+
+static int pool_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
+{
+    nn_pool *P = (nn_pool *)l;
+    int rc = nn__layer_resize_y(l, x->n);
+    if (rc) return rc;
+    const int H = x->h, W = x->w, OH = P->oh, OW = P->ow;
+    const size_t planes = (size_t)x->n * x->c;
+    const int is_max = P->kind == POOL_MAX || P->kind == POOL_AMAX;
+    if (is_max) {
+        size_t need = nn_tensor_numel(&l->y);
+        if (need > P->argcap) {
+            int *a = realloc(P->argmax, need * sizeof(int));
+            if (!a) return nn_err(NN_ENOMEM, "%s: cannot allocate indices", l->ops->type);
+            P->argmax = a;
+            P->argcap = need;
+        }
+    }
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xp = x->data + pl * H * W;
+        float *yp = l->y.data + pl * OH * OW;
+        int *ap = is_max ? P->argmax + pl * OH * OW : NULL;
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                int y0, y1, x0, x1;
+                float div;
+                if (P->kind == POOL_MAX || P->kind == POOL_AVG) {
+                    y0 = oy * P->s - P->p;
+                    x0 = ox * P->s - P->p;
+                    y1 = y0 + P->k;
+                    x1 = x0 + P->k;
+                    div = (float)(P->k * P->k);
+                    if (y0 < 0) y0 = 0;
+                    if (x0 < 0) x0 = 0;
+                    if (y1 > H) y1 = H;
+                    if (x1 > W) x1 = W;
+                } else {
+                    y0 = ad_start(oy, H, OH);
+                    y1 = ad_end(oy, H, OH);
+                    x0 = ad_start(ox, W, OW);
+                    x1 = ad_end(ox, W, OW);
+                    div = (float)((y1 - y0) * (x1 - x0));
+                }
+                if (is_max) {
+                    float best = -FLT_MAX;
+                    int bi = y0 * W + x0;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++) {
+                            float v = xp[iy * W + ix];
+                            if (v > best) {
+                                best = v;
+                                bi = iy * W + ix;
+                            }
+                        }
+                    yp[oy * OW + ox] = best;
+                    ap[oy * OW + ox] = bi;
+                } else {
+                    float acc = 0.0f;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++) acc += xp[iy * W + ix];
+                    yp[oy * OW + ox] = acc / div;
+                }
+            }
+    }
+    return 0;
+}
+
+static int pool_backward(nn_layer *l, const nn_tensor *dy)
+{
+    nn_pool *P = (nn_pool *)l;
+    if (!l->need_dx) return 0;
+    int rc = nn__layer_resize_dx(l, dy->n);
+    if (rc) return rc;
+    memset(l->dx.data, 0, sizeof(float) * nn_tensor_numel(&l->dx));
+    const int H = l->in_shape[1], W = l->in_shape[2], OH = P->oh, OW = P->ow;
+    const size_t planes = (size_t)dy->n * dy->c;
+    const int is_max = P->kind == POOL_MAX || P->kind == POOL_AMAX;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *gp = dy->data + pl * OH * OW;
+        float *dp = l->dx.data + pl * H * W;
+        if (is_max) {
+            const int *ap = P->argmax + pl * OH * OW;
+            for (int i = 0; i < OH * OW; i++) dp[ap[i]] += gp[i];
+            continue;
+        }
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                int y0, y1, x0, x1;
+                float div;
+                if (P->kind == POOL_AVG) {
+                    y0 = oy * P->s - P->p;
+                    x0 = ox * P->s - P->p;
+                    y1 = y0 + P->k;
+                    x1 = x0 + P->k;
+                    div = (float)(P->k * P->k);
+                    if (y0 < 0) y0 = 0;
+                    if (x0 < 0) x0 = 0;
+                    if (y1 > H) y1 = H;
+                    if (x1 > W) x1 = W;
+                } else {
+                    y0 = ad_start(oy, H, OH);
+                    y1 = ad_end(oy, H, OH);
+                    x0 = ad_start(ox, W, OW);
+                    x1 = ad_end(ox, W, OW);
+                    div = (float)((y1 - y0) * (x1 - x0));
+                }
+                float g = gp[oy * OW + ox] / div;
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++) dp[iy * W + ix] += g;
+            }
+    }
+    return 0;
+}
+
+static int pool_describe(const nn_layer *l, char *buf, size_t len)
+{
+    const nn_pool *P = (const nn_pool *)l;
+    switch (P->kind) {
+    case POOL_MAX:
+        return snprintf(buf, len, "kernel_size=%d, stride=%d, padding=%d, dilation=1, ceil_mode=False",
+                        P->k, P->s, P->p);
+    case POOL_AVG:
+        return snprintf(buf, len, "kernel_size=%d, stride=%d, padding=%d", P->k, P->s, P->p);
+    default:
+        if (P->scalar_repr) return snprintf(buf, len, "output_size=%d", P->oh);
+        return snprintf(buf, len, "output_size=(%d, %d)", P->oh, P->ow);
+    }
+}
+
+static void pool_free(nn_layer *l)
+{
+    free(((nn_pool *)l)->argmax);
+}
+
+#define POOL_OPS(var, name)                                                                    \
+    static const nn_layer_ops var = {                                                          \
+        .type = name,                                                                          \
+        .infer = pool_infer,                                                                   \
+        .forward = pool_forward,                                                               \
+        .backward = pool_backward,                                                             \
+        .describe = pool_describe,                                                             \
+        .free = pool_free,                                                                     \
+    }
+POOL_OPS(maxpool_ops, "MaxPool2d");
+POOL_OPS(avgpool_ops, "AvgPool2d");
+POOL_OPS(amaxpool_ops, "AdaptiveMaxPool2d");
+POOL_OPS(aavgpool_ops, "AdaptiveAvgPool2d");
+
+static int pool_new(nn_layer **out, const nn_layer_ops *ops, int kind, int k, int s, int p, int oh,
+                    int ow)
+{
+    *out = NULL;
+    if (kind == POOL_MAX || kind == POOL_AVG) {
+        if (k <= 0 || s <= 0 || p < 0 || 2 * p > k)
+            return nn_err(NN_ERANGE,
+                          "%s(kernel_size=%d, stride=%d, padding=%d): kernel and stride must be "
+                          "positive and padding at most half the kernel",
+                          ops->type, k, s, p);
+    } else if (oh <= 0 || ow <= 0) {
+        return nn_err(NN_ERANGE, "%s(output_size=(%d, %d)): sizes must be positive", ops->type, oh,
+                      ow);
+    }
+    nn_layer *l = nn__layer_alloc(sizeof(nn_pool), ops, 0, 0);
+    if (!l) return nn_err(NN_ENOMEM, "cannot allocate %s", ops->type);
+    nn_pool *P = (nn_pool *)l;
+    P->kind = kind;
+    P->k = k;
+    P->s = s;
+    P->p = p;
+    P->oh = oh;
+    P->ow = ow;
+    *out = l;
+    return 0;
+}
+
+int nn_maxpool2d_new(nn_layer **out, int kernel, int stride, int padding)
+{
+    return pool_new(out, &maxpool_ops, POOL_MAX, kernel, stride, padding, 0, 0);
+}
+
+int nn_avgpool2d_new(nn_layer **out, int kernel, int stride, int padding)
+{
+    return pool_new(out, &avgpool_ops, POOL_AVG, kernel, stride, padding, 0, 0);
+}
+
+int nn_adaptive_avgpool2d_new(nn_layer **out, int out_h, int out_w)
+{
+    return pool_new(out, &aavgpool_ops, POOL_AAVG, 0, 0, 0, out_h, out_w);
+}
+
+int nn_adaptive_maxpool2d_new(nn_layer **out, int out_h, int out_w)
+{
+    return pool_new(out, &amaxpool_ops, POOL_AMAX, 0, 0, 0, out_h, out_w);
+}
+
+/* ---- AdaptiveConcatPool2d: cat([max, avg], channels), children (ap) and (mp) ----------- */
+
+static int concat_infer(nn_layer *l, const int in[3])
+{
+    for (int i = 0; i < 2; i++) {
+        int rc = nn_layer_infer(l->kids[i], in);
+        if (rc) return rc;
+    }
+    l->out_shape[0] = 2 * in[0];
+    l->out_shape[1] = l->kids[0]->out_shape[1];
+    l->out_shape[2] = l->kids[0]->out_shape[2];
+    return 0;
+}
+
+static int concat_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
+{
+    nn_layer *ap = l->kids[0], *mp = l->kids[1];
+    int rc = nn_layer_forward(ap, x, ctx);
+    if (!rc) rc = nn_layer_forward(mp, x, ctx);
+    if (!rc) rc = nn__layer_resize_y(l, x->n);
+    if (rc) return rc;
+    const size_t per = (size_t)ap->out_shape[0] * ap->out_shape[1] * ap->out_shape[2];
+    for (int n = 0; n < x->n; n++) {
+        memcpy(l->y.data + (2 * n) * per, mp->y.data + n * per, per * sizeof(float));
+        memcpy(l->y.data + (2 * n + 1) * per, ap->y.data + n * per, per * sizeof(float));
+    }
+    return 0;
+}
+
+static int concat_backward(nn_layer *l, const nn_tensor *dy)
+{
+    if (!l->need_dx) return 0;
+    nn_layer *ap = l->kids[0], *mp = l->kids[1];
+    const int N = dy->n;
+    const size_t per = (size_t)ap->out_shape[0] * ap->out_shape[1] * ap->out_shape[2];
+    /* Split dy into the max half and the average half; y is free to reuse as staging. */
+    nn_tensor gm = {0}, ga = {0};
+    int rc = nn_tensor_resize(&gm, N, ap->out_shape[0], ap->out_shape[1], ap->out_shape[2]);
+    if (!rc) rc = nn_tensor_resize(&ga, N, ap->out_shape[0], ap->out_shape[1], ap->out_shape[2]);
+    if (!rc) {
+        for (int n = 0; n < N; n++) {
+            memcpy(gm.data + n * per, dy->data + (2 * n) * per, per * sizeof(float));
+            memcpy(ga.data + n * per, dy->data + (2 * n + 1) * per, per * sizeof(float));
+        }
+        rc = nn_layer_backward(mp, &gm);
+    }
+    if (!rc) rc = nn_layer_backward(ap, &ga);
+    if (!rc) rc = nn__layer_resize_dx(l, N);
+    if (!rc) {
+        size_t n = nn_tensor_numel(&l->dx);
+        for (size_t i = 0; i < n; i++) l->dx.data[i] = mp->dx.data[i] + ap->dx.data[i];
+    }
+    nn_tensor_free(&gm);
+    nn_tensor_free(&ga);
+    return rc;
+}
+
+static void concat_plan(nn_layer *l)
+{
+    nn_layer_plan_backward(l->kids[0], l->need_dx);
+    nn_layer_plan_backward(l->kids[1], l->need_dx);
+}
+
+static int concat_describe(const nn_layer *l, char *buf, size_t len)
+{
+    if (len) buf[0] = '\0';
+    return 0;
+}
+
+static const nn_layer_ops concat_ops = {
+    .type = "AdaptiveConcatPool2d",
+    .infer = concat_infer,
+    .forward = concat_forward,
+    .backward = concat_backward,
+    .describe = concat_describe,
+    .plan = concat_plan,
+};
+
+int nn_adaptive_concatpool2d_new(nn_layer **out, int size)
+{
+    *out = NULL;
+    nn_layer *kids[2] = {NULL, NULL};
+    int rc = nn_adaptive_avgpool2d_new(&kids[0], size, size);
+    if (!rc) rc = nn_adaptive_maxpool2d_new(&kids[1], size, size);
+    if (rc) {
+        nn_layer_free(kids[0]);
+        return rc;
+    }
+    nn_layer *l = nn__layer_alloc(sizeof(nn_layer), &concat_ops, 0, 0);
+    if (!l) {
+        nn_layer_free(kids[0]);
+        nn_layer_free(kids[1]);
+        return nn_err(NN_ENOMEM, "cannot allocate AdaptiveConcatPool2d");
+    }
+    rc = nn__layer_set_kids(l, kids, 2);
+    if (rc) {
+        free(l);
+        return rc;
+    }
+    ((nn_pool *)kids[0])->scalar_repr = ((nn_pool *)kids[1])->scalar_repr = 1;
+    snprintf(kids[0]->name, sizeof kids[0]->name, "ap");
+    snprintf(kids[1]->name, sizeof kids[1]->name, "mp");
+    *out = l;
+    return 0;
+}
