@@ -264,6 +264,7 @@ typedef struct nn_model_spec {
     int widths[NN_MAX_WIDTHS];
     int small_stem;       /* resnet: 3x3 stride-1 conv1 and no maxpool, for 28-32 px */
     float head_ps[2];     /* fastai head dropouts, default 0.25 and 0.5 (negative: default) */
+    int skip_init;        /* leave parameters zero (printing, counting): no RNG draws */
 } nn_model_spec;
 
 /* Fills a spec with defaults: arch NULL, 3x224x224, 1000 classes, defaults everywhere. */

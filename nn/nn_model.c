@@ -216,9 +216,11 @@ int nn_model_init(nn_model **out, const nn_model_spec *s, nn_rng *rng)
     }
     rc = build_groups(m, s, nsplit, split);
     if (rc) goto fail;
-    init_ctx ic = {rng};
-    nn_layer_visit_params(m->body, "", init_param, &ic);
-    nn_layer_visit_params(m->head, "", init_param, &ic);
+    if (!s->skip_init) {
+        init_ctx ic = {rng};
+        nn_layer_visit_params(m->body, "", init_param, &ic);
+        nn_layer_visit_params(m->head, "", init_param, &ic);
+    }
     model_refresh(m);
     *out = m;
     return 0;

@@ -56,5 +56,13 @@ void nn_rng_fill_uniform(nn_rng *rng, float *x, size_t n, float lo, float hi)
 
 void nn_rng_fill_normal(nn_rng *rng, float *x, size_t n, float std)
 {
-    for (size_t i = 0; i < n; i++) x[i] = (float)(std * nn_rng_normal(rng));
+    /* Box-Muller gives two independent normals per pair of uniforms; use both. */
+    size_t i = 0;
+    for (; i + 1 < n; i += 2) {
+        double u1 = 1.0 - nn_rng_uniform(rng), u2 = nn_rng_uniform(rng);
+        double r = std * sqrt(-2.0 * log(u1)), t = 6.283185307179586476925 * u2;
+        x[i] = (float)(r * cos(t));
+        x[i + 1] = (float)(r * sin(t));
+    }
+    if (i < n) x[i] = (float)(std * nn_rng_normal(rng));
 }

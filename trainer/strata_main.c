@@ -159,6 +159,7 @@ static int cmd_model(int argc, char **argv)
 {
     nn_model_spec spec;
     nn_model_spec_default(&spec);
+    spec.skip_init = 1; /* printing needs the structure, not random weights */
     int freeze_to = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
