@@ -138,13 +138,25 @@ static int conv_is_pointwise(const nn_conv *C)
     return C->k == 1 && C->stride == 1 && C->pad == 0;
 }
 
+/* The column matrix (K, cnt*P) of samples [n0, n0+cnt): x itself for a pointwise conv of one
+ * sample, else im2col into C->col. */
+static const float *conv_columns(nn_conv *C, const nn_tensor *x, int n0, int cnt)
+{
+    const int P = C->oh * C->ow, K = C->cin * C->k * C->k, ld = cnt * P;
+    if (conv_is_pointwise(C) && cnt == 1) return x->data + (size_t)n0 * K * P;
+    for (int s = 0; s < cnt; s++)
+        im2col(C->col + (size_t)s * P, ld, x->data + (size_t)(n0 + s) * C->cin * x->h * x->w,
+               C->cin, x->h, x->w, C->k, C->stride, C->pad, C->oh, C->ow);
+    return C->col;
+}
+
 /* y (N, Cout, OH, OW) = W (Cout, K) im2col(x) (K, N*P) + b */
 static int conv_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
 {
     nn_conv *C = (nn_conv *)l;
     int rc = nn__layer_resize_y(l, x->n);
     if (rc) return rc;
-    const int N = x->n, H = x->h, W = x->w, P = C->oh * C->ow, K = C->cin * C->k * C->k;
+    const int N = x->n, P = C->oh * C->ow, K = C->cin * C->k * C->k;
     const int nb = conv_chunk(C, N);
     const int direct = nb == 1; /* GEMM straight into y */
     rc = conv_reserve(C, conv_is_pointwise(C) && direct ? 0 : (size_t)K * nb * P,
@@ -155,15 +167,7 @@ static int conv_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
     for (int n0 = 0; n0 < N; n0 += nb) {
         int cnt = N - n0 < nb ? N - n0 : nb;
         int ld = cnt * P;
-        const float *col;
-        if (conv_is_pointwise(C) && cnt == 1) {
-            col = x->data + (size_t)n0 * K * P;
-        } else {
-            for (int s = 0; s < cnt; s++)
-                im2col(C->col + (size_t)s * P, ld, x->data + (size_t)(n0 + s) * C->cin * H * W,
-                       C->cin, H, W, C->k, C->stride, C->pad, C->oh, C->ow);
-            col = C->col;
-        }
+        const float *col = conv_columns(C, x, n0, cnt);
         float *out = direct ? l->y.data + (size_t)n0 * C->cout * P : C->tmp;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C->cout, ld, K, 1.0f, Wt, K, col,
                     ld, 0.0f, out, ld);
@@ -223,15 +227,7 @@ static int conv_backward(nn_layer *l, const nn_tensor *dy)
             g = C->tmp;
         }
         if (Wp->trainable) { /* dW (Cout, K) += g (Cout, ld) col^T (ld, K) */
-            const float *col;
-            if (conv_is_pointwise(C) && cnt == 1) {
-                col = x->data + (size_t)n0 * K * P;
-            } else {
-                for (int s = 0; s < cnt; s++)
-                    im2col(C->col + (size_t)s * P, ld, x->data + (size_t)(n0 + s) * C->cin * H * W,
-                           C->cin, H, W, C->k, C->stride, C->pad, C->oh, C->ow);
-                col = C->col;
-            }
+            const float *col = conv_columns(C, x, n0, cnt);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C->cout, K, ld, 1.0f, g, ld, col,
                         ld, 1.0f, Wp->grad, K);
         }

@@ -44,6 +44,30 @@ static inline int ad_end(int i, int in, int out)
     return (int)(((long)(i + 1) * in + out - 1) / out);
 }
 
+/* The input window [y0, y1) x [x0, x1) of output (oy, ox) and the divisor for averages:
+ * fixed windows clipped to the input (padding counts in the divisor, PyTorch's
+ * count_include_pad), or adaptive windows. */
+static inline float pool_window(const nn_pool *P, int oy, int ox, int H, int W, int *y0, int *y1,
+                                int *x0, int *x1)
+{
+    if (P->kind == POOL_MAX || P->kind == POOL_AVG) {
+        *y0 = oy * P->s - P->p;
+        *x0 = ox * P->s - P->p;
+        *y1 = *y0 + P->k;
+        *x1 = *x0 + P->k;
+        if (*y0 < 0) *y0 = 0;
+        if (*x0 < 0) *x0 = 0;
+        if (*y1 > H) *y1 = H;
+        if (*x1 > W) *x1 = W;
+        return (float)(P->k * P->k);
+    }
+    *y0 = ad_start(oy, H, P->oh);
+    *y1 = ad_end(oy, H, P->oh);
+    *x0 = ad_start(ox, W, P->ow);
+    *x1 = ad_end(ox, W, P->ow);
+    return (float)((*y1 - *y0) * (*x1 - *x0));
+}
+
 static int pool_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
 {
     nn_pool *P = (nn_pool *)l;
@@ -68,24 +92,7 @@ static int pool_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++) {
                 int y0, y1, x0, x1;
-                float div;
-                if (P->kind == POOL_MAX || P->kind == POOL_AVG) {
-                    y0 = oy * P->s - P->p;
-                    x0 = ox * P->s - P->p;
-                    y1 = y0 + P->k;
-                    x1 = x0 + P->k;
-                    div = (float)(P->k * P->k);
-                    if (y0 < 0) y0 = 0;
-                    if (x0 < 0) x0 = 0;
-                    if (y1 > H) y1 = H;
-                    if (x1 > W) x1 = W;
-                } else {
-                    y0 = ad_start(oy, H, OH);
-                    y1 = ad_end(oy, H, OH);
-                    x0 = ad_start(ox, W, OW);
-                    x1 = ad_end(ox, W, OW);
-                    div = (float)((y1 - y0) * (x1 - x0));
-                }
+                float div = pool_window(P, oy, ox, H, W, &y0, &y1, &x0, &x1);
                 if (is_max) {
                     float best = -FLT_MAX;
                     int bi = y0 * W + x0;
@@ -131,24 +138,7 @@ static int pool_backward(nn_layer *l, const nn_tensor *dy)
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++) {
                 int y0, y1, x0, x1;
-                float div;
-                if (P->kind == POOL_AVG) {
-                    y0 = oy * P->s - P->p;
-                    x0 = ox * P->s - P->p;
-                    y1 = y0 + P->k;
-                    x1 = x0 + P->k;
-                    div = (float)(P->k * P->k);
-                    if (y0 < 0) y0 = 0;
-                    if (x0 < 0) x0 = 0;
-                    if (y1 > H) y1 = H;
-                    if (x1 > W) x1 = W;
-                } else {
-                    y0 = ad_start(oy, H, OH);
-                    y1 = ad_end(oy, H, OH);
-                    x0 = ad_start(ox, W, OW);
-                    x1 = ad_end(ox, W, OW);
-                    div = (float)((y1 - y0) * (x1 - x0));
-                }
+                float div = pool_window(P, oy, ox, H, W, &y0, &y1, &x0, &x1);
                 float g = gp[oy * OW + ox] / div;
                 for (int iy = y0; iy < y1; iy++)
                     for (int ix = x0; ix < x1; ix++) dp[iy * W + ix] += g;
