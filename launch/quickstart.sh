@@ -45,20 +45,11 @@ echo "(in $ROOT; console output also goes to $log)"
 
 cd "$ROOT"
 strata_mpi_env
-marker=$(mktemp)
-trap 'rm -f "$marker"' EXIT
 rc=0
 "${cmd[@]}" 2>&1 | tee "$log" || rc=$?
 
 strata_step "Output"
 echo "Console log: $log"
-# Whatever else strata train wrote in the repository (checkpoints, metrics).
-written=$(find "$ROOT" \( -path "$ROOT/.git" -o -path "$ROOT/build" -o -path "$ROOT/build-*" \) -prune \
-    -o -type f -newer "$marker" ! -path "$log" -printf '  %p\n' 2>/dev/null | sort)
-if [[ -n "$written" ]]; then
-    echo "Files written by strata train under $ROOT:"
-    echo "$written"
-fi
 if ((rc != 0)); then
     echo "strata train failed (exit status $rc)." >&2
 fi
