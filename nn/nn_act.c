@@ -10,13 +10,27 @@ static int same_infer(nn_layer *l, const int in[3])
     return 0;
 }
 
-/* ---- ReLU ----------------------------------------------------------------------------- */
+/* ---- ReLU: in place (as PyTorch's ReLU(inplace=True)) when its container says the input
+ * is a buffer nobody reads again, else out of place --------------------------------------- */
+
+typedef struct {
+    nn_layer base;
+    int inplace_ok; /* set by the container before each forward */
+} nn_relu;
 
 static int relu_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
 {
+    size_t n = nn_tensor_numel(x);
+    if (((nn_relu *)l)->inplace_ok) {
+        if (l->y.cap) nn_tensor_free(&l->y);
+        float *d = x->data;
+        for (size_t i = 0; i < n; i++) d[i] = d[i] > 0.0f ? d[i] : 0.0f;
+        nn__tensor_view(&l->y, x, x->n, x->c, x->h, x->w);
+        return 0;
+    }
+    if (l->y.cap == 0) memset(&l->y, 0, sizeof l->y); /* drop a view from an in-place pass */
     int rc = nn__layer_resize_y(l, x->n);
     if (rc) return rc;
-    size_t n = nn_tensor_numel(x);
     const float *xs = x->data;
     float *y = l->y.data;
     for (size_t i = 0; i < n; i++) y[i] = xs[i] > 0.0f ? xs[i] : 0.0f;
@@ -50,8 +64,13 @@ static const nn_layer_ops relu_ops = {
 
 int nn_relu_new(nn_layer **out)
 {
-    *out = nn__layer_alloc(sizeof(nn_layer), &relu_ops, 0, 0);
+    *out = nn__layer_alloc(sizeof(nn_relu), &relu_ops, 0, 0);
     return *out ? 0 : nn_err(NN_ENOMEM, "cannot allocate ReLU");
+}
+
+void nn__relu_allow_inplace(nn_layer *l, int ok)
+{
+    if (l->ops == &relu_ops) ((nn_relu *)l)->inplace_ok = ok;
 }
 
 /* ---- Dropout: inverted dropout, the mask drawn from the RNG passed in ------------------ */

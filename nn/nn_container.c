@@ -281,6 +281,9 @@ static int seq_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
 {
     const nn_tensor *h = x;
     for (int i = 0; i < l->nkids; i++) {
+        /* In place only over a buffer the previous sibling owns: never over the caller's
+         * input or a view of it. */
+        nn__relu_allow_inplace(l->kids[i], i > 0 && h == &l->kids[i - 1]->y && h->cap > 0);
         int rc = nn_layer_forward(l->kids[i], h, ctx);
         if (rc) return rc;
         h = &l->kids[i]->y;

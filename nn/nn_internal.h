@@ -14,6 +14,11 @@ void nn__param_decl(nn_layer *l, int i, const char *name, int ndim, const int *s
 int nn__buffer_decl(nn_layer *l, int i, const char *name, size_t numel, float value);
 /* Fills a parameter (bound to memory) from its declared init. */
 void nn__param_init(nn_param *p, nn_rng *rng);
+/* Lets a ReLU overwrite its input (a no-op for other layers). Only a container may allow it,
+ * when the input is the previous sibling's own output buffer: no layer's backward reads its
+ * own output except ReLU's mask and the residual blocks' final ReLU, and both are unchanged
+ * by a further ReLU. */
+void nn__relu_allow_inplace(nn_layer *l, int ok);
 /* 1 for BatchNorm1d/2d layers. */
 int nn_layer_is_batchnorm(const nn_layer *l);
 /* Attaches children (ownership passes) to a container. */
