@@ -3,7 +3,7 @@
  *
  * A step is what training does per batch: forward, loss (cross-entropy for models; a fixed
  * upstream gradient dy for single layers), zero_grad, backward, and an SGD update with
- * momentum 0.9 (trainer_sgd_step for models, the same update inline for single layers).
+ * momentum 0.9 (trainer_opt_step for models, the same update inline for single layers).
  * Every number is compared against references measured in the same run:
  *
  *   - the machine's single-core sgemm rate (cblas_sgemm 1024x1024x1024, best of several),
@@ -34,9 +34,10 @@
 #include <string.h>
 #include <time.h>
 
-/* Mirrors NN_CONV_COLS in nn/nn_conv.c: Conv2d runs one GEMM per chunk of samples whose
- * columns reach this count. Used only to time sgemm on the shapes the layer issues. */
-#define BENCH_CONV_COLS 1024
+/* A copy of NN_CONV_COLS in nn/nn_conv.c, which this program cannot include (it is internal
+ * to nn/): Conv2d runs one GEMM per chunk of ceil(NN_CONV_COLS / P) samples. Used only to time
+ * sgemm on the shapes the layer issues, so keep the two equal. */
+#define BENCH_CONV_COLS 768
 
 #define MAX_REPS 64
 
@@ -191,8 +192,9 @@ static void gemms_linear(gemm_list *L, int N, int in, int out, int need_dx)
 }
 
 /* The GEMMs of one training step of a 3x3-style Conv2d at batch N, chunked as nn_conv.c does:
- * per chunk of nb samples, y (Cout, nb*P) = W (Cout, K) col (K, nb*P) and the two backward
- * GEMMs; the last chunk may be smaller. */
+ * per chunk of nb samples, y (Cout, nb*P) = W (Cout, K) col (K, nb*P), the weight gradient
+ * computed transposed, dW^T (K, Cout) = col (K, nb*P) g^T, and dcol = W^T g; the last chunk
+ * may be smaller. Adding dW^T into the gradient is not a GEMM and is not timed here. */
 static void gemms_conv(gemm_list *L, int N, int cout, int K, int P, int need_dx)
 {
     int nb = (BENCH_CONV_COLS + P - 1) / P;
@@ -203,7 +205,7 @@ static void gemms_conv(gemm_list *L, int N, int cout, int K, int P, int need_dx)
     for (int s = 0; s < 2; s++) {
         int ld = sizes[s] * P;
         gemm_add(L, 0, 0, cout, ld, K, counts[s], 0.0f); /* y = W col */
-        gemm_add(L, 0, 1, cout, K, ld, counts[s], 1.0f); /* dW += g col^T */
+        gemm_add(L, 0, 1, K, cout, ld, counts[s], 1.0f); /* dW^T (+)= col g^T */
         if (need_dx) gemm_add(L, 1, 0, K, ld, cout, counts[s], 0.0f); /* dcol = W^T g */
     }
 }
@@ -362,7 +364,7 @@ static void layer_step(void *ud)
     int rc = nn_layer_forward(b->l, &b->x, NULL);
     if (!rc) rc = nn_layer_backward(b->l, &b->dy);
     if (rc) die("layer step", rc);
-    /* SGD with momentum, as trainer_sgd_step does it (no weight decay). */
+    /* SGD with momentum, as trainer_opt_step does it (no weight decay). */
     for (size_t i = 0; i < b->numel; i++) {
         b->vel[i] = b->mu * b->vel[i] + b->grad[i];
         b->param[i] -= b->lr * b->vel[i];
@@ -422,7 +424,8 @@ static void bench_layer(const layer_case *c, const bench_opts *o, const torch_re
 
 typedef struct {
     nn_model *m;
-    trainer_sgd opt;
+    trainer_opt opt;
+    float lr[NN_MAX_GROUPS], mom[NN_MAX_GROUPS], wd[NN_MAX_GROUPS];
     nn_tensor x, dlogits;
     int32_t *labels;
     nn_rng rng;
@@ -441,7 +444,7 @@ static void model_step(void *ud)
         rc = nn_model_backward(b->m, &b->dlogits);
     }
     if (rc) die("model step", rc);
-    trainer_sgd_step(&b->opt, b->m);
+    trainer_opt_step(&b->opt, b->m, b->lr, b->mom, b->wd);
 }
 
 /* GEMM FLOPs of one training step through a layer subtree, from the backward plan. */
@@ -480,7 +483,12 @@ static void model_setup(model_bench *b, const char *arch, int batch)
     nn_rng_seed(&b->rng, 42);
     b->ctx.rng = &b->rng;
     int rc = nn_model_init(&b->m, &spec, &b->rng);
-    if (!rc) rc = trainer_sgd_init(&b->opt, b->m, 0.01f, 0.9f, 0.0f);
+    if (!rc) rc = trainer_opt_init(&b->opt, b->m, TRAINER_OPT_SGD, 0, 0.0, 0.0, 0);
+    for (int g = 0; g < NN_MAX_GROUPS; g++) {
+        b->lr[g] = 0.01f;
+        b->mom[g] = 0.9f;
+        b->wd[g] = 0.0f;
+    }
     if (!rc) rc = nn_tensor_resize(&b->x, batch, 1, 28, 28);
     if (rc) die(arch, rc);
     nn_rng_fill_normal(&b->rng, b->x.data, nn_tensor_numel(&b->x), 1.0f);
@@ -490,7 +498,7 @@ static void model_setup(model_bench *b, const char *arch, int batch)
 
 static void model_teardown(model_bench *b)
 {
-    trainer_sgd_free(&b->opt);
+    trainer_opt_free(&b->opt);
     nn_model_free(b->m);
     nn_tensor_free(&b->x);
     nn_tensor_free(&b->dlogits);
@@ -541,7 +549,7 @@ static void breakdown_step(model_bench *b, breakdown *d)
         g = &k->dx;
     }
     t = now_s();
-    trainer_sgd_step(&b->opt, b->m);
+    trainer_opt_step(&b->opt, b->m, b->lr, b->mom, b->wd);
     d->sgd += now_s() - t;
 }
 

@@ -11,14 +11,19 @@
 #include <stdint.h>
 
 /* ---------------------------------------------------------------------------------------
- * Datasets. A dataset is held in memory as raw bytes, one sample after another, and is
- * converted to float batches on demand (io_dataset_to_float). See docs/data.md.
+ * Datasets. A dataset is held in memory as it is stored, one sample after another: raw
+ * bytes (IDX, uint8 HDF5) or float32 (float HDF5, synthetic data), and is converted to
+ * normalised float batches on demand (io_dataset_to_float). See docs/data.md.
  */
 typedef struct io_dataset {
-    int n, c, h, w;   /* samples and per-sample shape (IDX images: c = 1) */
-    uint8_t *images;  /* n*c*h*w bytes, owned */
-    int32_t *labels;  /* n labels, owned */
-    int classes;      /* 1 + max label */
+    int n, c, h, w;       /* samples and per-sample shape (IDX images: c = 1) */
+    uint8_t *images;      /* n*c*h*w bytes, owned, or NULL when the data is float32 */
+    float *images_f32;    /* n*c*h*w floats, owned, or NULL when the data is bytes;
+                           * exactly one of images and images_f32 is non-NULL */
+    int32_t *labels;      /* n labels, owned */
+    int classes;          /* 1 + max label, or the file's own class count (HDF5) */
+    float *norm_mean;     /* c values, owned: the file's normalisation statistics, or NULL */
+    float *norm_std;      /* c values, owned, non-NULL exactly when norm_mean is */
 } io_dataset;
 
 /* The most elements (samples x pixels, or labels) an IDX file may declare: 1 << 28. */
@@ -43,17 +48,25 @@ int io_fashion_mnist_load(io_dataset *ds, const char *dir, int train);
 /* Frees what *ds owns and zeroes it. Safe on a zeroed or already freed dataset and on NULL. */
 void io_dataset_free(io_dataset *ds);
 
-/* Converts count samples to float NCHW, each pixel normalised as (x/255 - mean)/std (the
- * arithmetic of torchvision's ToTensor then Normalize, in float).
+/* Converts count samples to float NCHW, normalised per channel k: byte data as
+ * (x/255 - mean[k])/std[k] (the arithmetic of torchvision's ToTensor then Normalize, in
+ * float), float data as (x - mean[k])/std[k] (no /255).
  * out: (count, c, h, w), written in full. indices: count sample indices, each in [0, ds->n)
- * (a batch in any order, repeats allowed); NULL means samples 0..count-1.
- * An index out of range or std <= 0 is a caller's bug and aborts through NN_ASSERT. */
+ * (a batch in any order, repeats allowed); NULL means samples 0..count-1. mean, std: ds->c
+ * values each (for Fashion-MNIST: (float[]){IO_FASHION_MNIST_MEAN}).
+ * An index out of range, a NULL mean or std, or a std[k] <= 0 is a caller's bug and aborts
+ * through NN_ASSERT. */
 void io_dataset_to_float(float *out, const io_dataset *ds, const int *indices, int count,
-                         float mean, float std);
+                         const float *mean, const float *std);
 
 /* Fashion-MNIST's pixel statistics on [0, 1], measured over the whole training split (see
  * docs/data.md): use them with io_dataset_to_float. */
 #define IO_FASHION_MNIST_MEAN 0.2860f
 #define IO_FASHION_MNIST_STD 0.3530f
 
+#include "io/io_data.h"
+
+#include "io/io_config.h"
+
+#include "io/io_weights.h"
 #endif /* STRATA_IO_H */

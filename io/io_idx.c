@@ -298,25 +298,41 @@ void io_dataset_free(io_dataset *ds)
 {
     if (ds == NULL) return;
     free(ds->images);
+    free(ds->images_f32);
     free(ds->labels);
+    free(ds->norm_mean);
+    free(ds->norm_std);
     memset(ds, 0, sizeof *ds);
 }
 
 void io_dataset_to_float(float *out, const io_dataset *ds, const int *indices, int count,
-                         float mean, float std)
+                         const float *mean, const float *std)
 {
     NN_ASSERT(out != NULL || count == 0);
-    NN_ASSERT(ds != NULL && count >= 0 && std > 0.0f);
-    /* One table for the 256 byte values, computed as ToTensor then Normalize would. */
-    float lut[256];
-    for (int v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - mean) / std;
+    NN_ASSERT(ds != NULL && count >= 0 && mean != NULL && std != NULL);
+    NN_ASSERT((ds->images != NULL) != (ds->images_f32 != NULL) || count == 0);
+    for (int k = 0; k < ds->c; k++) NN_ASSERT(std[k] > 0.0f);
 
-    const size_t per = (size_t)ds->c * ds->h * ds->w;
-    for (int i = 0; i < count; i++) {
-        const int s = indices ? indices[i] : i;
-        NN_ASSERT(s >= 0 && s < ds->n);
-        const uint8_t *src = ds->images + (size_t)s * per;
-        float *dst = out + (size_t)i * per;
-        for (size_t k = 0; k < per; k++) dst[k] = lut[src[k]];
+    const size_t plane = (size_t)ds->h * ds->w;
+    const size_t per = (size_t)ds->c * plane;
+    /* Channel by channel: for byte data one table of the 256 values per channel, computed
+     * as ToTensor then Normalize would; for float data the same affine map without /255. */
+    for (int k = 0; k < ds->c; k++) {
+        float lut[256];
+        if (ds->images != NULL)
+            for (int v = 0; v < 256; v++) lut[v] = ((float)v / 255.0f - mean[k]) / std[k];
+        for (int i = 0; i < count; i++) {
+            const int s = indices ? indices[i] : i;
+            NN_ASSERT(s >= 0 && s < ds->n);
+            float *dst = out + (size_t)i * per + (size_t)k * plane;
+            if (ds->images != NULL) {
+                const uint8_t *src = ds->images + (size_t)s * per + (size_t)k * plane;
+                for (size_t p = 0; p < plane; p++) dst[p] = lut[src[p]];
+            } else {
+                const float *src = ds->images_f32 + (size_t)s * per + (size_t)k * plane;
+                const float m = mean[k], sd = std[k];
+                for (size_t p = 0; p < plane; p++) dst[p] = (src[p] - m) / sd;
+            }
+        }
     }
 }

@@ -54,6 +54,9 @@ static void expect_zeroed(const io_dataset *ds)
     assert_int_equal(ds->w, 0);
     assert_null(ds->images);
     assert_null(ds->labels);
+    assert_null(ds->images_f32);
+    assert_null(ds->norm_mean);
+    assert_null(ds->norm_std);
     assert_int_equal(ds->classes, 0);
 }
 
@@ -557,7 +560,7 @@ static void test_to_float(void **state)
 
     /* A batch in another order with a repeat: (x/255 - 0.5)/0.25, so 0 -> -2, 255 -> 2. */
     const int idx[3] = {1, 0, 1};
-    io_dataset_to_float(out, &ds, idx, 3, mean, sd);
+    io_dataset_to_float(out, &ds, idx, 3, &mean, &sd);
     for (int i = 0; i < 3; i++)
         for (int k = 0; k < per; k++) {
             double want = ((double)small_px[idx[i] * per + k] / 255.0 - 0.5) / 0.25;
@@ -568,14 +571,15 @@ static void test_to_float(void **state)
 
     /* indices NULL: samples 0, 1. */
     float out2[2 * SH * SW];
-    io_dataset_to_float(out2, &ds, NULL, 2, mean, sd);
+    io_dataset_to_float(out2, &ds, NULL, 2, &mean, &sd);
     for (int k = 0; k < 2 * per; k++) {
         double want = ((double)small_px[k] / 255.0 - 0.5) / 0.25;
         assert_true(fabs(out2[k] - want) < 1e-6);
     }
 
     /* Fashion-MNIST's constants: a zero pixel maps to -mean/std. */
-    io_dataset_to_float(out2, &ds, NULL, 1, IO_FASHION_MNIST_MEAN, IO_FASHION_MNIST_STD);
+    io_dataset_to_float(out2, &ds, NULL, 1, (float[]){IO_FASHION_MNIST_MEAN},
+                        (float[]){IO_FASHION_MNIST_STD});
     assert_true(fabs(out2[0] - (-0.2860 / 0.3530)) < 1e-6);
     io_dataset_free(&ds);
 }

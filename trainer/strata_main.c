@@ -2,13 +2,19 @@
  *
  *   strata model NAME [--input CxHxW] [--classes K] [--cut N] [--split A,B,..] [--head KIND]
  *                     [--widths W1,W2,..] [--small-stem] [--freeze-to N]
- *   strata train [--arch NAME] [--epochs N] [--batch-size B] [--lr LR] [--momentum M]
- *                [--wd WD] [--seed S] [--freeze-to N] [--max-batches N] [--data DIR] ...
+ *   strata train CONFIG [--set key.path=value]...        (under mpirun or alone)
+ *   strata eval CONFIG [--weights PATH] [--set ...]
+ *   strata lr-find CONFIG [--start LR] [--end LR] [--num-it N] [--set ...]
+ *   strata data convert --images IDX --labels IDX --out FILE.h5
  *
- * Exit status: 0 success, 1 failure (bad model, bad data), 2 bad command line.
+ * Exit status: 0 success, 1 failure (bad config, model, data; on every rank), 2 bad command
+ * line.
  */
 #include "nn/nn.h"
 #include "trainer/trainer.h"
+
+#include "comm/comm.h"
+#include "io/io.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -23,13 +29,22 @@ static void usage(FILE *f)
             "usage: strata COMMAND [options]\n"
             "\n"
             "commands:\n"
-            "  model NAME   print an architecture as PyTorch prints it, with its layer groups\n"
-            "  train        train on Fashion-MNIST on one process (the quickstart's job)\n"
-            "  version      print the version\n"
+            "  model NAME           print an architecture as PyTorch prints it, with its layer groups\n"
+            "  train CONFIG         train as the YAML config says (alone or under mpirun -np N)\n"
+            "  eval CONFIG          evaluate run.dir/weights.h5 (or --weights PATH) on data.valid\n"
+            "  lr-find CONFIG       fastai's learning-rate finder; writes lr_find.csv and .png\n"
+            "  data convert         --images IDX --labels IDX --out FILE.h5: IDX to strata's HDF5\n"
+            "  version              print the version\n"
             "\n"
-            "model options (also accepted by train):\n"
-            "  --input CxHxW      input sample shape (model: default 3x224x224)\n"
-            "  --classes K        number of classes (model: default 1000)\n"
+            "train, eval and lr-find options:\n"
+            "  --set key.path=value override a config key (repeatable), e.g. --set groups.lr='slice(1e-4,1e-2)'\n"
+            "  --threads N          OpenBLAS threads per process (default 1, or STRATA_BLAS_THREADS)\n"
+            "  --weights PATH       eval: the weights file (default run.dir/weights.h5)\n"
+            "  --start LR --end LR --num-it N   lr-find: the sweep (default 1e-7, 10, 100)\n"
+            "\n"
+            "model options:\n"
+            "  --input CxHxW      input sample shape (default 3x224x224)\n"
+            "  --classes K        number of classes (default 1000)\n"
             "  --cut N            drop body children from index N on (0 keeps all)\n"
             "  --split A,B,...    increasing body child indices where layer groups start\n"
             "  --head KIND        fastai | linear | original (default: the architecture's)\n"
@@ -37,13 +52,7 @@ static void usage(FILE *f)
             "  --small-stem       resnet: 3x3 stride-1 stem without max pool (28-32 px images)\n"
             "  --freeze-to N      freeze layer groups [0, N) (negative counts from the end)\n"
             "\n"
-            "train options:\n"
-            "  --arch NAME        architecture (default cnn); see 'strata model --list'\n"
-            "  --epochs N  --batch-size B  --lr LR  --momentum M  --wd WD  --seed S\n"
-            "  --max-batches N    stop each epoch after N batches (smoke runs)\n"
-            "  --log-every N      batches between progress lines (default 100)\n"
-            "  --data DIR         Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)\n"
-            "  --threads N        OpenBLAS threads per process (default 1, or STRATA_BLAS_THREADS)\n");
+            "Config keys: docs/config.md. Exit status: 0 ok, 1 failure, 2 bad command line.\n");
 }
 
 /* Parses a whole decimal integer within [lo, hi] or reports the option and value. */
@@ -218,69 +227,157 @@ static int cmd_model(int argc, char **argv)
     return 0;
 }
 
-static int cmd_train(int argc, char **argv)
+/* The options shared by train, eval and lr-find: CONFIG, --set (repeatable), --threads, and
+ * the command's own (--weights; --start, --end, --num-it). */
+typedef struct {
+    const char *config;
+    const char *sets[256];
+    int nsets;
+    int threads;
+    const char *weights;
+    trainer_lr_find_opts lrf;
+} run_args;
+
+static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
 {
-    trainer_fit_opts o;
-    trainer_fit_opts_default(&o);
-    int threads = 0;
-    long long seed = 1;
+    memset(a, 0, sizeof *a);
+    a->lrf = (trainer_lr_find_opts){1e-7, 10.0, 100, NULL};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        const char *s = argv[i];
+        if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
             usage(stdout);
-            return 0;
+            exit(0);
         }
-        if (!strcmp(a, "--small-stem")) {
-            o.spec.small_stem = 1;
+        if (s[0] != '-') {
+            if (a->config) {
+                fprintf(stderr, "strata %s: unexpected argument '%s' (config is '%s')\n", cmd, s,
+                        a->config);
+                return -1;
+            }
+            a->config = s;
             continue;
-        }
-        if (a[0] != '-') {
-            fprintf(stderr, "strata train: unexpected argument '%s'\n", a);
-            return EXIT_USAGE;
         }
         char key[64];
         const char *val = option_value(argc, argv, &i, key, sizeof key);
-        if (!val) return EXIT_USAGE;
-        int r = model_option(&o.spec, &o.freeze_to, key, val), bad = 0;
-        if (r < 0) return EXIT_USAGE;
-        if (r == 1) continue;
-        if (!strcmp(key, "--arch"))
-            o.spec.arch = val;
-        else if (!strcmp(key, "--epochs"))
-            bad = parse_int(&o.epochs, key, val, 1, 100000);
-        else if (!strcmp(key, "--batch-size"))
-            bad = parse_int(&o.batch_size, key, val, 1, 1 << 20);
-        else if (!strcmp(key, "--lr"))
-            bad = parse_float(&o.lr, key, val);
-        else if (!strcmp(key, "--momentum"))
-            bad = parse_float(&o.momentum, key, val);
-        else if (!strcmp(key, "--wd"))
-            bad = parse_float(&o.wd, key, val);
-        else if (!strcmp(key, "--max-batches"))
-            bad = parse_int(&o.max_batches, key, val, 0, INT_MAX);
-        else if (!strcmp(key, "--log-every"))
-            bad = parse_int(&o.log_every, key, val, 0, INT_MAX);
-        else if (!strcmp(key, "--threads"))
-            bad = parse_int(&threads, key, val, 1, 1024);
-        else if (!strcmp(key, "--data"))
-            o.data_dir = val;
-        else if (!strcmp(key, "--seed")) {
-            int s32;
-            bad = parse_int(&s32, key, val, 0, INT_MAX);
-            seed = s32;
+        if (!val) return -1;
+        float f;
+        if (!strcmp(key, "--set")) {
+            if (a->nsets == (int)(sizeof a->sets / sizeof a->sets[0])) {
+                fprintf(stderr, "strata %s: too many --set options\n", cmd);
+                return -1;
+            }
+            a->sets[a->nsets++] = val;
+        } else if (!strcmp(key, "--threads")) {
+            if (parse_int(&a->threads, key, val, 1, 1024)) return -1;
+        } else if (!strcmp(key, "--weights") && !strcmp(cmd, "eval")) {
+            a->weights = val;
+        } else if (!strcmp(key, "--start") && !strcmp(cmd, "lr-find")) {
+            if (parse_float(&f, key, val) || !(f > 0)) return -1;
+            a->lrf.start = f;
+        } else if (!strcmp(key, "--end") && !strcmp(cmd, "lr-find")) {
+            if (parse_float(&f, key, val) || !(f > 0)) return -1;
+            a->lrf.end = f;
+        } else if (!strcmp(key, "--num-it") && !strcmp(cmd, "lr-find")) {
+            if (parse_int(&a->lrf.num_it, key, val, 2, 100000)) return -1;
         } else {
-            fprintf(stderr, "strata train: unknown option '%s'\n", key);
-            return EXIT_USAGE;
+            fprintf(stderr, "strata %s: unknown option '%s'\n", cmd, key);
+            return -1;
         }
-        if (bad) return EXIT_USAGE;
     }
-    o.seed = (uint64_t)seed;
-    nn_blas_threads(threads);
-    int rc = trainer_fit(&o, stdout, NULL);
-    if (rc) {
-        fprintf(stderr, "strata train: %s\n", nn_errmsg());
+    if (!a->config) {
+        fprintf(stderr, "strata %s: missing CONFIG (a YAML file; see docs/config.md)\n", cmd);
+        return -1;
+    }
+    if (a->lrf.start >= a->lrf.end) {
+        fprintf(stderr, "strata %s: --start %g must be below --end %g\n", cmd, a->lrf.start,
+                a->lrf.end);
+        return -1;
+    }
+    return 0;
+}
+
+/* The directory of this executable's source tree's launch/ scripts: next to the binary's
+ * build directory (build/strata -> launch/), or STRATA_LAUNCH_DIR. */
+static void launch_script(char *out, size_t len, const char *argv0, const char *name)
+{
+    const char *env = getenv("STRATA_LAUNCH_DIR");
+    if (env) {
+        snprintf(out, len, "%s/%s", env, name);
+        return;
+    }
+    snprintf(out, len, "%s/launch/%s", STRATA_SOURCE_DIR, name);
+    (void)argv0;
+}
+
+static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
+{
+    run_args a;
+    if (parse_run_args(&a, cmd, argc, argv)) return EXIT_USAGE;
+    comm *c = NULL;
+    if (comm_init(&c, NULL, NULL)) {
+        fprintf(stderr, "strata %s: %s\n", cmd, nn_errmsg());
         return 1;
     }
+    nn_blas_threads(a.threads);
+    const int rank = comm_rank(c);
+    io_config cfg;
+    int rc = io_config_load(&cfg, a.config, a.sets, a.nsets);
+    rc = comm_agree(c, rc, NULL);
+    if (!rc && rank == 0 && !strcmp(cmd, "train")) {
+        printf("# effective config (%s%s)\n", a.config, a.nsets ? " with --set overrides" : "");
+        io_config_write(&cfg, stdout);
+        fflush(stdout);
+    }
+    if (!rc) {
+        if (!strcmp(cmd, "train")) {
+            rc = trainer_train(&cfg, c, stdout);
+        } else if (!strcmp(cmd, "eval")) {
+            double loss, acc;
+            rc = trainer_eval(&cfg, c, a.weights, stdout, &loss, &acc);
+        } else {
+            char script[1024];
+            launch_script(script, sizeof script, argv0, "plot_lr_find.py");
+            a.lrf.plot_script = script;
+            double s;
+            rc = trainer_lr_find(&cfg, c, stdout, &a.lrf, &s);
+        }
+    }
+    if (rc) fprintf(stderr, "strata %s: rank %d: %s\n", cmd, rank, nn_errmsg());
+    comm_free(c);
+    return rc ? 1 : 0;
+}
+
+static int cmd_data(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "convert")) {
+        fprintf(stderr, "strata data: expected 'convert' (strata data convert --images IDX --labels IDX --out FILE.h5)\n");
+        return EXIT_USAGE;
+    }
+    const char *images = NULL, *labels = NULL, *out = NULL;
+    for (int i = 2; i < argc; i++) {
+        char key[64];
+        const char *val = option_value(argc, argv, &i, key, sizeof key);
+        if (!val) return EXIT_USAGE;
+        if (!strcmp(key, "--images"))
+            images = val;
+        else if (!strcmp(key, "--labels"))
+            labels = val;
+        else if (!strcmp(key, "--out"))
+            out = val;
+        else {
+            fprintf(stderr, "strata data convert: unknown option '%s'\n", key);
+            return EXIT_USAGE;
+        }
+    }
+    if (!images || !labels || !out) {
+        fprintf(stderr, "strata data convert: --images, --labels and --out are all required\n");
+        return EXIT_USAGE;
+    }
+    if (io_data_convert(out, images, labels)) {
+        fprintf(stderr, "strata data convert: %s\n", nn_errmsg());
+        return 1;
+    }
+    printf("strata: wrote %s\n", out);
     return 0;
 }
 
@@ -295,7 +392,9 @@ int main(int argc, char **argv)
         nn_blas_threads(0);
         return cmd_model(argc - 1, argv + 1);
     }
-    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "lr-find"))
+        return cmd_run(cmd, argc - 1, argv + 1, argv[0]);
+    if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("strata %s\n", STRATA_VERSION);
         return 0;

@@ -1,0 +1,49 @@
+/*
+ * comm: the communicator between replicas. An opaque handle with an MPI backend (a NCCL
+ * backend can sit behind the same interface later), typed collectives that take element
+ * counts, and errors turned into strata errors that carry MPI's own message.
+ *
+ * comm knows nothing of layers: the reducer sees a layer group only as its gradient slab
+ * (a float pointer and an element count).
+ */
+#ifndef STRATA_COMM_H
+#define STRATA_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct comm comm;
+
+/* Starts MPI if it is not running (a process launched without mpirun is a singleton of
+ * world size 1) and wraps MPI_COMM_WORLD. MPI errors return instead of aborting. Free with
+ * comm_free, which finalizes MPI if comm_init started it. */
+int comm_init(comm **out, int *argc, char ***argv);
+void comm_free(comm *c);
+
+int comm_rank(const comm *c);
+int comm_size(const comm *c);
+
+/* In-place sum of x[0..count) over all ranks, then divided by the world size when
+ * average is set. */
+int comm_allreduce_f32(comm *c, float *x, size_t count, int average);
+/* In-place sum of double / int64 values over all ranks. */
+int comm_allreduce_f64(comm *c, double *x, size_t count);
+int comm_allreduce_i64(comm *c, int64_t *x, size_t count);
+/* In-place max of int values over all ranks (agreement on an error flag, for example). */
+int comm_allreduce_max_i32(comm *c, int32_t *x, size_t count);
+/* Broadcasts x[0..count) from root. */
+int comm_bcast_f32(comm *c, float *x, size_t count, int root);
+int comm_bcast_bytes(comm *c, void *x, size_t count, int root);
+int comm_barrier(comm *c);
+
+/* Ends every rank of the job with status code after printing msg (rank-prefixed) on
+ * stderr: the one way out when ranks no longer agree, so that no rank waits forever. Does
+ * not return. */
+void comm_abort(comm *c, int code, const char *msg) __attribute__((noreturn));
+
+/* Agreement on failure: every rank passes its own status (0 or a negative code); all
+ * ranks get 0 if every rank succeeded, else the first failing rank's code, and *who (may
+ * be NULL) its rank. The message of a failing rank is printed by that rank. */
+int comm_agree(comm *c, int status, int *who);
+
+#endif

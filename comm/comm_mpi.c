@@ -1,0 +1,183 @@
+/* The MPI backend of comm. MPI_ERRORS_RETURN is set on the world communicator so that a
+ * failed call comes back here and becomes a strata error carrying MPI's message. Counts
+ * larger than INT_MAX are sent in pieces (MPI counts are int). */
+#include "comm/comm.h"
+
+#include "nn/nn.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct comm {
+    MPI_Comm world;
+    int rank, size;
+    int started_mpi; /* comm_init called MPI_Init, so comm_free finalizes */
+};
+
+/* Turns an MPI return code into NN_EMPI with MPI's own message. */
+static int mpi_check(int rc, const char *what)
+{
+    if (rc == MPI_SUCCESS) return 0;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
+    return nn_err(NN_EMPI, "%s failed: %s", what, msg);
+}
+
+int comm_init(comm **out, int *argc, char ***argv)
+{
+    *out = NULL;
+    comm *c = calloc(1, sizeof *c);
+    if (!c) return nn_err(NN_ENOMEM, "cannot allocate a communicator");
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int rc = MPI_Init(argc, argv);
+        if (rc != MPI_SUCCESS) {
+            free(c);
+            return nn_err(NN_EMPI, "MPI_Init failed (code %d): is Open MPI installed and, as root, "
+                                   "OMPI_ALLOW_RUN_AS_ROOT set?",
+                          rc);
+        }
+        c->started_mpi = 1;
+    }
+    c->world = MPI_COMM_WORLD;
+    int rc = mpi_check(MPI_Comm_set_errhandler(c->world, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    if (!rc) rc = mpi_check(MPI_Comm_rank(c->world, &c->rank), "MPI_Comm_rank");
+    if (!rc) rc = mpi_check(MPI_Comm_size(c->world, &c->size), "MPI_Comm_size");
+    if (rc) {
+        comm_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void comm_free(comm *c)
+{
+    if (!c) return;
+    if (c->started_mpi) {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized) MPI_Finalize();
+    }
+    free(c);
+}
+
+int comm_rank(const comm *c)
+{
+    return c->rank;
+}
+
+int comm_size(const comm *c)
+{
+    return c->size;
+}
+
+/* Runs an in-place all-reduce in pieces of at most INT_MAX elements. */
+static int allreduce(comm *c, void *x, size_t count, MPI_Datatype type, size_t elem, MPI_Op op,
+                     const char *what)
+{
+    char *p = x;
+    while (count > 0) {
+        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
+        int rc = mpi_check(MPI_Allreduce(MPI_IN_PLACE, p, n, type, op, c->world), what);
+        if (rc) return rc;
+        p += (size_t)n * elem;
+        count -= (size_t)n;
+    }
+    return 0;
+}
+
+int comm_allreduce_f32(comm *c, float *x, size_t count, int average)
+{
+    if (c->size == 1 || count == 0) return 0;
+    int rc = allreduce(c, x, count, MPI_FLOAT, sizeof(float), MPI_SUM, "MPI_Allreduce(float)");
+    if (rc || !average) return rc;
+    const float inv = 1.0f / (float)c->size;
+    for (size_t i = 0; i < count; i++) x[i] *= inv;
+    return 0;
+}
+
+int comm_allreduce_f64(comm *c, double *x, size_t count)
+{
+    if (c->size == 1 || count == 0) return 0;
+    return allreduce(c, x, count, MPI_DOUBLE, sizeof(double), MPI_SUM, "MPI_Allreduce(double)");
+}
+
+int comm_allreduce_i64(comm *c, int64_t *x, size_t count)
+{
+    if (c->size == 1 || count == 0) return 0;
+    return allreduce(c, x, count, MPI_INT64_T, sizeof(int64_t), MPI_SUM, "MPI_Allreduce(int64)");
+}
+
+int comm_allreduce_max_i32(comm *c, int32_t *x, size_t count)
+{
+    if (c->size == 1 || count == 0) return 0;
+    return allreduce(c, x, count, MPI_INT32_T, sizeof(int32_t), MPI_MAX, "MPI_Allreduce(max)");
+}
+
+int comm_bcast_bytes(comm *c, void *x, size_t count, int root)
+{
+    if (c->size == 1 || count == 0) return 0;
+    char *p = x;
+    while (count > 0) {
+        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
+        int rc = mpi_check(MPI_Bcast(p, n, MPI_BYTE, root, c->world), "MPI_Bcast");
+        if (rc) return rc;
+        p += n;
+        count -= (size_t)n;
+    }
+    return 0;
+}
+
+int comm_bcast_f32(comm *c, float *x, size_t count, int root)
+{
+    if (c->size == 1 || count == 0) return 0;
+    while (count > 0) {
+        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
+        int rc = mpi_check(MPI_Bcast(x, n, MPI_FLOAT, root, c->world), "MPI_Bcast(float)");
+        if (rc) return rc;
+        x += n;
+        count -= (size_t)n;
+    }
+    return 0;
+}
+
+int comm_barrier(comm *c)
+{
+    return c->size == 1 ? 0 : mpi_check(MPI_Barrier(c->world), "MPI_Barrier");
+}
+
+void comm_abort(comm *c, int code, const char *msg)
+{
+    fprintf(stderr, "strata: rank %d: %s\n", c ? c->rank : 0, msg);
+    fflush(stderr);
+    MPI_Abort(c ? c->world : MPI_COMM_WORLD, code ? code : 1);
+    exit(code ? code : 1); /* MPI_Abort does not return; this keeps the promise if it does */
+}
+
+int comm_agree(comm *c, int status, int *who)
+{
+    if (who) *who = -1;
+    if (c->size == 1) {
+        if (status && who) *who = 0;
+        return status;
+    }
+    /* Pack (failed, -rank) so that the max picks the lowest failing rank. */
+    int32_t v[2] = {status != 0, status != 0 ? -c->rank : INT32_MIN};
+    int32_t code[1] = {0};
+    int rc = comm_allreduce_max_i32(c, v, 2);
+    if (rc) return rc;
+    if (!v[0]) return 0;
+    int first = -v[1];
+    code[0] = c->rank == first ? -status : 0; /* codes are negative; max of positives */
+    rc = comm_allreduce_max_i32(c, code, 1);
+    if (rc) return rc;
+    if (who) *who = first;
+    if (c->rank != first && status == 0)
+        nn_err(-code[0], "stopped because rank %d failed (its message is above)", first);
+    return -code[0];
+}

@@ -1,0 +1,167 @@
+/*
+ * io_config: the run configuration. A YAML file (read with libyaml) plus `--set key.path=value`
+ * overrides becomes one plain struct, io_config, with every default filled in and every value
+ * checked. docs/config.md documents each key.
+ *
+ * Loading goes in three steps: the file is parsed into a small tree of maps, lists and
+ * scalars that remembers each value's line; the overrides are applied to that tree; the tree
+ * is converted into the struct, key by key, with validation. Every error message reads
+ * `FILE:LINE: key.path: what is wrong (got 'VALUE')`; a value that came from an override is
+ * located by the override itself (`--set key.path=value: key.path: ...`).
+ *
+ * io decides nothing about training: per-group hyperparameters are kept as written (a scalar,
+ * a list, slice(b) or slice(a, b)) and expanded to the model's groups by trainer/. The one
+ * exception is the fine_tune preset, which is expanded into phases here so that the trainer
+ * sees only phases.
+ *
+ * The struct owns no heap memory: it can be copied, compared and zeroed freely.
+ */
+#ifndef STRATA_IO_CONFIG_H
+#define STRATA_IO_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define IO_MAX_GROUPS 32 /* must equal NN_MAX_GROUPS (checked in io_config.c) */
+#define IO_MAX_PHASES 16
+#define IO_MAX_WIDTHS 16 /* must equal NN_MAX_WIDTHS (checked in io_config.c) */
+
+/* How a per-group hyperparameter was written. */
+enum {
+    IO_HP_UNSET = 0, /* not given (a phase's lr: use groups.lr) */
+    IO_HP_SCALAR,    /* one value for every group: v[0] */
+    IO_HP_LIST,      /* one value per group: v[0..n) */
+    IO_HP_SLICE1,    /* slice(b): v[0] = b; b/10 for every group but the last, b for the last */
+    IO_HP_SLICE2,    /* slice(a, b): v[0] = a, v[1] = b; geometric from a to b */
+};
+
+/* A per-group hyperparameter (learning rate, weight decay, momentum) as written. */
+typedef struct io_hparam {
+    int kind;                /* IO_HP_* */
+    double v[IO_MAX_GROUPS]; /* see the kinds above; unused entries are 0 */
+    int n;                   /* values used in v: 1 (scalar, slice(b)), 2 (slice(a, b)), list */
+    int line;                /* where it was written: > 0 a line of the file, -1 a --set, 0 a
+                                default or a preset (for messages such as a wrong count) */
+} io_hparam;
+
+/* A learning-rate schedule; each field is used by the types noted. */
+typedef struct io_schedule {
+    char type[16];    /* one_cycle (default), cosine, step, constant */
+    double pct_start; /* one_cycle: fraction of the steps spent warming up, in [0, 1] (0.25) */
+    double div;       /* one_cycle: the start lr is max/div (25) */
+    double div_final; /* one_cycle: the final lr is max/div_final (1e5) */
+    double moms[3];   /* one_cycle: momentum start, middle, end (0.95, 0.85, 0.95) */
+    double step_gamma; /* step: factor applied every step_epochs epochs (0.1) */
+    int step_epochs;   /* step: epochs between factors (1) */
+    double final_div;  /* cosine: the lr anneals from max to max/final_div (1e5) */
+} io_schedule;
+
+/* One phase of training: a number of epochs with its own freezing, lr and schedule. */
+typedef struct io_phase {
+    char name[32];        /* default "phase<i>", i counted from 0 */
+    int epochs;           /* required, >= 1 */
+    int freeze_to;        /* fastai's freeze_to(n), used when has_freeze_to */
+    int has_freeze_to;    /* 0: groups.freeze_to */
+    io_hparam lr;         /* IO_HP_UNSET: groups.lr */
+    io_schedule schedule; /* used when has_schedule */
+    int has_schedule;     /* 0: the top-level schedule */
+} io_phase;
+
+/* The whole effective configuration. Strings are NUL-terminated and zero-padded. */
+typedef struct io_config {
+    char path[512]; /* the file it was loaded from ("" for io_config_default) */
+    struct {
+        char arch[32];              /* required: resnet34, vgg16_bn, cnn, mlp, ... */
+        int cut;                    /* -1: the architecture's default */
+        int split[IO_MAX_GROUPS];   /* split points, strictly increasing, >= 1 */
+        int nsplit;                 /* -1: the architecture's default */
+        char head[16];              /* "" (the architecture's default), fastai, linear,
+                                       original */
+        int classes;                /* 0: from the data */
+        int input[3];               /* C, H, W; all 0: from the data */
+        int widths[IO_MAX_WIDTHS];  /* mlp hidden widths */
+        int nwidths;                /* 0: the architecture's default */
+        int small_stem;             /* resnet: 3x3 stride-1 conv1, no maxpool */
+    } model;
+    struct {
+        io_hparam lr, wd, momentum; /* defaults: scalars 1e-3, 0.01, 0.9 */
+        int freeze_to;              /* fastai's freeze_to(n) before training (0) */
+        int train_bn;               /* BatchNorm in frozen groups keeps training (false) */
+    } groups;
+    struct {
+        char type[16];     /* sgd (default), adamw */
+        int nesterov;      /* sgd: Nesterov momentum (false) */
+        double beta2;      /* adamw: 0.99 (fastai's); beta1 is groups.momentum */
+        double eps;        /* adamw: 1e-8 (PyTorch's; fastai uses 1e-5) */
+        int decay_bn_bias; /* weight decay on BatchNorm parameters and biases too (false) */
+    } optimizer;
+    io_schedule schedule;
+    struct {
+        char train[512];   /* "fashion-mnist" (default), "synthetic", or an HDF5 path */
+        char valid[512];   /* "fashion-mnist" (its test split), "synthetic" (its valid split),
+                              an HDF5 path, or "" for none; default: data.train when that is a
+                              built-in set, else "" */
+        char dir[512];     /* Fashion-MNIST's directory (/usr/share/datasets/fashion-mnist) */
+        int batch_size;    /* per rank (64) */
+        struct {
+            int crop_padding; /* random crop after zero padding by this many pixels (0: off) */
+            int flip;         /* random horizontal flip (false) */
+        } augment;
+        double mean[4], std[4]; /* per-channel normalisation, on pixels scaled to [0, 1] */
+        int nnorm;              /* values in mean and std; 0: the dataset's defaults */
+        struct {
+            int samples;            /* 512 */
+            int classes;            /* 4 */
+            int input[3];           /* 1 x 8 x 8 */
+            unsigned long long seed; /* 0 */
+        } synthetic;
+    } data;
+    struct {
+        int epochs;              /* used when there are no phases (1) */
+        unsigned long long seed; /* 0 */
+        io_phase phases[IO_MAX_PHASES];
+        int nphases;             /* 0: one run of train.epochs with groups.* and schedule */
+        char preset[16];         /* "" or fine_tune (which fills phases) */
+        struct {
+            int epochs;          /* the unfrozen phase's epochs (default train.epochs) */
+            double base_lr;      /* 2e-3 */
+            int freeze_epochs;   /* the frozen phase's epochs (1; 0 skips that phase) */
+            double lr_mult;      /* 100 */
+        } fine_tune;
+        int log_every;           /* steps between plain progress lines (50) */
+        int max_steps;           /* steps per epoch, 0 = all (smoke runs) */
+    } train;
+    struct {
+        char dir[512]; /* default runs/<model.arch> */
+    } run;
+} io_config;
+
+/* Fills *cfg with every default; model.arch becomes arch (NULL: "") and run.dir
+ * "runs/<arch>" (or "runs"). Returns 0, or NN_ERANGE when arch is longer than 31 characters
+ * (cfg then holds the defaults with an empty arch). */
+int io_config_default(io_config *cfg, const char *arch);
+
+/* Loads the YAML file at path, applies the overrides sets[0..nsets) (each "key.path=value",
+ * the value read as YAML, applied in order), checks every value and fills *cfg, defaults
+ * included (the fine_tune preset is expanded into train.phases). On failure *cfg holds the
+ * defaults and the code is NN_EIO (the file cannot be read), NN_EFORMAT (YAML syntax,
+ * duplicate keys, aliases), NN_EINVAL (unknown keys, wrong types, missing keys, a malformed
+ * --set) or NN_ERANGE (a value out of range); nn_errmsg() gives FILE:LINE and the key path. */
+int io_config_load(io_config *cfg, const char *path, const char *const *sets, int nsets);
+
+/* Writes the complete effective config (every key, defaults included, comments where a
+ * value has a special meaning) as YAML that io_config_load reads back to an equal struct
+ * (apart from path and the hparams' line fields). Returns 0 or NN_EIO. */
+int io_config_write(const io_config *cfg, FILE *f);
+
+/* The same text as io_config_write in a malloc'd, NUL-terminated string (for printing and
+ * for hashing across ranks); the caller frees *out. Returns 0, NN_ENOMEM or NN_EIO; *out is
+ * NULL on failure. */
+int io_config_to_string(char **out, const io_config *cfg);
+
+/* Formats a hyperparameter for logs and for YAML: "0.001", "[0.1, 0.2]", "slice(0.001)",
+ * "slice(1e-05, 0.001)", "unset". Numbers use the shortest form that reads back exactly.
+ * Returns 0, or NN_ERANGE when buf is too small (buf then holds a truncated string). */
+int io_hparam_format(char *buf, size_t len, const io_hparam *hp);
+
+#endif /* STRATA_IO_CONFIG_H */

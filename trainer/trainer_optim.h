@@ -1,0 +1,147 @@
+/*
+ * trainer_optim: fastai's per-group hyperparameters, learning-rate and momentum schedules,
+ * and the optimizers (SGD with momentum or Nesterov momentum, AdamW) whose state lives in
+ * per-group slabs laid out like the groups' parameter slabs.
+ *
+ * The rules and formulas follow fastai v2 and torch.optim; docs/training.md states them
+ * with examples. Every function that can fail returns 0 or a negative NN_E* code and leaves
+ * a message naming the offending value for nn_errmsg(). The inputs are plain numbers, so the
+ * config module (or a test) fills them however it likes.
+ */
+#ifndef STRATA_TRAINER_OPTIM_H
+#define STRATA_TRAINER_OPTIM_H
+
+#include "nn/nn.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Per-group hyperparameters (learning rate, weight decay, momentum), fastai's rules. The
+ * kind numbers equal the config module's IO_HP_SCALAR, IO_HP_LIST, IO_HP_SLICE1 and
+ * IO_HP_SLICE2.
+ */
+enum {
+    TRAINER_HP_SCALAR = 1, /* v[0] for every group */
+    TRAINER_HP_LIST = 2,   /* v[0..ngroups): one value per group */
+    TRAINER_HP_SLICE1 = 3, /* slice(b): b/10 for every group but the last, b for the last */
+    TRAINER_HP_SLICE2 = 4, /* slice(a, b): out_i = a * (b/a)^(i/(ngroups-1)); b if one group */
+};
+
+/* Expands n values v of the given kind into one value per layer group, out[0..ngroups).
+ * key names the setting in messages ("groups.lr"; NULL reads "value"). A scalar and
+ * slice(b) take one value, slice(a, b) two, a list exactly ngroups ("KEY: expected N values
+ * (one per layer group), got M"). slice(a, b) needs a == b or two non-zero values of the
+ * same sign, since its steps are geometric. Returns NN_ERANGE for a wrong count, a
+ * non-finite value or a bad slice, NN_EINVAL for an unknown kind or NULL arrays; out is
+ * left untouched on failure. */
+int trainer_hparam_expand(float *out, int ngroups, int kind, const double *v, int n,
+                          const char *key);
+
+/* ---------------------------------------------------------------------------------------
+ * Schedules (fastai v2). Time is the global step t of N steps in a phase, p = t/N.
+ *   one_cycle: lr = cos_anneal(max/div, max, p/pct) while p < pct, else
+ *              cos_anneal(max, max/div_final, (p-pct)/(1-pct)); momentum moms[0] -> moms[1]
+ *              -> moms[2] on the same shape; cos_anneal(s, e, x) = s + (1+cos(pi(1-x)))(e-s)/2
+ *   cosine:    lr = cos_anneal(max, max/cos_final_div, p)
+ *   step:      lr = max * step_gamma^floor(epoch/step_epochs), epoch = t / steps_per_epoch
+ *   constant:  lr = max
+ * Momentum follows moms under one_cycle only; every other schedule keeps each group's own.
+ */
+enum {
+    TRAINER_SCHED_ONE_CYCLE = 1,
+    TRAINER_SCHED_COSINE = 2,
+    TRAINER_SCHED_STEP = 3,
+    TRAINER_SCHED_CONSTANT = 4,
+};
+
+typedef struct trainer_sched {
+    int type;              /* TRAINER_SCHED_* */
+    double pct_start;      /* one_cycle: fraction of the phase spent warming up, in [0, 1] */
+    double div;            /* one_cycle: the start lr is max/div */
+    double div_final;      /* one_cycle: the final lr is max/div_final */
+    double moms[3];        /* one_cycle: momentum at the start, at the peak, at the end */
+    double step_gamma;     /* step: factor applied every step_epochs epochs */
+    long steps_per_epoch;  /* step: optimizer steps in one epoch */
+    int step_epochs;       /* step: epochs between two decays */
+    double cos_final_div;  /* cosine: the final lr is max/cos_final_div */
+} trainer_sched;
+
+/* Fills s with fastai's defaults for the given type: pct_start 0.25, div 25, div_final 1e5,
+ * moms {0.95, 0.85, 0.95}, step_gamma 0.1, steps_per_epoch 1, step_epochs 1,
+ * cos_final_div 1e5. The type is stored as given; trainer_sched_check judges it. */
+void trainer_sched_default(trainer_sched *s, int type);
+/* Checks every setting the type uses (pct_start in [0, 1], divisors > 0, moms in [0, 1),
+ * step_gamma > 0, steps_per_epoch >= 1, step_epochs >= 1). Returns 0 or NN_ERANGE with a
+ * message naming the setting and its value. */
+int trainer_sched_check(const trainer_sched *s);
+/* "one_cycle", "cosine", "step", "constant" -> *type. Returns NN_EINVAL naming the value
+ * and the choices for anything else (*type untouched). */
+int trainer_sched_parse_type(int *type, const char *name);
+/* The schedule's name ("one_cycle"), or "unknown". Never NULL. */
+const char *trainer_sched_name(int type);
+/* The learning rate at step `step` of `total` for a group whose maximum is max_lr. p is
+ * clamped to [0, 1]; total <= 0 reads as p = 0. */
+double trainer_sched_lr(const trainer_sched *s, double max_lr, long step, long total);
+/* The momentum (SGD momentum or AdamW beta1) at step `step` of `total`: moms' cycle under
+ * one_cycle, else base_mom. */
+double trainer_sched_mom(const trainer_sched *s, double base_mom, long step, long total);
+/* Both for every group at once: lr[g] from max_lr[g], mom[g] from base_mom[g]. */
+void trainer_sched_fill(float *lr, float *mom, const trainer_sched *s, const float *max_lr,
+                        const float *base_mom, int ngroups, long step, long total);
+
+/* ---------------------------------------------------------------------------------------
+ * Optimizers. State is one allocation per group per kind of state, laid out like the
+ * group's parameter slab: parameter p of group g has its state at offset
+ * (p->data - m->groups[g].param_slab) in state1[g] and state2[g].
+ *
+ *   sgd (torch.optim.SGD):  g' = g + wd p (coupled L2); buf = mom buf + g'; d = g' + mom buf
+ *                           with nesterov, else buf; p -= lr d. With mom = 0 the buffer is
+ *                           left as it is and d = g'. buf starts at zero, so the first step
+ *                           gives buf = g' as PyTorch's does.
+ *   adamw (torch.optim.AdamW, betas (mom, beta2)): p *= 1 - lr wd (decoupled);
+ *                           m = mom m + (1-mom) g; v = beta2 v + (1-beta2) g^2;
+ *                           p -= lr (m / (1-mom^t)) / (sqrt(v / (1-beta2^t)) + eps)
+ * Weight decay skips BatchNorm parameters and biases unless decay_bn_bias. Only trainable
+ * parameters are stepped: a frozen group is skipped entirely (its state and counters stay
+ * as they are), except for its BatchNorm parameters when the model trains BN in frozen
+ * groups (nn_model_set_train_bn), as fastai v1/v2 do.
+ */
+enum {
+    TRAINER_OPT_SGD = 1,
+    TRAINER_OPT_ADAMW = 2,
+};
+
+typedef struct trainer_opt {
+    int type;                 /* TRAINER_OPT_SGD or TRAINER_OPT_ADAMW */
+    int nesterov;             /* sgd */
+    double beta2, eps;        /* adamw */
+    int decay_bn_bias;        /* apply weight decay to BatchNorm parameters and biases too */
+    float *state1[NN_MAX_GROUPS], *state2[NN_MAX_GROUPS]; /* sgd: momentum buffer (state2
+                                 NULL); adamw: exp_avg, exp_avg_sq; owned */
+    long step[NN_MAX_GROUPS]; /* per group: steps taken while trainable (adamw bias
+                                 correction of every parameter but BatchNorm's) */
+    long step_bn[NN_MAX_GROUPS]; /* per group: steps its BatchNorm parameters took; more
+                                 than step[g] when they trained in a frozen group */
+    int ngroups;
+} trainer_opt;
+
+/* Allocates zeroed state slabs for every group of m (even frozen ones, so unfreezing needs
+ * no allocation) and stores the settings. beta2 must be in [0, 1) and eps >= 0 for adamw
+ * (both are ignored by sgd). Returns NN_EINVAL for an unknown type, NN_ERANGE for a bad
+ * setting, NN_ENOMEM; on failure *o is zeroed. Free with trainer_opt_free. */
+int trainer_opt_init(trainer_opt *o, const nn_model *m, int type, int nesterov, double beta2,
+                     double eps, int decay_bn_bias);
+/* "sgd", "adamw" -> *type. Returns NN_EINVAL naming the value and the choices otherwise. */
+int trainer_opt_parse_type(int *type, const char *name);
+/* The optimizer's name ("sgd", "adamw"), or "unknown". Never NULL. */
+const char *trainer_opt_name(int type);
+/* Kinds of state the optimizer keeps per group (sgd 1, adamw 2): state1 and, for 2, state2. */
+int trainer_opt_nstates(const trainer_opt *o);
+/* One step over every trainable parameter of m, which must be the model o was initialised
+ * for, with per-group lr[g], momentum mom[g] (sgd momentum / adamw beta1; it may change
+ * every step, as under one_cycle) and weight decay wd[g]. Reads the gradient slabs, writes
+ * the parameter and state slabs. */
+void trainer_opt_step(trainer_opt *o, nn_model *m, const float *lr, const float *mom,
+                      const float *wd);
+/* Frees the state slabs and zeroes *o. Safe on a zeroed or already freed optimizer. */
+void trainer_opt_free(trainer_opt *o);
+
+#endif /* STRATA_TRAINER_OPTIM_H */

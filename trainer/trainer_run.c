@@ -1,0 +1,682 @@
+/* The training loop of `strata train`, `strata eval` and `strata lr-find`, on one process or
+ * under mpirun.
+ *
+ * Every rank builds the same model from the same seed, then takes rank 0's weights. Each
+ * step, a rank runs forward and backward on its shard of the global batch; the gradients of
+ * every group that has something trainable are averaged across ranks (a plain blocking
+ * all-reduce per group, head first), then the optimizer updates the group with its own
+ * learning rate, momentum and weight decay from the phase's schedule. Errors are agreed on
+ * by all ranks, so a failure on one rank ends the job everywhere instead of leaving the
+ * others waiting in a collective. Rank 0 alone prints and writes the run directory.
+ */
+#include "trainer/trainer.h"
+
+#include "comm/comm.h"
+#include "io/io.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    const io_config *cfg;
+    comm *c;
+    FILE *out;        /* rank 0's console; NULL on other ranks */
+    FILE *metrics;    /* run.dir/metrics.jsonl on rank 0 */
+    int tty;          /* rank 0's console is a terminal: draw a progress bar */
+    io_dataset train, valid;
+    int has_valid;
+    float mean[4], std[4], pad[4];
+    nn_model *m;
+    trainer_opt opt;
+    nn_rng rng;       /* dropout; seeded from train.seed and the rank */
+    nn_tensor x, dlogits;
+    int32_t *labels;
+    int *shard, *batch_idx;
+    long global_step;
+    int epoch;        /* epochs done, over all phases */
+} run;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return nn_err(NN_EINVAL, "run.dir is too long: %s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char keep = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) && errno != EEXIST)
+                return nn_err(NN_EIO, "cannot create directory %s: %s", buf, strerror(errno));
+            *p = keep;
+            if (!keep) break;
+        }
+    }
+    return 0;
+}
+
+/* Loads train and valid data on every rank, builds the model and the optimizer. */
+static int run_setup(run *r, int need_train)
+{
+    const io_config *cfg = r->cfg;
+    io_synthetic_opts syn = {cfg->data.synthetic.samples, cfg->data.synthetic.classes,
+                             cfg->data.synthetic.input[0], cfg->data.synthetic.input[1],
+                             cfg->data.synthetic.input[2], cfg->data.synthetic.seed};
+    int rc = io_data_open(&r->train, cfg->data.train, cfg->data.dir, 1, &syn);
+    if (!rc && cfg->data.valid[0]) {
+        rc = io_data_open(&r->valid, cfg->data.valid, cfg->data.dir, 0, &syn);
+        r->has_valid = rc == 0;
+    }
+    if (rc) return rc;
+    const io_dataset *shape = &r->train;
+    if (cfg->data.nnorm) {
+        if (cfg->data.nnorm != shape->c)
+            return nn_err(NN_EINVAL, "data.normalize has %d values but the images have %d channels",
+                          cfg->data.nnorm, shape->c);
+        for (int i = 0; i < shape->c; i++) {
+            r->mean[i] = (float)cfg->data.mean[i];
+            r->std[i] = (float)cfg->data.std[i];
+        }
+    } else {
+        io_data_default_norm(shape, cfg->data.train, r->mean, r->std);
+    }
+    for (int i = 0; i < shape->c && i < 4; i++)
+        r->pad[i] = shape->images ? -r->mean[i] / r->std[i] : 0.0f;
+
+    nn_model_spec spec;
+    nn_model_spec_default(&spec);
+    spec.arch = cfg->model.arch;
+    spec.in_c = cfg->model.input[0] ? cfg->model.input[0] : shape->c;
+    spec.in_h = cfg->model.input[1] ? cfg->model.input[1] : shape->h;
+    spec.in_w = cfg->model.input[2] ? cfg->model.input[2] : shape->w;
+    if (spec.in_c != shape->c || spec.in_h != shape->h || spec.in_w != shape->w)
+        return nn_err(NN_ESHAPE, "model.input %dx%dx%d does not match the data's %dx%dx%d (%s)",
+                      spec.in_c, spec.in_h, spec.in_w, shape->c, shape->h, shape->w,
+                      cfg->data.train);
+    spec.classes = cfg->model.classes ? cfg->model.classes : shape->classes;
+    spec.cut = cfg->model.cut;
+    spec.nsplit = cfg->model.nsplit;
+    memcpy(spec.split, cfg->model.split, sizeof spec.split);
+    spec.head = !strcmp(cfg->model.head, "fastai")     ? NN_HEAD_FASTAI
+                : !strcmp(cfg->model.head, "linear")   ? NN_HEAD_LINEAR
+                : !strcmp(cfg->model.head, "original") ? NN_HEAD_ORIGINAL
+                                                       : NN_HEAD_DEFAULT;
+    spec.nwidths = cfg->model.nwidths;
+    memcpy(spec.widths, cfg->model.widths, sizeof(int) * cfg->model.nwidths);
+    spec.small_stem = cfg->model.small_stem;
+    rc = io_check_labels(&r->train, spec.classes, cfg->data.train);
+    if (!rc && r->has_valid) rc = io_check_labels(&r->valid, spec.classes, cfg->data.valid);
+    if (rc) return rc;
+
+    nn_rng init;
+    nn_rng_seed(&init, cfg->train.seed);
+    rc = nn_model_init(&r->m, &spec, &init);
+    if (rc) return rc;
+    nn_model_set_train_bn(r->m, cfg->groups.train_bn);
+    nn_rng_seed(&r->rng, cfg->train.seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(comm_rank(r->c) + 1)));
+
+    int type;
+    rc = trainer_opt_parse_type(&type, cfg->optimizer.type);
+    if (!rc)
+        rc = trainer_opt_init(&r->opt, r->m, type, cfg->optimizer.nesterov, cfg->optimizer.beta2,
+                              cfg->optimizer.eps, cfg->optimizer.decay_bn_bias);
+    if (rc) return rc;
+    const int world = comm_size(r->c), B = cfg->data.batch_size;
+    if (need_train) {
+        if (r->train.n < world)
+            return nn_err(NN_ERANGE, "%s has %d samples, fewer than the %d ranks", cfg->data.train,
+                          r->train.n, world);
+        rc = io_check_batch(r->train.n / world, B, world);
+        if (rc) return rc;
+    }
+    r->labels = malloc(sizeof(int32_t) * B);
+    r->batch_idx = malloc(sizeof(int) * B);
+    r->shard = malloc(sizeof(int) * (r->train.n > r->valid.n ? r->train.n : r->valid.n) + 1);
+    if (!r->labels || !r->batch_idx || !r->shard)
+        return nn_err(NN_ENOMEM, "cannot allocate batch buffers");
+    return 0;
+}
+
+/* Rank 0's weights and BatchNorm buffers on every rank (replicas start identical even if a
+ * rank's RNG or BLAS differed). */
+static int bn_bcast(void *ud, const char *name, nn_buffer *b)
+{
+    return comm_bcast_f32(ud, b->data, b->numel, 0);
+}
+
+static int bn_average(void *ud, const char *name, nn_buffer *b)
+{
+    return comm_allreduce_f32(ud, b->data, b->numel, 1);
+}
+
+static int run_sync_replicas(run *r)
+{
+    for (int g = 0; g < r->m->ngroups; g++) {
+        int rc = comm_bcast_f32(r->c, r->m->groups[g].param_slab, r->m->groups[g].numel, 0);
+        if (rc) return rc;
+    }
+    return nn_model_visit_buffers(r->m, bn_bcast, r->c);
+}
+
+static void run_free(run *r)
+{
+    trainer_opt_free(&r->opt);
+    nn_model_free(r->m);
+    io_dataset_free(&r->train);
+    io_dataset_free(&r->valid);
+    nn_tensor_free(&r->x);
+    nn_tensor_free(&r->dlogits);
+    free(r->labels);
+    free(r->batch_idx);
+    free(r->shard);
+    if (r->metrics) fclose(r->metrics);
+}
+
+/* Fills r->x and r->labels with samples idx[0..count) of ds, normalised, augmented when
+ * training. */
+static int load_batch(run *r, const io_dataset *ds, const int *idx, int count, int augment)
+{
+    int rc = nn_tensor_resize(&r->x, count, ds->c, ds->h, ds->w);
+    if (rc) return rc;
+    io_dataset_to_float(r->x.data, ds, idx, count, r->mean, r->std);
+    const size_t per = (size_t)ds->c * ds->h * ds->w;
+    for (int i = 0; i < count; i++) {
+        r->labels[i] = ds->labels[idx[i]];
+        if (augment && (r->cfg->data.augment.crop_padding > 0 || r->cfg->data.augment.flip))
+            io_augment(r->x.data + i * per, ds->c, ds->h, ds->w, r->cfg->data.augment.crop_padding,
+                       r->cfg->data.augment.flip, r->pad, r->cfg->train.seed, r->epoch, idx[i]);
+    }
+    return 0;
+}
+
+/* Forward, loss and backward on one local batch; *loss and *hits are local. */
+static int step_local(run *r, float *loss, int *hits)
+{
+    const nn_tensor *logits;
+    nn_ctx ctx = {&r->rng};
+    int rc = nn_model_forward(&logits, r->m, &r->x, &ctx);
+    if (!rc) rc = nn_cross_entropy(loss, &r->dlogits, hits, logits, r->labels);
+    if (rc) return rc;
+    if (!isfinite(*loss)) return nn_err(NN_ERANGE, "the loss is %f at step %ld: training diverged (lower the learning rate)", (double)*loss, r->global_step);
+    nn_model_zero_grad(r->m);
+    return nn_model_backward(r->m, &r->dlogits);
+}
+
+/* Averages the gradients of every group with something trainable, head first. Frozen
+ * groups without trainable BatchNorm send nothing. */
+static int reduce_grads(run *r)
+{
+    for (int g = r->m->ngroups - 1; g >= 0; g--) {
+        nn_group *gr = &r->m->groups[g];
+        if (gr->frozen && !r->m->train_bn) continue;
+        int rc = comm_allreduce_f32(r->c, gr->grad_slab, gr->numel, 1);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Validation loss and accuracy over the whole valid set, each rank taking every world-th
+ * sample, after averaging BatchNorm statistics so that all replicas agree. */
+static int run_validate(run *r, double *loss, double *acc)
+{
+    const io_dataset *ds = &r->valid;
+    const int world = comm_size(r->c), rank = comm_rank(r->c), B = r->cfg->data.batch_size;
+    int rc = nn_model_visit_buffers(r->m, bn_average, r->c);
+    if (rc) return rc;
+    nn_model_set_training(r->m, 0);
+    double sums[3] = {0, 0, 0}; /* loss * n, hits, n */
+    int count = 0;
+    for (int i = rank; i < ds->n; i += world) r->shard[count++] = i;
+    for (int s = 0; s < count && !rc; s += B) {
+        int cnt = count - s < B ? count - s : B;
+        rc = load_batch(r, ds, r->shard + s, cnt, 0);
+        const nn_tensor *logits;
+        nn_ctx ctx = {&r->rng};
+        float l;
+        int hits;
+        if (!rc) rc = nn_model_forward(&logits, r->m, &r->x, &ctx);
+        if (!rc) rc = nn_cross_entropy(&l, NULL, &hits, logits, r->labels);
+        sums[0] += (double)l * cnt;
+        sums[1] += hits;
+        sums[2] += cnt;
+    }
+    nn_model_set_training(r->m, 1);
+    int who;
+    rc = comm_agree(r->c, rc, &who);
+    if (rc) return rc;
+    rc = comm_allreduce_f64(r->c, sums, 3);
+    if (rc) return rc;
+    *loss = sums[0] / sums[2];
+    *acc = sums[1] / sums[2];
+    return 0;
+}
+
+/* The phases to run: the config's, or one built from the top-level keys. */
+static int phases_of(const io_config *cfg, io_phase *ph)
+{
+    if (cfg->train.nphases > 0) {
+        memcpy(ph, cfg->train.phases, sizeof(io_phase) * cfg->train.nphases);
+        return cfg->train.nphases;
+    }
+    memset(ph, 0, sizeof *ph);
+    snprintf(ph->name, sizeof ph->name, "train");
+    ph->epochs = cfg->train.epochs;
+    return 1;
+}
+
+static int sched_from(trainer_sched *s, const io_schedule *cs, long steps_per_epoch)
+{
+    memset(s, 0, sizeof *s);
+    int rc = trainer_sched_parse_type(&s->type, cs->type);
+    if (rc) return rc;
+    s->pct_start = cs->pct_start;
+    s->div = cs->div;
+    s->div_final = cs->div_final;
+    memcpy(s->moms, cs->moms, sizeof s->moms);
+    s->step_gamma = cs->step_gamma;
+    s->step_epochs = cs->step_epochs;
+    s->cos_final_div = cs->final_div;
+    s->steps_per_epoch = steps_per_epoch;
+    return 0;
+}
+
+static void print_lrs(FILE *f, const float *lr, int n, const char *sep)
+{
+    for (int g = 0; g < n; g++) fprintf(f, "%s%.3g", g ? sep : "", (double)lr[g]);
+}
+
+static void progress(run *r, int phase, int nphases, int epoch, int epochs, int b, int nb,
+                     double loss, double sps, const float *lr)
+{
+    if (!r->out) return;
+    if (r->tty) {
+        const int width = 24, done = (int)((double)width * b / nb);
+        fprintf(r->out, "\rphase %d/%d epoch %d/%d [", phase + 1, nphases, epoch + 1, epochs);
+        for (int i = 0; i < width; i++) fputc(i < done ? '#' : '.', r->out);
+        fprintf(r->out, "] %d/%d loss %.4f %.0f samples/s lr ", b, nb, loss, sps);
+        print_lrs(r->out, lr, r->m->ngroups, ",");
+        fprintf(r->out, "   ");
+    } else {
+        fprintf(r->out, "phase %d/%d epoch %d/%d batch %d/%d loss %.4f samples/s %.0f lr ", phase + 1,
+                nphases, epoch + 1, epochs, b, nb, loss, sps);
+        print_lrs(r->out, lr, r->m->ngroups, ",");
+        fputc('\n', r->out);
+    }
+    fflush(r->out);
+}
+
+static void metrics_lr(FILE *f, const float *lr, int n)
+{
+    fputc('[', f);
+    print_lrs(f, lr, n, ", ");
+    fputc(']', f);
+}
+
+/* Sets up the run directory on rank 0: the effective config and metrics.jsonl. */
+static int run_open_dir(run *r)
+{
+    int rc = 0;
+    if (comm_rank(r->c) == 0) {
+        rc = make_dirs(r->cfg->run.dir);
+        char path[1100];
+        if (!rc) {
+            snprintf(path, sizeof path, "%s/config.yaml", r->cfg->run.dir);
+            FILE *f = fopen(path, "w");
+            if (!f)
+                rc = nn_err(NN_EIO, "cannot write %s: %s", path, strerror(errno));
+            else {
+                rc = io_config_write(r->cfg, f);
+                if (fclose(f) && !rc) rc = nn_err(NN_EIO, "cannot write %s", path);
+            }
+        }
+        if (!rc) {
+            snprintf(path, sizeof path, "%s/metrics.jsonl", r->cfg->run.dir);
+            r->metrics = fopen(path, "w");
+            if (!r->metrics) rc = nn_err(NN_EIO, "cannot write %s: %s", path, strerror(errno));
+        }
+    }
+    return comm_agree(r->c, rc, NULL);
+}
+
+typedef struct {
+    io_tensor_ref *t;
+    int n, cap;
+    char (*names)[128];
+} ref_list;
+
+static int collect_param(void *ud, const char *name, nn_param *p)
+{
+    ref_list *l = ud;
+    if (l->n >= l->cap) return nn_err(NN_ERANGE, "too many tensors");
+    snprintf(l->names[l->n], 128, "%s", name);
+    l->t[l->n] = (io_tensor_ref){l->names[l->n], p->data, p->numel};
+    l->n++;
+    return 0;
+}
+
+static int collect_buffer(void *ud, const char *name, nn_buffer *b)
+{
+    ref_list *l = ud;
+    if (l->n >= l->cap) return nn_err(NN_ERANGE, "too many tensors");
+    snprintf(l->names[l->n], 128, "%s", name);
+    l->t[l->n] = (io_tensor_ref){l->names[l->n], b->data, b->numel};
+    l->n++;
+    return 0;
+}
+
+/* Saves or loads every parameter and BatchNorm buffer by name. */
+static int weights_io(nn_model *m, const char *path, int save)
+{
+    enum { CAP = 4096 };
+    ref_list l = {calloc(CAP, sizeof(io_tensor_ref)), 0, CAP, calloc(CAP, 128)};
+    int rc = (!l.t || !l.names) ? nn_err(NN_ENOMEM, "cannot list tensors") : 0;
+    if (!rc) rc = nn_model_visit_params(m, collect_param, &l);
+    if (!rc) rc = nn_model_visit_buffers(m, collect_buffer, &l);
+    if (!rc) rc = save ? io_weights_save(path, l.t, l.n) : io_weights_load(path, l.t, l.n);
+    free(l.t);
+    free(l.names);
+    return rc;
+}
+
+int trainer_train(const io_config *cfg, comm *c, FILE *out)
+{
+    run r = {0};
+    r.cfg = cfg;
+    r.c = c;
+    const int rank = comm_rank(c), world = comm_size(c);
+    r.out = rank == 0 ? out : NULL;
+    r.tty = r.out && isatty(fileno(r.out));
+    int rc = comm_agree(c, run_setup(&r, 1), NULL);
+    if (!rc) rc = run_sync_replicas(&r);
+    if (!rc) rc = run_open_dir(&r);
+    if (rc) goto done;
+    const int B = cfg->data.batch_size;
+    int per_rank = 0;
+    io_phase phases[IO_MAX_PHASES];
+    const int nphases = phases_of(cfg, phases);
+    if (r.out) {
+        fprintf(r.out, "strata: %s, %d layer groups, %zu parameters; %d rank(s) x batch %d = global batch %d\n",
+                r.m->arch, r.m->ngroups, nn_model_numel(r.m), world, B, B * world);
+        fprintf(r.out, "strata: train %s (%d samples), valid %s (%d samples); run dir %s\n",
+                cfg->data.train, r.train.n, r.has_valid ? cfg->data.valid : "none",
+                r.has_valid ? r.valid.n : 0, cfg->run.dir);
+    }
+    const int G = r.m->ngroups;
+    float lr_max[NN_MAX_GROUPS], lr[NN_MAX_GROUPS], wd[NN_MAX_GROUPS], mom_base[NN_MAX_GROUPS],
+        mom[NN_MAX_GROUPS];
+    for (int p = 0; p < nphases && !rc; p++) {
+        const io_phase *ph = &phases[p];
+        int warn = 0;
+        rc = nn_model_freeze_to(r.m, ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to, &warn);
+        const io_hparam *hl = ph->lr.kind ? &ph->lr : &cfg->groups.lr;
+        if (!rc) rc = trainer_hparam_expand(lr_max, G, hl->kind, hl->v, hl->n, "lr");
+        if (!rc)
+            rc = trainer_hparam_expand(wd, G, cfg->groups.wd.kind, cfg->groups.wd.v,
+                                       cfg->groups.wd.n, "groups.wd");
+        if (!rc)
+            rc = trainer_hparam_expand(mom_base, G, cfg->groups.momentum.kind,
+                                       cfg->groups.momentum.v, cfg->groups.momentum.n,
+                                       "groups.momentum");
+        long per_epoch = 0;
+        trainer_sched sched;
+        if (!rc) {
+            per_rank = r.train.n / world;
+            per_epoch = per_rank / B;
+            if (cfg->train.max_steps > 0 && cfg->train.max_steps < per_epoch)
+                per_epoch = cfg->train.max_steps;
+            rc = sched_from(&sched, ph->has_schedule ? &ph->schedule : &cfg->schedule, per_epoch);
+        }
+        if (rc) break;
+        if (r.out) {
+            if (warn)
+                fprintf(r.out, "strata: warning: freeze_to has no effect: the model has one layer group\n");
+            fprintf(r.out, "strata: phase %d/%d '%s': %d epoch(s), frozen groups:", p + 1, nphases,
+                    ph->name, ph->epochs);
+            int any = 0;
+            for (int g = 0; g < G; g++)
+                if (r.m->groups[g].frozen) fprintf(r.out, " %d", g), any = 1;
+            fprintf(r.out, "%s; max lr per group ", any ? "" : " none");
+            print_lrs(r.out, lr_max, G, ", ");
+            fprintf(r.out, "; schedule %s\n", (ph->has_schedule ? &ph->schedule : &cfg->schedule)->type);
+        }
+        const long total = per_epoch * ph->epochs;
+        long t = 0;
+        for (int e = 0; e < ph->epochs && !rc; e++, r.epoch++) {
+            int count = 0;
+            rc = io_shard(r.shard, &count, r.train.n, rank, world, cfg->train.seed, r.epoch);
+            if (rc) break;
+            double t0 = now_s(), tl = t0, win_loss = 0.0;
+            long win_n = 0, win_hits = 0;
+            for (long b = 0; b < per_epoch && !rc; b++, t++, r.global_step++) {
+                float loss;
+                int hits;
+                rc = load_batch(&r, &r.train, r.shard + b * B, B, 1);
+                if (!rc) rc = step_local(&r, &loss, &hits);
+                rc = comm_agree(c, rc, NULL);
+                if (!rc) rc = reduce_grads(&r);
+                if (rc) break;
+                for (int g = 0; g < G; g++) {
+                    lr[g] = (float)trainer_sched_lr(&sched, lr_max[g], t, total);
+                    mom[g] = (float)trainer_sched_mom(&sched, mom_base[g], t, total);
+                }
+                trainer_opt_step(&r.opt, r.m, lr, mom, wd);
+                win_loss += (double)loss * B;
+                win_hits += hits;
+                win_n += B;
+                const int log = cfg->train.log_every > 0 &&
+                                ((b + 1) % cfg->train.log_every == 0 || b + 1 == per_epoch);
+                if (log || (r.tty && now_s() - tl > 0.2)) {
+                    double sums[3] = {win_loss, (double)win_hits, (double)win_n};
+                    if (log) rc = comm_allreduce_f64(c, sums, 3);
+                    double now = now_s(), sps = (double)(b + 1) * B * world / (now - t0);
+                    tl = now;
+                    if (!rc) progress(&r, p, nphases, e, ph->epochs, (int)b + 1, (int)per_epoch,
+                                      sums[0] / sums[2], sps, lr);
+                    if (log && r.metrics) {
+                        fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"train_loss\": %.6g, \"train_acc\": %.6g, \"lr\": ",
+                                r.global_step + 1, r.epoch, p, sums[0] / sums[2], sums[1] / sums[2]);
+                        metrics_lr(r.metrics, lr, G);
+                        fprintf(r.metrics, ", \"samples_per_s\": %.1f}\n", sps);
+                        fflush(r.metrics);
+                    }
+                    if (log) win_loss = 0.0, win_hits = 0, win_n = 0;
+                }
+            }
+            if (rc) break;
+            if (r.tty && r.out) fputc('\n', r.out);
+            if (r.has_valid) {
+                double vl, va;
+                rc = run_validate(&r, &vl, &va);
+                if (rc) break;
+                if (r.out)
+                    fprintf(r.out, "phase %d/%d epoch %d/%d valid loss %.4f valid accuracy %.4f (%.1f s)\n",
+                            p + 1, nphases, e + 1, ph->epochs, vl, va, now_s() - t0);
+                if (r.metrics) {
+                    fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"valid_loss\": %.6g, \"valid_acc\": %.6g}\n",
+                            r.global_step, r.epoch + 1, p, vl, va);
+                    fflush(r.metrics);
+                }
+            }
+        }
+    }
+    if (!rc) {
+        /* Every replica holds the same weights; rank 0 writes them with averaged BN stats. */
+        rc = nn_model_visit_buffers(r.m, bn_average, c);
+        if (!rc && rank == 0) {
+            char path[1100];
+            snprintf(path, sizeof path, "%s/weights.h5", cfg->run.dir);
+            rc = weights_io(r.m, path, 1);
+            if (!rc && r.out) fprintf(r.out, "strata: weights written to %s\n", path);
+        }
+        rc = comm_agree(c, rc, NULL);
+    }
+done:
+    run_free(&r);
+    return rc;
+}
+
+int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, double *loss,
+                 double *acc)
+{
+    run r = {0};
+    r.cfg = cfg;
+    r.c = c;
+    r.out = comm_rank(c) == 0 ? out : NULL;
+    char path[1100];
+    if (!weights) {
+        snprintf(path, sizeof path, "%s/weights.h5", cfg->run.dir);
+        weights = path;
+    }
+    int rc = run_setup(&r, 0);
+    if (!rc && !r.has_valid) rc = nn_err(NN_EINVAL, "data.valid is empty: nothing to evaluate on");
+    if (!rc) rc = weights_io(r.m, weights, 0);
+    rc = comm_agree(c, rc, NULL);
+    if (!rc) rc = run_validate(&r, loss, acc);
+    if (!rc && r.out)
+        fprintf(r.out, "strata: %s on %s (%d samples): loss %.4f accuracy %.4f\n", weights,
+                cfg->data.valid, r.valid.n, *loss, *acc);
+    run_free(&r);
+    return rc;
+}
+
+/* fastai's learning-rate finder: lr_k = start * (end/start)^(k/num_it) for every group,
+ * smoothed loss (exponential average, beta 0.98, debiased), stop when it exceeds 4x the
+ * best; the weights, BN statistics and optimizer state are restored afterwards. */
+int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_find_opts *o,
+                    double *suggestion)
+{
+    run r = {0};
+    r.cfg = cfg;
+    r.c = c;
+    const int rank = comm_rank(c), world = comm_size(c), B = cfg->data.batch_size;
+    r.out = rank == 0 ? out : NULL;
+    float *saved = NULL;
+    double *lrs = NULL, *losses = NULL, *smooth = NULL;
+    int rc = comm_agree(c, run_setup(&r, 1), NULL);
+    if (!rc) rc = run_sync_replicas(&r);
+    if (!rc) rc = run_open_dir(&r);
+    if (rc) goto done;
+    const int G = r.m->ngroups;
+    rc = nn_model_freeze_to(r.m, cfg->groups.freeze_to, NULL);
+    size_t total = nn_model_numel(r.m);
+    saved = malloc(sizeof(float) * (total ? total : 1));
+    lrs = calloc(o->num_it, sizeof(double));
+    losses = calloc(o->num_it, sizeof(double));
+    smooth = calloc(o->num_it, sizeof(double));
+    if (!saved || !lrs || !losses || !smooth) rc = nn_err(NN_ENOMEM, "lr-find: out of memory");
+    if (rc) goto done;
+    for (int g = 0, off = 0; g < G; off += (int)r.m->groups[g].numel, g++)
+        memcpy(saved + off, r.m->groups[g].param_slab, sizeof(float) * r.m->groups[g].numel);
+    char wpath[1100];
+    snprintf(wpath, sizeof wpath, "%s/.lr_find_weights.h5", cfg->run.dir);
+    if (rank == 0) rc = weights_io(r.m, wpath, 1); /* BN buffers too */
+    rc = comm_agree(c, rc, NULL);
+    if (rc) goto done;
+    float lr[NN_MAX_GROUPS], wd[NN_MAX_GROUPS], mom[NN_MAX_GROUPS];
+    rc = trainer_hparam_expand(wd, G, cfg->groups.wd.kind, cfg->groups.wd.v, cfg->groups.wd.n,
+                               "groups.wd");
+    if (!rc)
+        rc = trainer_hparam_expand(mom, G, cfg->groups.momentum.kind, cfg->groups.momentum.v,
+                                   cfg->groups.momentum.n, "groups.momentum");
+    if (rc) goto done;
+    int n = 0, count = 0, per_epoch = 0;
+    double avg = 0.0, best = INFINITY;
+    for (int k = 0; k < o->num_it && !rc; k++) {
+        if (per_epoch == 0 || k % per_epoch == 0) { /* a new epoch's shard */
+            rc = io_shard(r.shard, &count, r.train.n, rank, world, cfg->train.seed, r.epoch++);
+            per_epoch = count / B;
+        }
+        if (rc) break;
+        const double l = o->start * pow(o->end / o->start, (double)k / (o->num_it - 1));
+        for (int g = 0; g < G; g++) lr[g] = (float)l;
+        float loss;
+        int hits;
+        rc = load_batch(&r, &r.train, r.shard + (k % per_epoch) * B, B, 1);
+        if (!rc) rc = step_local(&r, &loss, &hits);
+        rc = comm_agree(c, rc, NULL);
+        if (!rc) rc = reduce_grads(&r);
+        double gl[1] = {loss};
+        if (!rc) rc = comm_allreduce_f64(c, gl, 1);
+        if (rc) break;
+        trainer_opt_step(&r.opt, r.m, lr, mom, wd);
+        double mean_loss = gl[0] / world;
+        avg = 0.98 * avg + 0.02 * mean_loss;
+        double sm = avg / (1.0 - pow(0.98, k + 1));
+        lrs[n] = l;
+        losses[n] = mean_loss;
+        smooth[n] = sm;
+        n++;
+        if (sm < best) best = sm;
+        if (sm > 4.0 * best || !isfinite(sm)) break;
+    }
+    if (rc) goto done;
+    /* Restore the weights, BatchNorm statistics and optimizer state. */
+    for (int g = 0, off = 0; g < G; off += (int)r.m->groups[g].numel, g++)
+        memcpy(r.m->groups[g].param_slab, saved + off, sizeof(float) * r.m->groups[g].numel);
+    rc = weights_io(r.m, wpath, 0);
+    rc = comm_agree(c, rc, NULL);
+    if (rc) goto done;
+    if (rank == 0) unlink(wpath);
+    /* Suggestions: fastai's minimum/10 and the steepest descent of the smoothed loss. */
+    int imin = 0, isteep = 0;
+    double steep = INFINITY;
+    for (int i = 0; i < n; i++) {
+        if (smooth[i] < smooth[imin]) imin = i;
+        if (i > 0 && i < n - 1) {
+            double d = (smooth[i + 1] - smooth[i - 1]) / (log(lrs[i + 1]) - log(lrs[i - 1]));
+            if (d < steep) steep = d, isteep = i;
+        }
+    }
+    *suggestion = lrs[imin] / 10.0;
+    if (rank == 0) {
+        char csv[1100], png[1100];
+        snprintf(csv, sizeof csv, "%s/lr_find.csv", cfg->run.dir);
+        snprintf(png, sizeof png, "%s/lr_find.png", cfg->run.dir);
+        FILE *f = fopen(csv, "w");
+        if (!f) {
+            rc = nn_err(NN_EIO, "cannot write %s: %s", csv, strerror(errno));
+        } else {
+            fprintf(f, "lr,loss,smoothed_loss\n");
+            for (int i = 0; i < n; i++) fprintf(f, "%.6e,%.6f,%.6f\n", lrs[i], losses[i], smooth[i]);
+            if (fclose(f)) rc = nn_err(NN_EIO, "cannot write %s", csv);
+        }
+        if (!rc && r.out) {
+            fprintf(r.out, "strata: lr-find ran %d of %d steps (lr %.2e to %.2e)\n", n, o->num_it,
+                    lrs[0], lrs[n - 1]);
+            fprintf(r.out, "strata: suggested lr %.2e (minimum %.2e / 10); steepest descent at %.2e\n",
+                    *suggestion, lrs[imin], lrs[isteep]);
+            fprintf(r.out, "strata: wrote %s\n", csv);
+        }
+        if (!rc && o->plot_script) {
+            char cmd[4096];
+            snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' '%s' %.6e", o->plot_script, csv, png,
+                     *suggestion);
+            int st = system(cmd);
+            if (st != 0)
+                rc = nn_err(NN_EIO, "the plot was not written: '%s' failed (exit %d); is python3-matplotlib installed?",
+                            cmd, st);
+            else if (r.out)
+                fprintf(r.out, "strata: wrote %s\n", png);
+        }
+    }
+    rc = comm_agree(c, rc, NULL);
+done:
+    free(saved);
+    free(lrs);
+    free(losses);
+    free(smooth);
+    run_free(&r);
+    return rc;
+}
