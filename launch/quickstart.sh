@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds strata and trains a small CNN on Fashion-MNIST for one epoch:
-#   build/strata train --arch cnn --epochs 1 --batch-size 64 --lr 0.05 [EXTRA_ARGS...]
+# Installs what is missing, builds strata and runs the main job: fastai's layer-group workflow
+# on Fashion-MNIST under mpirun with 2 ranks (a frozen-body phase, then an unfrozen phase
+# with slice learning rates), as launch/configs/quickstart.yaml says:
+#   mpirun -np 2 build/strata train launch/configs/quickstart.yaml [EXTRA_ARGS...]
 #
 # Usage: ./launch/quickstart.sh [EXTRA_ARGS...]
-#   EXTRA_ARGS   passed to `strata train`, e.g. --epochs 3 (replaces the default --epochs 1)
-# strata train runs in the repository root, so relative paths in EXTRA_ARGS are taken from there.
-# Its console output is also saved in runs/quickstart/.
+#   EXTRA_ARGS   passed to `strata train`, e.g. --set train.phases.1.epochs=3
+#   STRATA_NP    ranks to start (default 2)
+# strata train runs in the repository root; the run directory is runs/quickstart/.
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -25,20 +27,14 @@ strata_install_deps
 strata_step "2/3 Building (Release) in $ROOT/build"
 strata_build "$ROOT/build"
 
-# The defaults, each dropped when EXTRA_ARGS gives that option (as --opt VALUE or --opt=VALUE).
-defaults=(--arch cnn --epochs 1 --batch-size 64 --lr 0.05)
-cmd=("$ROOT/build/strata" train)
-for ((i = 0; i < ${#defaults[@]}; i += 2)); do
-    opt=${defaults[i]}
-    given=0
-    for arg in "$@"; do
-        [[ "$arg" == "$opt" || "$arg" == "$opt="* ]] && given=1
-    done
-    ((given)) || cmd+=("$opt" "${defaults[i + 1]}")
-done
-cmd+=("$@")
+np=${STRATA_NP:-2}
+mpi_flags=(-np "$np")
+if ((np > $(nproc))); then
+    mpi_flags+=(--oversubscribe)
+fi
+cmd=(mpirun "${mpi_flags[@]}" "$ROOT/build/strata" train "$ROOT/launch/configs/quickstart.yaml" "$@")
 run_dir="$ROOT/runs/quickstart"
-log="$run_dir/train-$(date +%Y%m%d-%H%M%S).log"
+log="$run_dir/console-$(date +%Y%m%d-%H%M%S).log"
 mkdir -p "$run_dir"
 strata_step "3/3 Training on Fashion-MNIST: ${cmd[*]#"$ROOT/"}"
 echo "(in $ROOT; console output also goes to $log)"

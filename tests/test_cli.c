@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,12 +195,94 @@ static void test_train_runs(void **state)
     free(out);
 }
 
+/* Reads run.dir/metrics.jsonl into a malloc'd string. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) print_error("cannot open %s\n", path);
+    assert_non_null(f);
+    char *buf = malloc(1 << 20);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Two phases: the first (1 epoch = 16 steps of 32 samples) trains with groups 0 and 1
+ * frozen, the second with nothing frozen, and the switch happens exactly at step 17. */
+static void test_train_phases(void **state)
+{
+    char dir[] = "/tmp/strata-cli-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char args[1024], *out;
+    snprintf(args, sizeof args,
+             "train %s --set run.dir=%s --set train.log_every=1 --set "
+             "'train.phases=[{name: head, epochs: 1, freeze_to: -1, lr: 0.05}, "
+             "{name: all, epochs: 1, freeze_to: 0, lr: \"slice(0.005, 0.05)\"}]'",
+             SYN, dir);
+    int st = run_cli(args, &out);
+    if (st != 0) print_error("%s\n", out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "phase 1/2 'head': 1 epoch(s), frozen groups: 0 1;"));
+    assert_non_null(strstr(out, "phase 2/2 'all': 1 epoch(s), frozen groups: none;"));
+    free(out);
+    char path[600];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char *m = read_file(path);
+    /* 512 samples / 32 per batch = 16 steps per epoch. */
+    assert_non_null(strstr(m, "{\"step\": 16, \"epoch\": 0, \"phase\": 0,"));
+    assert_non_null(strstr(m, "{\"step\": 17, \"epoch\": 1, \"phase\": 1,"));
+    const char *s16 = strstr(m, "{\"step\": 16, \"epoch\": 0, \"phase\": 0,");
+    const char *s17 = strstr(m, "{\"step\": 17, \"epoch\": 1, \"phase\": 1,");
+    assert_non_null(strstr(s16, "\"frozen\": [0, 1]"));
+    assert_true(strstr(s16, "\"frozen\": [0, 1]") < strchr(s16, '\n'));
+    assert_true(strstr(s17, "\"frozen\": []") < strchr(s17, '\n'));
+    /* The second phase's slice: 0.005, ~0.0158, 0.05 at the one-cycle start (max/25). */
+    assert_true(strstr(s17, "\"lr\": [0.0002, 0.000632, 0.002]") < strchr(s17, '\n'));
+    free(m);
+}
+
+/* lr-find: a geometric sweep from --start to --end, the CSV and PNG written, the model
+ * restored exactly (strata checks the validation loss before and after). */
+static void test_lr_find(void **state)
+{
+    char dir[] = "/tmp/strata-cli-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char args[1024], *out;
+    snprintf(args, sizeof args, "lr-find %s --set run.dir=%s --start 1e-5 --end 100 --num-it 40",
+             SYN, dir);
+    int st = run_cli(args, &out);
+    if (st != 0) print_error("%s\n", out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "suggested lr"));
+    assert_non_null(strstr(out, "weights restored"));
+    free(out);
+    char path[600];
+    snprintf(path, sizeof path, "%s/lr_find.csv", dir);
+    char *csv = read_file(path);
+    assert_true(!strncmp(csv, "lr,loss,smoothed_loss\n", 22));
+    double lr0 = atof(csv + 22);
+    assert_float_equal(lr0, 1e-5, 1e-9);
+    const char *second = strchr(csv + 22, '\n') + 1;
+    assert_float_equal(atof(second), 1e-5 * pow(1e7, 1.0 / 39), 1e-9);
+    free(csv);
+    snprintf(path, sizeof path, "%s/lr_find.png", dir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    unsigned char sig[8];
+    assert_int_equal(fread(sig, 1, 8, f), 8);
+    fclose(f);
+    assert_memory_equal(sig, "\x89PNG\r\n\x1a\n", 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_vgg16_bn), cmocka_unit_test(test_model_resnet34),
         cmocka_unit_test(test_model_bad),      cmocka_unit_test(test_train_bad),
-        cmocka_unit_test(test_train_runs),
+        cmocka_unit_test(test_train_runs),   cmocka_unit_test(test_train_phases),
+        cmocka_unit_test(test_lr_find),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -297,6 +297,20 @@ static void print_lrs(FILE *f, const float *lr, int n, const char *sep)
     for (int g = 0; g < n; g++) fprintf(f, "%s%.3g", g ? sep : "", (double)lr[g]);
 }
 
+/* A redrawn bar only on a terminal. Under mpirun, Open MPI hands rank 0 a pseudo-terminal
+ * whatever the job's real output is (a log file, tee, a batch system), so there plain lines
+ * are printed unless STRATA_PROGRESS=bar asks for the bar; STRATA_PROGRESS=lines forces
+ * lines everywhere. */
+static int progress_bar_wanted(FILE *out)
+{
+    if (!out) return 0;
+    const char *p = getenv("STRATA_PROGRESS");
+    if (p && !strcmp(p, "bar")) return 1;
+    if (p && !strcmp(p, "lines")) return 0;
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK")) return 0;
+    return isatty(fileno(out));
+}
+
 static void progress(run *r, int phase, int nphases, int epoch, int epochs, int b, int nb,
                      double loss, double sps, const float *lr)
 {
@@ -397,7 +411,7 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
     r.c = c;
     const int rank = comm_rank(c), world = comm_size(c);
     r.out = rank == 0 ? out : NULL;
-    r.tty = r.out && isatty(fileno(r.out));
+    r.tty = progress_bar_wanted(r.out);
     int rc = comm_agree(c, run_setup(&r, 1), NULL);
     if (!rc) rc = run_sync_replicas(&r);
     if (!rc) rc = run_open_dir(&r);
@@ -488,7 +502,10 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                         fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"train_loss\": %.6g, \"train_acc\": %.6g, \"lr\": ",
                                 r.global_step + 1, r.epoch, p, sums[0] / sums[2], sums[1] / sums[2]);
                         metrics_lr(r.metrics, lr, G);
-                        fprintf(r.metrics, ", \"samples_per_s\": %.1f}\n", sps);
+                        fprintf(r.metrics, ", \"frozen\": [");
+                        for (int g = 0, k = 0; g < G; g++)
+                            if (r.m->groups[g].frozen) fprintf(r.metrics, "%s%d", k++ ? ", " : "", g);
+                        fprintf(r.metrics, "], \"samples_per_s\": %.1f}\n", sps);
                         fflush(r.metrics);
                     }
                     if (log) win_loss = 0.0, win_hits = 0, win_n = 0;
@@ -584,6 +601,10 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     if (rank == 0) rc = weights_io(r.m, wpath, 1); /* BN buffers too */
     rc = comm_agree(c, rc, NULL);
     if (rc) goto done;
+    /* The validation loss before and after proves the model was restored exactly. */
+    double before_loss = 0.0, before_acc = 0.0, after_loss = 0.0, after_acc = 0.0;
+    if (r.has_valid) rc = run_validate(&r, &before_loss, &before_acc);
+    if (rc) goto done;
     float lr[NN_MAX_GROUPS], wd[NN_MAX_GROUPS], mom[NN_MAX_GROUPS];
     rc = trainer_hparam_expand(wd, G, cfg->groups.wd.kind, cfg->groups.wd.v, cfg->groups.wd.n,
                                "groups.wd");
@@ -629,6 +650,16 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     rc = comm_agree(c, rc, NULL);
     if (rc) goto done;
     if (rank == 0) unlink(wpath);
+    if (r.has_valid) {
+        rc = run_validate(&r, &after_loss, &after_acc);
+        if (!rc && (after_loss != before_loss || after_acc != before_acc))
+            rc = nn_err(NN_ESTATE, "lr-find did not restore the model: validation loss %.9g before, %.9g after",
+                        before_loss, after_loss);
+        if (rc) goto done;
+        if (r.out)
+            fprintf(r.out, "strata: weights restored (validation loss %.6f before and after)\n",
+                    after_loss);
+    }
     /* Suggestions: fastai's minimum/10 and the steepest descent of the smoothed loss. */
     int imin = 0, isteep = 0;
     double steep = INFINITY;

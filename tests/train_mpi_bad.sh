@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Bad input under `mpiexec -n 2` ends the job on every rank with a message and a non-zero
+# status, never a hang (ctest's TIMEOUT catches a hang): a batch larger than a rank's share,
+# a missing data file, and a config that does not parse.
+# Usage: train_mpi_bad.sh MPIEXEC STRATA CONFIG
+set -uo pipefail
+mpiexec=$1 strata=$2 config=$3
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+printf 'model:\n  arch: mlp\n  widths: [8\n' > "$dir/broken.yaml"
+pass=0 fail=0
+check() { # NAME EXPECTED_TEXT ARGS...
+    local name=$1 want=$2
+    shift 2
+    "$mpiexec" -n 2 --oversubscribe "$strata" train "$@" > "$dir/out.log" 2>&1
+    local st=$?
+    if ((st != 0)) && grep -q "rank 0: .*$want" "$dir/out.log" && grep -q "rank 1: " "$dir/out.log"; then
+        echo "ok: $name (exit $st)"
+        pass=$((pass + 1))
+    else
+        echo "FAIL: $name: exit $st, expected a non-zero exit and '$want' from every rank:"
+        cat "$dir/out.log"
+        fail=$((fail + 1))
+    fi
+}
+check "batch larger than a rank's share" "batch size 300 is larger than a rank's share of 256" \
+    "$config" --set run.dir="$dir/r1" --set data.batch_size=300
+check "missing data file" "/nonexistent/data.h5" \
+    "$config" --set run.dir="$dir/r2" --set data.train=/nonexistent/data.h5
+check "config that does not parse" "broken.yaml:" "$dir/broken.yaml"
+echo "$pass passed, $fail failed"
+((fail == 0))
