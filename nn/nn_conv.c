@@ -5,6 +5,11 @@
  * thin to run near the sgemm rate. Within a chunk the column matrix is (K, nb * P) with
  * K = Cin * k * k and P = Hout * Wout; a 1x1, stride-1, unpadded conv of one sample skips
  * im2col entirely.
+ *
+ * im2col and col2im have three paths that give bit-identical results: a general strided
+ * gather, a stride-1 path that copies each output row as one clipped run, and, when a
+ * stride-1 conv keeps the input size (padding (k-1)/2), a path that copies each column-matrix
+ * row as one shifted run of the whole plane.
  */
 #include "nn/nn_internal.h"
 
@@ -13,14 +18,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NN_CONV_COLS 1024
+/* The smallest number of output columns one GEMM should see; a chunk holds
+ * ceil(NN_CONV_COLS / P) samples. 768 is just below one 28x28 sample (784 columns), so those
+ * layers run one sample per GEMM, writing straight into y and reading straight from dy with no
+ * staging copies; at 14x14 and 7x7 it gives chunks of 4 and 16 samples (784 columns). Measured
+ * on the cnn step at batch 64 (docs/performance.md): 1024, which stages two 28x28 samples per
+ * GEMM, was about 10 ms (8%) slower per step and 4-6 ms slower in the 28x28 layer; 196, 392 and
+ * 512 were within the run-to-run noise of 768, which keeps the widest GEMMs of those.
+ * bench/bench_nn.c mirrors this value as BENCH_CONV_COLS to time the same GEMM shapes: keep
+ * the two equal. */
+#define NN_CONV_COLS 768
 
 typedef struct {
     nn_layer base;
     int cin, cout, k, stride, pad, bias;
     int oh, ow;
     float *col, *tmp; /* (K, nb*P) columns and (Cout, nb*P) output/gradient staging */
-    size_t colcap, tmpcap;
+    float *dwt;       /* (K, Cout): the weight gradient of one backward, transposed */
+    size_t colcap, tmpcap, dwtcap;
 } nn_conv;
 
 static int conv_infer(nn_layer *l, const int in[3])
@@ -44,8 +59,24 @@ static int conv_infer(nn_layer *l, const int in[3])
     return 0;
 }
 
+/* The output columns [*lo, *hi) of kernel column kj whose input column ox * s - p + kj lies
+ * inside [0, W); empty (*lo == *hi) when there is none. */
+static inline void col_range(int W, int kj, int s, int p, int OW, int *lo, int *hi)
+{
+    int first = p - kj > 0 ? (p - kj + s - 1) / s : 0;
+    /* Last valid column is floor((W - 1 + p - kj) / s); C division truncates toward zero, so
+     * a negative numerator (a kernel column right of the whole padded input) is handled
+     * apart. */
+    int num = W - 1 + p - kj;
+    int end = num < 0 ? 0 : num / s + 1;
+    if (end > OW) end = OW;
+    if (first > end) first = end;
+    *lo = first;
+    *hi = end;
+}
+
 /* col (K, ld) at column offset: rows are (c, ki, kj), columns (oh, ow) of one sample.
- * x is one sample (Cin, H, W). */
+ * x is one sample (Cin, H, W). The general path, for any stride. */
 static void im2col(float *col, int ld, const float *x, int cin, int H, int W, int k, int s, int p,
                    int OH, int OW)
 {
@@ -54,32 +85,26 @@ static void im2col(float *col, int ld, const float *x, int cin, int H, int W, in
         for (int ki = 0; ki < k; ki++) {
             for (int kj = 0; kj < k; kj++) {
                 float *row = col + (size_t)((c * k + ki) * k + kj) * ld;
-                /* Output columns whose input column is inside [0, W). */
-                int lo = p - kj > 0 ? (p - kj + s - 1) / s : 0;
-                int hi = (W - 1 + p - kj) / s; /* inclusive */
-                if (hi > OW - 1) hi = OW - 1;
+                int lo, hi;
+                col_range(W, kj, s, p, OW, &lo, &hi);
                 for (int oy = 0; oy < OH; oy++) {
                     float *r = row + (size_t)oy * OW;
                     int iy = oy * s - p + ki;
-                    if (iy < 0 || iy >= H || lo > hi) {
+                    if (iy < 0 || iy >= H) {
                         memset(r, 0, sizeof(float) * OW);
                         continue;
                     }
                     const float *xr = xc + (size_t)iy * W;
                     for (int ox = 0; ox < lo; ox++) r[ox] = 0.0f;
-                    if (s == 1) {
-                        memcpy(r + lo, xr + lo - p + kj, sizeof(float) * (hi - lo + 1));
-                    } else {
-                        for (int ox = lo; ox <= hi; ox++) r[ox] = xr[ox * s - p + kj];
-                    }
-                    for (int ox = hi + 1; ox < OW; ox++) r[ox] = 0.0f;
+                    for (int ox = lo; ox < hi; ox++) r[ox] = xr[ox * s - p + kj];
+                    for (int ox = hi; ox < OW; ox++) r[ox] = 0.0f;
                 }
             }
         }
     }
 }
 
-/* dx (Cin, H, W) += col2im(dcol): the adjoint of im2col. */
+/* dx (Cin, H, W) += col2im(dcol): the adjoint of im2col, for any stride. */
 static void col2im(float *dx, const float *col, int ld, int cin, int H, int W, int k, int s, int p,
                    int OH, int OW)
 {
@@ -88,28 +113,174 @@ static void col2im(float *dx, const float *col, int ld, int cin, int H, int W, i
         for (int ki = 0; ki < k; ki++) {
             for (int kj = 0; kj < k; kj++) {
                 const float *row = col + (size_t)((c * k + ki) * k + kj) * ld;
-                int lo = p - kj > 0 ? (p - kj + s - 1) / s : 0;
-                int hi = (W - 1 + p - kj) / s;
-                if (hi > OW - 1) hi = OW - 1;
-                if (lo > hi) continue;
+                int lo, hi;
+                col_range(W, kj, s, p, OW, &lo, &hi);
                 for (int oy = 0; oy < OH; oy++) {
                     int iy = oy * s - p + ki;
                     if (iy < 0 || iy >= H) continue;
                     const float *r = row + (size_t)oy * OW;
                     float *dr = dc + (size_t)iy * W;
-                    if (s == 1) {
-                        float *d = dr + lo - p + kj;
-                        for (int ox = lo; ox <= hi; ox++) d[ox - lo] += r[ox];
-                    } else {
-                        for (int ox = lo; ox <= hi; ox++) dr[ox * s - p + kj] += r[ox];
-                    }
+                    for (int ox = lo; ox < hi; ox++) dr[ox * s - p + kj] += r[ox];
                 }
             }
         }
     }
 }
 
-static int conv_reserve(nn_conv *C, size_t colneed, size_t tmpneed)
+/* Stride 1: output column ox of kernel column kj reads input column ox + kj - p, so each
+ * output row is one contiguous run of an input row with zeros on either side. The runs are
+ * plain loops rather than one memcpy per output row, whose call costs as much as the copy
+ * for rows of 7 to 28 floats. */
+static void im2col_s1(float *col, int ld, const float *x, int cin, int H, int W, int k, int p,
+                      int OH, int OW)
+{
+    for (int c = 0; c < cin; c++) {
+        const float *xc = x + (size_t)c * H * W;
+        for (int ki = 0; ki < k; ki++) {
+            for (int kj = 0; kj < k; kj++) {
+                float *row = col + (size_t)((c * k + ki) * k + kj) * ld;
+                const int d = kj - p;
+                int lo, hi;
+                col_range(W, kj, 1, p, OW, &lo, &hi);
+                for (int oy = 0; oy < OH; oy++) {
+                    float *restrict r = row + (size_t)oy * OW;
+                    int iy = oy - p + ki;
+                    if (iy < 0 || iy >= H) {
+                        for (int ox = 0; ox < OW; ox++) r[ox] = 0.0f;
+                        continue;
+                    }
+                    const float *restrict xr = xc + (size_t)iy * W;
+                    for (int ox = 0; ox < lo; ox++) r[ox] = 0.0f;
+                    for (int ox = lo; ox < hi; ox++) r[ox] = xr[ox + d];
+                    for (int ox = hi; ox < OW; ox++) r[ox] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* The adjoint of im2col_s1. For each ki the loops visit every input row once and add its k
+ * kernel-column (kj) contributions back to back while the row is in cache. Every dx element
+ * still receives its contributions in (ki, kj) order, as in col2im, so the sums are
+ * bit-identical. */
+static void col2im_s1(float *dx, const float *col, int ld, int cin, int H, int W, int k, int p,
+                      int OH, int OW)
+{
+    for (int c = 0; c < cin; c++) {
+        float *dc = dx + (size_t)c * H * W;
+        for (int ki = 0; ki < k; ki++) {
+            for (int oy = 0; oy < OH; oy++) {
+                int iy = oy - p + ki;
+                if (iy < 0 || iy >= H) continue;
+                for (int kj = 0; kj < k; kj++) {
+                    const float *restrict r =
+                        col + (size_t)((c * k + ki) * k + kj) * ld + (size_t)oy * OW;
+                    float *restrict dr = dc + (size_t)iy * W;
+                    const int d = kj - p;
+                    int lo, hi;
+                    col_range(W, kj, 1, p, OW, &lo, &hi);
+                    for (int ox = lo; ox < hi; ox++) dr[ox + d] += r[ox];
+                }
+            }
+        }
+    }
+}
+
+/* The flat run [*lo, *hi) of output positions i of a P = H * W plane whose input position
+ * i + shift lies inside the plane. */
+static inline void plane_range(int P, int shift, int *lo, int *hi)
+{
+    int first = shift < 0 ? -shift : 0, end = shift > 0 ? P - shift : P;
+    if (first > P) first = P;
+    if (end < first) end = first;
+    *lo = first;
+    *hi = end;
+}
+
+/* Zeroes, in every row of an H x W plane, the columns whose input column ox + d falls outside
+ * [0, W): these are the positions that a flat shift by dy * W + d wraps into the neighbouring
+ * row. */
+static inline void zero_wrapped(float *row, int H, int W, int d)
+{
+    int x0 = d < 0 ? 0 : W - d, x1 = d < 0 ? -d : W;
+    if (x0 < 0) x0 = 0;
+    if (x1 > W) x1 = W;
+    for (int oy = 0; oy < H; oy++)
+        for (int ox = x0; ox < x1; ox++) row[(size_t)oy * W + ox] = 0.0f;
+}
+
+/* Stride 1 with output size equal to input size (padding (k-1)/2, every 3x3 conv of the cnn):
+ * row (c, ki, kj) of the column matrix is the input plane shifted by (ki - p) * W + (kj - p)
+ * in flat order, so it is one memcpy plus zeros at both ends, after which the |kj - p| columns
+ * per row that the flat shift wrapped from the neighbouring row are zeroed. */
+static void im2col_same(float *col, int ld, const float *x, int cin, int H, int W, int k, int p)
+{
+    const int P = H * W;
+    for (int c = 0; c < cin; c++) {
+        const float *xc = x + (size_t)c * P;
+        for (int ki = 0; ki < k; ki++) {
+            for (int kj = 0; kj < k; kj++) {
+                float *row = col + (size_t)((c * k + ki) * k + kj) * ld;
+                const int shift = (ki - p) * W + (kj - p);
+                int lo, hi;
+                plane_range(P, shift, &lo, &hi);
+                memset(row, 0, sizeof(float) * lo);
+                memcpy(row + lo, xc + lo + shift, sizeof(float) * (hi - lo));
+                memset(row + hi, 0, sizeof(float) * (P - hi));
+                if (kj != p) zero_wrapped(row, H, W, kj - p);
+            }
+        }
+    }
+}
+
+/* The adjoint of im2col_same: zeroes the wrapped columns of each dcol row, then adds the row
+ * to dx as one shifted contiguous run. This overwrites those entries of col, which the caller
+ * passes as scratch (the dcol of the current chunk, not read again). Each dx element receives
+ * its contributions in (ki, kj) order, as in col2im, plus exact zeros from the wrapped
+ * positions; dx starts at +0, never becomes -0 by addition, and x + 0 == x, so the result is
+ * bit-identical to col2im's. */
+static void col2im_same(float *dx, float *col, int ld, int cin, int H, int W, int k, int p)
+{
+    const int P = H * W;
+    for (int c = 0; c < cin; c++) {
+        float *dc = dx + (size_t)c * P;
+        for (int ki = 0; ki < k; ki++) {
+            for (int kj = 0; kj < k; kj++) {
+                float *restrict row = col + (size_t)((c * k + ki) * k + kj) * ld;
+                const int shift = (ki - p) * W + (kj - p);
+                int lo, hi;
+                plane_range(P, shift, &lo, &hi);
+                if (kj != p) zero_wrapped(row, H, W, kj - p);
+                for (int i = lo; i < hi; i++) dc[i + shift] += row[i];
+            }
+        }
+    }
+}
+
+/* im2col of one sample (Cin, H, W) into column offset col, by the fastest exact path. */
+static void conv_im2col(const nn_conv *C, float *col, int ld, const float *x, int H, int W)
+{
+    if (C->stride != 1)
+        im2col(col, ld, x, C->cin, H, W, C->k, C->stride, C->pad, C->oh, C->ow);
+    else if (C->oh == H && C->ow == W)
+        im2col_same(col, ld, x, C->cin, H, W, C->k, C->pad);
+    else
+        im2col_s1(col, ld, x, C->cin, H, W, C->k, C->pad, C->oh, C->ow);
+}
+
+/* dx of one sample += col2im(col), by the path matching conv_im2col. col is scratch: the
+ * same-size path overwrites part of it. */
+static void conv_col2im(const nn_conv *C, float *dx, float *col, int ld, int H, int W)
+{
+    if (C->stride != 1)
+        col2im(dx, col, ld, C->cin, H, W, C->k, C->stride, C->pad, C->oh, C->ow);
+    else if (C->oh == H && C->ow == W)
+        col2im_same(dx, col, ld, C->cin, H, W, C->k, C->pad);
+    else
+        col2im_s1(dx, col, ld, C->cin, H, W, C->k, C->pad, C->oh, C->ow);
+}
+
+static int conv_reserve(nn_conv *C, size_t colneed, size_t tmpneed, size_t dwtneed)
 {
     if (colneed > C->colcap) {
         float *p = realloc(C->col, colneed * sizeof(float));
@@ -122,6 +293,12 @@ static int conv_reserve(nn_conv *C, size_t colneed, size_t tmpneed)
         if (!p) return nn_err(NN_ENOMEM, "Conv2d: cannot allocate %zu staging floats", tmpneed);
         C->tmp = p;
         C->tmpcap = tmpneed;
+    }
+    if (dwtneed > C->dwtcap) {
+        float *p = realloc(C->dwt, dwtneed * sizeof(float));
+        if (!p) return nn_err(NN_ENOMEM, "Conv2d: cannot allocate %zu gradient floats", dwtneed);
+        C->dwt = p;
+        C->dwtcap = dwtneed;
     }
     return 0;
 }
@@ -145,8 +322,8 @@ static const float *conv_columns(nn_conv *C, const nn_tensor *x, int n0, int cnt
     const int P = C->oh * C->ow, K = C->cin * C->k * C->k, ld = cnt * P;
     if (conv_is_pointwise(C) && cnt == 1) return x->data + (size_t)n0 * K * P;
     for (int s = 0; s < cnt; s++)
-        im2col(C->col + (size_t)s * P, ld, x->data + (size_t)(n0 + s) * C->cin * x->h * x->w,
-               C->cin, x->h, x->w, C->k, C->stride, C->pad, C->oh, C->ow);
+        conv_im2col(C, C->col + (size_t)s * P, ld,
+                    x->data + (size_t)(n0 + s) * C->cin * x->h * x->w, x->h, x->w);
     return C->col;
 }
 
@@ -160,7 +337,7 @@ static int conv_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
     const int nb = conv_chunk(C, N);
     const int direct = nb == 1; /* GEMM straight into y */
     rc = conv_reserve(C, conv_is_pointwise(C) && direct ? 0 : (size_t)K * nb * P,
-                      direct ? 0 : (size_t)C->cout * nb * P);
+                      direct ? 0 : (size_t)C->cout * nb * P, 0);
     if (rc) return rc;
     const float *Wt = l->params[0].data;
     const float *b = C->bias ? l->params[1].data : NULL;
@@ -201,7 +378,8 @@ static int conv_backward(nn_layer *l, const nn_tensor *dy)
         if (rc) return rc;
         memset(l->dx.data, 0, sizeof(float) * nn_tensor_numel(&l->dx));
     }
-    rc = conv_reserve(C, (size_t)K * nb * P, direct ? 0 : (size_t)C->cout * nb * P);
+    rc = conv_reserve(C, (size_t)K * nb * P, direct ? 0 : (size_t)C->cout * nb * P,
+                      Wp->trainable ? (size_t)K * C->cout : 0);
     if (rc) return rc;
     if (bp && bp->trainable) {
         for (int n = 0; n < N; n++)
@@ -226,10 +404,14 @@ static int conv_backward(nn_layer *l, const nn_tensor *dy)
                            dy->data + ((size_t)(n0 + s) * C->cout + o) * P, sizeof(float) * P);
             g = C->tmp;
         }
-        if (Wp->trainable) { /* dW (Cout, K) += g (Cout, ld) col^T (ld, K) */
+        if (Wp->trainable) {
+            /* dW^T (K, Cout) (+)= col (K, ld) g^T (ld, Cout), summed over the chunks in C->dwt
+             * and added transposed into the gradient after the loop. The direct product
+             * dW (Cout, K) = g col^T has as few rows as the layer has output channels (32 in
+             * the cnn's first layers), a shape OpenBLAS runs markedly slower than this one. */
             const float *col = conv_columns(C, x, n0, cnt);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C->cout, K, ld, 1.0f, g, ld, col,
-                        ld, 1.0f, Wp->grad, K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, C->cout, ld, 1.0f, col, ld, g,
+                        ld, n0 == 0 ? 0.0f : 1.0f, C->dwt, C->cout);
         }
         if (l->need_dx) { /* dcol (K, ld) = W^T (K, Cout) g (Cout, ld) */
             if (conv_is_pointwise(C) && cnt == 1) {
@@ -240,8 +422,15 @@ static int conv_backward(nn_layer *l, const nn_tensor *dy)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ld, C->cout, 1.0f, Wp->data, K,
                         g, ld, 0.0f, C->col, ld);
             for (int s = 0; s < cnt; s++)
-                col2im(l->dx.data + (size_t)(n0 + s) * C->cin * H * W, C->col + (size_t)s * P, ld,
-                       C->cin, H, W, C->k, C->stride, C->pad, C->oh, C->ow);
+                conv_col2im(C, l->dx.data + (size_t)(n0 + s) * C->cin * H * W,
+                            C->col + (size_t)s * P, ld, H, W);
+        }
+    }
+    if (Wp->trainable && N > 0) { /* Gradients accumulate: grad (Cout, K) += dW^T transposed. */
+        const float *dwt = C->dwt;
+        for (int o = 0; o < C->cout; o++) {
+            float *go = Wp->grad + (size_t)o * K;
+            for (int kk = 0; kk < K; kk++) go[kk] += dwt[(size_t)kk * C->cout + o];
         }
     }
     return 0;
@@ -263,6 +452,7 @@ static void conv_free(nn_layer *l)
     nn_conv *C = (nn_conv *)l;
     free(C->col);
     free(C->tmp);
+    free(C->dwt);
 }
 
 static const nn_layer_ops conv_ops = {

@@ -189,6 +189,31 @@ static void test_conv(void **state)
     check_layer(NEW(nn_conv2d_new(&l_, 2, 3, 5, 2, 2, 0)), 1, 2, 11, 8, 1); /* 5x5, no bias */
     check_layer(NEW(nn_conv2d_new(&l_, 2, 2, 3, 1, 0, 1)), 3, 2, 5, 5, 1);  /* valid, chunked */
     check_layer(NEW(nn_conv2d_new(&l_, 2, 2, 1, 2, 0, 1)), 2, 2, 7, 7, 1);  /* 1x1 stride 2 */
+    /* A kernel wider than the padded input's last column with stride 3: the general path's
+     * column range must not run past the row (it did, reading and writing out of bounds). */
+    check_layer(NEW(nn_conv2d_new(&l_, 1, 2, 5, 3, 2, 1)), 2, 1, 4, 1, 1);
+    check_layer(NEW(nn_conv2d_new(&l_, 2, 2, 5, 2, 2, 0)), 2, 2, 5, 2, 1);
+}
+
+/* The stride-1 paths of im2col/col2im on non-square odd sizes, each with enough samples for
+ * several chunks (a chunk is ceil(768 / P) samples; the last one partial), so the transposed
+ * weight gradient is summed over chunks; and layers whose sample alone fills a GEMM (P >= 768,
+ * one sample per GEMM straight into y). */
+static void test_conv_stride1(void **state)
+{
+    /* Padding 0 (clipped rows): 9x7 -> 7x5, P = 35, chunks of 22: 22 + 22 + 6. */
+    check_layer(NEW(nn_conv2d_new(&l_, 2, 3, 3, 1, 0, 1)), 50, 2, 9, 7, 1);
+    /* Padding 1, same size (whole-plane shifts): 7x5, P = 35. */
+    check_layer(NEW(nn_conv2d_new(&l_, 2, 3, 3, 1, 1, 0)), 50, 2, 7, 5, 1);
+    /* 5x5, padding 2, same size: 7x9, P = 63, chunks of 13: 13 + 13 + 13 + 1. */
+    check_layer(NEW(nn_conv2d_new(&l_, 2, 3, 5, 1, 2, 1)), 40, 2, 7, 9, 1);
+    /* 5x5, padding 1 (neither valid nor same): 9x7 -> 7x5. */
+    check_layer(NEW(nn_conv2d_new(&l_, 2, 2, 5, 1, 1, 1)), 50, 2, 9, 7, 1);
+    /* Padding wider than the input: 3x1 with a 5x5 kernel and padding 3 -> 5x3. */
+    check_layer(NEW(nn_conv2d_new(&l_, 1, 2, 5, 1, 3, 1)), 3, 1, 3, 1, 1);
+    /* One sample per GEMM: 29x27 with padding 1 (P = 783) and a pointwise 28x28 (P = 784). */
+    check_layer(NEW(nn_conv2d_new(&l_, 1, 2, 3, 1, 1, 1)), 3, 1, 29, 27, 1);
+    check_layer(NEW(nn_conv2d_new(&l_, 3, 2, 1, 1, 0, 1)), 2, 3, 28, 28, 1);
 }
 
 /* Many samples with small outputs: several im2col chunks, the last one partial. */
@@ -204,6 +229,11 @@ static void test_batchnorm(void **state)
     check_layer(NEW(nn_batchnorm_new(&l_, 3, 2)), 2, 3, 4, 4, 0); /* eval: running stats */
     check_layer(NEW(nn_batchnorm_new(&l_, 5, 1)), 6, 5, 1, 1, 1);
     check_layer(NEW(nn_batchnorm_new(&l_, 5, 1)), 6, 5, 1, 1, 0);
+    /* L = 1 in BatchNorm2d, and L = 37 * 29 = 1073: two full blocks of 512 of the vectorised
+     * row sums, a partial block and a scalar tail of 1. */
+    check_layer(NEW(nn_batchnorm_new(&l_, 3, 2)), 5, 3, 1, 1, 1);
+    check_layer(NEW(nn_batchnorm_new(&l_, 2, 2)), 3, 2, 37, 29, 1);
+    check_layer(NEW(nn_batchnorm_new(&l_, 2, 2)), 3, 2, 37, 29, 0);
 }
 
 static void test_activations(void **state)
@@ -218,6 +248,7 @@ static void test_activations(void **state)
 static void test_pools(void **state)
 {
     check_layer(NEW(nn_maxpool2d_new(&l_, 2, 2, 0)), 2, 3, 8, 7, 1);
+    check_layer(NEW(nn_maxpool2d_new(&l_, 2, 2, 0)), 2, 3, 7, 9, 1); /* last row, column dropped */
     check_layer(NEW(nn_maxpool2d_new(&l_, 3, 2, 1)), 2, 2, 9, 8, 1);
     check_layer(NEW(nn_avgpool2d_new(&l_, 3, 2, 1)), 2, 2, 9, 8, 1);
     check_layer(NEW(nn_avgpool2d_new(&l_, 2, 2, 0)), 2, 3, 7, 6, 1);
@@ -398,7 +429,8 @@ int main(void)
     nn_blas_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),      cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_conv_chunks), cmocka_unit_test(test_batchnorm),
+        cmocka_unit_test(test_conv_chunks), cmocka_unit_test(test_conv_stride1),
+        cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_activations), cmocka_unit_test(test_pools),
         cmocka_unit_test(test_blocks),      cmocka_unit_test(test_sequential),
         cmocka_unit_test(test_losses),      cmocka_unit_test(test_bad_sizes),
