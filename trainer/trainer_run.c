@@ -276,6 +276,21 @@ static int phases_of(const io_config *cfg, io_phase *ph)
     return 1;
 }
 
+/* Expands a per-group hyperparameter; errors name where it was written: "FILE:LINE: key",
+ * "--set key" or the key alone for defaults. */
+static int expand_hp(float *out, int ngroups, const io_hparam *hp, const io_config *cfg,
+                     const char *key)
+{
+    char where[700];
+    if (hp->line > 0)
+        snprintf(where, sizeof where, "%s:%d: %s", cfg->path, hp->line, key);
+    else if (hp->line < 0)
+        snprintf(where, sizeof where, "--set %s", key);
+    else
+        snprintf(where, sizeof where, "%s", key);
+    return trainer_hparam_expand(out, ngroups, hp->kind, hp->v, hp->n, where);
+}
+
 static int sched_from(trainer_sched *s, const io_schedule *cs, long steps_per_epoch)
 {
     memset(s, 0, sizeof *s);
@@ -435,14 +450,14 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
         int warn = 0;
         rc = nn_model_freeze_to(r.m, ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to, &warn);
         const io_hparam *hl = ph->lr.kind ? &ph->lr : &cfg->groups.lr;
-        if (!rc) rc = trainer_hparam_expand(lr_max, G, hl->kind, hl->v, hl->n, "lr");
-        if (!rc)
-            rc = trainer_hparam_expand(wd, G, cfg->groups.wd.kind, cfg->groups.wd.v,
-                                       cfg->groups.wd.n, "groups.wd");
-        if (!rc)
-            rc = trainer_hparam_expand(mom_base, G, cfg->groups.momentum.kind,
-                                       cfg->groups.momentum.v, cfg->groups.momentum.n,
-                                       "groups.momentum");
+        char lrkey[64];
+        if (ph->lr.kind)
+            snprintf(lrkey, sizeof lrkey, "train.phases.%d.lr", p);
+        else
+            snprintf(lrkey, sizeof lrkey, "groups.lr");
+        if (!rc) rc = expand_hp(lr_max, G, hl, cfg, lrkey);
+        if (!rc) rc = expand_hp(wd, G, &cfg->groups.wd, cfg, "groups.wd");
+        if (!rc) rc = expand_hp(mom_base, G, &cfg->groups.momentum, cfg, "groups.momentum");
         long per_epoch = 0;
         trainer_sched sched;
         if (!rc) {
@@ -606,11 +621,8 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     if (r.has_valid) rc = run_validate(&r, &before_loss, &before_acc);
     if (rc) goto done;
     float lr[NN_MAX_GROUPS], wd[NN_MAX_GROUPS], mom[NN_MAX_GROUPS];
-    rc = trainer_hparam_expand(wd, G, cfg->groups.wd.kind, cfg->groups.wd.v, cfg->groups.wd.n,
-                               "groups.wd");
-    if (!rc)
-        rc = trainer_hparam_expand(mom, G, cfg->groups.momentum.kind, cfg->groups.momentum.v,
-                                   cfg->groups.momentum.n, "groups.momentum");
+    rc = expand_hp(wd, G, &cfg->groups.wd, cfg, "groups.wd");
+    if (!rc) rc = expand_hp(mom, G, &cfg->groups.momentum, cfg, "groups.momentum");
     if (rc) goto done;
     int n = 0, count = 0, per_epoch = 0;
     double avg = 0.0, best = INFINITY;
