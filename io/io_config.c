@@ -1179,6 +1179,10 @@ int io_config_default(io_config *cfg, const char *arch)
     cfg->train.fine_tune.freeze_epochs = 1;
     cfg->train.fine_tune.lr_mult = 100.0;
     cfg->train.log_every = 50;
+    cfg->train.accumulate = 1;
+    cfg->train.clip_norm = 0.0;
+    cfg->comm.overlap = 1;
+    cfg->comm.bucket_mb = 4.0;
 
     if (cfg->model.arch[0])
         snprintf(cfg->run.dir, sizeof cfg->run.dir, "runs/%s", cfg->model.arch);
@@ -1191,7 +1195,7 @@ int io_config_default(io_config *cfg, const char *arch)
  * From the tree to io_config, one section at a time.
  */
 static const char *const root_keys[] = {"model", "groups", "optimizer", "schedule", "data",
-                                        "train", "run", NULL};
+                                        "train", "comm", "run", NULL};
 static const char *const model_keys[] = {"arch", "cut", "split", "head", "classes", "input",
                                          "widths", "small_stem", NULL};
 static const char *const groups_keys[] = {"lr", "wd", "momentum", "freeze_to", "train_bn", NULL};
@@ -1204,11 +1208,13 @@ static const char *const data_keys[] = {"train", "valid", "dir", "batch_size", "
 static const char *const augment_keys[] = {"crop_padding", "flip", NULL};
 static const char *const synthetic_keys[] = {"samples", "classes", "input", "seed", NULL};
 static const char *const train_keys[] = {"epochs", "seed", "phases", "preset", "fine_tune",
-                                         "log_every", "max_steps", NULL};
+                                         "log_every", "max_steps", "accumulate", "clip_norm",
+                                         NULL};
 static const char *const phase_keys[] = {"name", "epochs", "freeze_to", "lr", "schedule", NULL};
 static const char *const fine_tune_keys[] = {"epochs", "base_lr", "freeze_epochs", "lr_mult",
                                              NULL};
 static const char *const run_keys[] = {"dir", NULL};
+static const char *const comm_keys[] = {"overlap", "bucket_mb", NULL};
 
 static const char *const head_words[] = {"default", "fastai", "linear", "original", NULL};
 static const char *const optimizer_words[] = {"sgd", "adamw", NULL};
@@ -1571,6 +1577,12 @@ static int conv_train(io_config *cfg, const cfg_node *root)
     KEYPATH(kp, path, "max_steps");
     if ((v = GET(m, "max_steps")) != NULL)
         if ((rc = read_int(v, kp, 0, INT_MAX, &cfg->train.max_steps)) < 0) return rc;
+    KEYPATH(kp, path, "accumulate");
+    if ((v = GET(m, "accumulate")) != NULL)
+        if ((rc = read_int(v, kp, 1, 1 << 16, &cfg->train.accumulate)) < 0) return rc;
+    KEYPATH(kp, path, "clip_norm");
+    if ((v = GET(m, "clip_norm")) != NULL)
+        if ((rc = read_double(v, kp, R_NONNEG, &cfg->train.clip_norm)) < 0) return rc;
 
     KEYPATH(kp, path, "preset");
     const cfg_node *preset = GET(m, "preset");
@@ -1619,6 +1631,21 @@ static int conv_train(io_config *cfg, const cfg_node *root)
     return 0;
 }
 
+static int conv_comm(io_config *cfg, const cfg_node *root)
+{
+    const cfg_node *m, *v;
+    char path[CFG_PATH], kp[CFG_PATH];
+    int rc = section(root, "", "comm", comm_keys, &m, path, sizeof path);
+    if (rc < 0) return rc;
+    KEYPATH(kp, path, "overlap");
+    if ((v = GET(m, "overlap")) != NULL)
+        if ((rc = read_bool(v, kp, &cfg->comm.overlap)) < 0) return rc;
+    KEYPATH(kp, path, "bucket_mb");
+    if ((v = GET(m, "bucket_mb")) != NULL)
+        if ((rc = read_double(v, kp, R_POS, &cfg->comm.bucket_mb)) < 0) return rc;
+    return 0;
+}
+
 static int conv_run(io_config *cfg, const cfg_node *root)
 {
     const cfg_node *m, *v;
@@ -1644,6 +1671,7 @@ static int tree_convert(io_config *cfg, const cfg_node *root)
     if (rc == 0) rc = conv_schedule(cfg, root);
     if (rc == 0) rc = conv_data(cfg, root);
     if (rc == 0) rc = conv_train(cfg, root);
+    if (rc == 0) rc = conv_comm(cfg, root);
     if (rc == 0) rc = conv_run(cfg, root);
     return rc;
 }
@@ -1949,6 +1977,8 @@ int io_config_write(const io_config *cfg, FILE *f)
     put_u64(f, 2, "seed", cfg->train.seed);
     put_int(f, 2, "log_every", cfg->train.log_every, NULL);
     put_int(f, 2, "max_steps", cfg->train.max_steps, "0: every step of an epoch");
+    put_int(f, 2, "accumulate", cfg->train.accumulate, "micro-batches per optimizer step");
+    put_double(f, 2, "clip_norm", cfg->train.clip_norm, "0: no clipping");
     put_kv(f, 2, "preset", cfg->train.preset[0] ? cfg->train.preset : "none",
            "none or fine_tune");
     fprintf(f, "  fine_tune:\n");
@@ -1966,6 +1996,10 @@ int io_config_write(const io_config *cfg, FILE *f)
         fprintf(f, "  phases:\n");
         put_phases(f, cfg);
     }
+
+    fprintf(f, "comm:\n");
+    put_bool(f, 2, "overlap", cfg->comm.overlap, "reduce while lower groups run backward");
+    put_double(f, 2, "bucket_mb", cfg->comm.bucket_mb, "largest all-reduce, MiB");
 
     fprintf(f, "run:\n");
     put_str(f, 2, "dir", cfg->run.dir, NULL);

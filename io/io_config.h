@@ -130,7 +130,13 @@ typedef struct io_config {
         } fine_tune;
         int log_every;           /* steps between plain progress lines (50) */
         int max_steps;           /* steps per epoch, 0 = all (smoke runs) */
+        int accumulate;          /* micro-batches per optimizer step, one reduction (1) */
+        double clip_norm;        /* clip gradients to this global norm; 0 = off (0) */
     } train;
+    struct {
+        int overlap;             /* reduce a group while the groups below run backward (true) */
+        double bucket_mb;        /* largest all-reduce in MiB; buckets never cross a group (4) */
+    } comm;
     struct {
         char dir[512]; /* default runs/<model.arch> */
     } run;

@@ -281,6 +281,14 @@ typedef struct nn_group {
     int nparams;
 } nn_group;
 
+/* Called during nn_model_backward after the head and after every body child, from the top
+ * down: `group` is the group just worked on and `done` is 1 when its gradients are final
+ * (its lowest child has run, or backward stopped above it). Every group gets exactly one
+ * call with done = 1, the head first. A reducer starts a group's all-reduce on done and
+ * drives the ones in flight on every call. A non-zero return stops backward and is
+ * returned by it. */
+typedef int (*nn_backward_hook)(void *ud, int group, int done);
+
 typedef struct nn_model {
     char arch[32];
     int in_shape[3];
@@ -293,6 +301,8 @@ typedef struct nn_model {
     int train_bn;         /* BatchNorm in frozen groups trains (batch stats, affine grads) */
     int training;
     nn_tensor dlogits;
+    nn_backward_hook hook; /* may be NULL */
+    void *hook_ud;
 } nn_model;
 
 /* Builds a model from a spec: architecture, cut, head, groups, slabs, initialisation from
@@ -323,6 +333,8 @@ int nn_model_forward(const nn_tensor **logits, nn_model *m, const nn_tensor *x, 
 /* Backward from dlogits: accumulates into the grad slabs of trainable groups only and
  * stops below the lowest trainable parameter. */
 int nn_model_backward(nn_model *m, const nn_tensor *dlogits);
+/* Installs (or, with fn NULL, removes) the backward hook. */
+void nn_model_set_backward_hook(nn_model *m, nn_backward_hook fn, void *ud);
 /* Zeroes the gradients of trainable parameters (frozen groups' slabs are not touched). */
 void nn_model_zero_grad(nn_model *m);
 

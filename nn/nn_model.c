@@ -303,12 +303,45 @@ int nn_model_forward(const nn_tensor **logits, nn_model *m, const nn_tensor *x, 
     return 0;
 }
 
+void nn_model_set_backward_hook(nn_model *m, nn_backward_hook fn, void *ud)
+{
+    m->hook = fn;
+    m->hook_ud = ud;
+}
+
+static int call_hook(nn_model *m, int group, int done)
+{
+    return m->hook ? m->hook(m->hook_ud, group, done) : 0;
+}
+
+/* Backward through the head, then the body's children from the top down (the body's own
+ * Sequential backward, unrolled so that the hook sees each group complete). */
 int nn_model_backward(nn_model *m, const nn_tensor *dlogits)
 {
-    if (!m->head->any_trainable && !m->head->need_dx) return 0;
-    int rc = nn_layer_backward(m->head, dlogits);
-    if (rc || !m->head->need_dx) return rc;
-    return nn_layer_backward(m->body, &m->head->dx);
+    const int head = m->ngroups - 1;
+    int rc = 0, g = head - 1; /* the highest body group not yet reported done */
+    if (m->head->any_trainable || m->head->need_dx) rc = nn_layer_backward(m->head, dlogits);
+    if (!rc) rc = call_hook(m, head, 1);
+    if (!rc && m->head->need_dx) {
+        const nn_tensor *dy = &m->head->dx;
+        int i;
+        for (i = m->body->nkids - 1; i >= 0 && !rc; i--) {
+            nn_layer *k = m->body->kids[i];
+            if (!k->any_trainable && !k->need_dx) break; /* nothing below needs a gradient */
+            rc = nn_layer_backward(k, dy);
+            if (rc) break;
+            const int done = i == m->groups[g].first;
+            rc = call_hook(m, g, done);
+            if (done) g--;
+            if (!k->need_dx) break;
+            dy = &k->dx;
+        }
+        /* The input gradient, for callers that planned the body with need_dx. */
+        if (!rc && i < 0 && m->body->need_dx)
+            m->body->dx = (nn_tensor){dy->data, dy->n, dy->c, dy->h, dy->w, 0};
+    }
+    for (; g >= 0 && !rc; g--) rc = call_hook(m, g, 1); /* groups backward never reached */
+    return rc;
 }
 
 void nn_model_zero_grad(nn_model *m)
