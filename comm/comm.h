@@ -46,4 +46,39 @@ void comm_abort(comm *c, int code, const char *msg) __attribute__((noreturn));
  * be NULL) its rank. The message of a failing rank is printed by that rank. */
 int comm_agree(comm *c, int status, int *who);
 
+/* ---------------------------------------------------------------------------------------
+ * The group reducer. It averages each layer group's gradient slab across ranks, as one
+ * buffer or a few buckets that never cross a group, head first and down the body. With
+ * overlap, a group's nonblocking all-reduces start as soon as its backward ends and are
+ * driven forward (MPI_Testall) while the groups below run backward; without, every
+ * reduction runs blocking in comm_reducer_finish. Groups not marked active (frozen) send
+ * nothing.
+ */
+typedef struct comm_reducer comm_reducer;
+
+typedef struct comm_group_stats {
+    uint64_t bytes;       /* payload bytes all-reduced for this group */
+    uint64_t collectives; /* all-reduce calls (buckets) */
+    double seconds;       /* from the first bucket's start to the last one's completion */
+} comm_group_stats;
+
+/* Splits each group's slab slabs[g][0..counts[g]) into buckets of at most bucket_elems
+ * floats. The slabs must stay valid for the reducer's lifetime. */
+int comm_reducer_init(comm_reducer **out, comm *c, int ngroups, float *const *slabs,
+                      const size_t *counts, size_t bucket_elems, int overlap);
+void comm_reducer_free(comm_reducer *r);
+/* Marks which groups send this step (1) and which are silent (0); resets the step. */
+void comm_reducer_begin(comm_reducer *r, const int *active);
+/* Group g's gradients are final: with overlap its all-reduces start now. Idempotent. */
+int comm_reducer_group_done(comm_reducer *r, int g);
+/* Drives the all-reduces in flight (call between layers' backward). */
+int comm_reducer_progress(comm_reducer *r);
+/* Completes every reduction of the step (starting those not yet started, in the order the
+ * groups were reported done) and multiplies the active slabs by scale (1/world averages). */
+int comm_reducer_finish(comm_reducer *r, float scale);
+/* Counters since init for group g, and the seconds spent blocked in comm_reducer_finish
+ * (the communication backward did not hide). */
+const comm_group_stats *comm_reducer_stats(const comm_reducer *r, int g);
+double comm_reducer_exposed_seconds(const comm_reducer *r);
+
 #endif

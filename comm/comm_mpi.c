@@ -66,6 +66,13 @@ void comm_free(comm *c)
     free(c);
 }
 
+/* The MPI communicator behind c, for the reducer (comm_reducer.c); not public. */
+MPI_Comm comm__mpi(comm *c);
+MPI_Comm comm__mpi(comm *c)
+{
+    return c->world;
+}
+
 int comm_rank(const comm *c)
 {
     return c->rank;

@@ -27,11 +27,12 @@ dataset is stored as float32.
 import os
 import sys
 
-import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from fixture_util import h5_create, h5_group
 
 torch.set_default_dtype(torch.float64)
 torch.use_deterministic_algorithms(True)
@@ -93,27 +94,6 @@ def buffers_of(m):
     """BatchNorm running statistics (not num_batches_tracked), as float32 numpy copies."""
     return {k: np32(v).copy() for k, v in m.named_buffers()
             if not k.endswith("num_batches_tracked")}
-
-
-ORDER = h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED
-
-
-def h5_create(path):
-    """Creates an HDF5 file whose bytes depend only on its content: no object timestamps,
-    and names kept in creation order (h5py's default order is alphabetical)."""
-    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
-    fcpl.set_obj_track_times(False)
-    fcpl.set_link_creation_order(ORDER)
-    fcpl.set_attr_creation_order(ORDER)
-    return h5py.File(h5py.h5f.create(path.encode(), h5py.h5f.ACC_TRUNC, fcpl=fcpl))
-
-
-def h5_group(parent, name):
-    """Creates a group without timestamps, its links in creation order."""
-    gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
-    gcpl.set_obj_track_times(False)
-    gcpl.set_link_creation_order(ORDER)
-    return h5py.Group(h5py.h5g.create(parent.id, name.encode(), gcpl=gcpl))
 
 
 def write(name, description, mode, x, out, grad_input, dy=None, labels=None, loss=None,

@@ -29,10 +29,11 @@ starting values, gradients and hyperparameters):
 
 import os
 
-import h5py
 import numpy as np
 import torch
 import torch.nn as nn
+
+from fixture_util import h5_create, h5_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures")
@@ -93,26 +94,6 @@ def grads_for(model, gen):
             g = g * np.float32(1e-4)
         out[name] = g.double()
     return out
-
-
-ORDER = h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED
-
-
-def h5_create(path):
-    """An HDF5 file whose bytes depend only on its content: no timestamps, creation order."""
-    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
-    fcpl.set_obj_track_times(False)
-    fcpl.set_link_creation_order(ORDER)
-    fcpl.set_attr_creation_order(ORDER)
-    return h5py.File(h5py.h5f.create(path.encode(), h5py.h5f.ACC_TRUNC, fcpl=fcpl))
-
-
-def h5_group(parent, name):
-    """A group without timestamps, its links in creation order."""
-    gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
-    gcpl.set_obj_track_times(False)
-    gcpl.set_link_creation_order(ORDER)
-    return h5py.Group(h5py.h5g.create(parent.id, name.encode(), gcpl=gcpl))
 
 
 def write_tensors(parent, path, tensors):

@@ -21,11 +21,10 @@
 
 #include "io/io.h"
 #include "nn/nn.h"
+#include "testutil.h"
 
 #define CONFIGS_DIR STRATA_FIXTURES "/../configs"
 
-/* The temporary directory for this run's files, made by the group setup. */
-static char tmpdir[256];
 /* The path of the last file written by write_cfg. */
 static char last_path[512];
 
@@ -33,10 +32,10 @@ static char last_path[512];
  * Helpers.
  */
 
-/* Writes text to a new file made with mkstemp in tmpdir; its path goes to last_path. */
+/* Writes text to a new file made with mkstemp in tu_tmpdir(); its path goes to last_path. */
 static void write_cfg(const char *text)
 {
-    snprintf(last_path, sizeof last_path, "%s/cfg.XXXXXX", tmpdir);
+    snprintf(last_path, sizeof last_path, "%s/cfg.XXXXXX", tu_tmpdir());
     int fd = mkstemp(last_path);
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "w");
@@ -83,22 +82,6 @@ static void expect_exact_(const char *file, int line, const char *fmt, ...)
 }
 #define expect_exact(...) expect_exact_(__FILE__, __LINE__, __VA_ARGS__)
 
-/* Fails unless the last message contains every given string (NULL-terminated). */
-static void expect_msg_(const char *file, int line, ...)
-{
-    const char *msg = nn_errmsg();
-    va_list ap;
-    va_start(ap, line);
-    for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
-        if (strstr(msg, s) == NULL) {
-            va_end(ap);
-            fail_msg("%s:%d: message \"%s\" lacks \"%s\"", file, line, msg, s);
-        }
-    }
-    va_end(ap);
-}
-#define expect_msg(...) expect_msg_(__FILE__, __LINE__, __VA_ARGS__, (const char *)NULL)
-
 /* Fails unless the last message starts with "LAST_PATH:LINE: KEYPATH: ". */
 static void expect_at_(const char *file, int line, int cfg_line, const char *keypath)
 {
@@ -131,7 +114,7 @@ static void expect_same(const io_config *a, const io_config *b)
 static void write_and_reload(const io_config *cfg, io_config *out)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/written.XXXXXX", tmpdir);
+    snprintf(path, sizeof path, "%s/written.XXXXXX", tu_tmpdir());
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "w");
@@ -228,7 +211,7 @@ static void test_defaults(void **state)
     assert_int_equal(io_config_default(&c, "an_architecture_name_of_forty_characters"),
                      NN_ERANGE);
     assert_string_equal(c.model.arch, "");
-    expect_msg("model.arch", "too long");
+    tu_expect_msg("model.arch", "too long");
 }
 
 /* A file that names only the architecture gives exactly the defaults. */
@@ -490,9 +473,9 @@ static void test_error_unknown_key(void **state)
                  "(got 'adam')");
     assert_int_equal(load(&c, "model: {arch: cnn, head: mlp}\n"), NN_EINVAL);
     expect_at(1, "model.head");
-    expect_msg("default, fastai, linear, original", "(got 'mlp')");
+    tu_expect_msg("default, fastai, linear, original", "(got 'mlp')");
     assert_int_equal(load(&c, "model: {arch: cnn}\nschedule: {type: cosin}\n"), NN_EINVAL);
-    expect_msg("did you mean 'cosine'?");
+    tu_expect_msg("did you mean 'cosine'?");
 }
 
 static void test_error_wrong_type(void **state)
@@ -597,7 +580,7 @@ static void test_error_syntax(void **state)
     assert_int_equal(load(&c, "model:\n  arch: cnn\n  split: [1, 2\ngroups:\n  lr: 1\n"),
                      NN_EFORMAT);
     expect_at(4, "model.split");
-    expect_msg("YAML syntax error: did not find expected ',' or ']'",
+    tu_expect_msg("YAML syntax error: did not find expected ',' or ']'",
                "(while parsing a flow sequence at line 3)", "(got 'groups:')");
 
     assert_int_equal(load(&c, "model:\n  arch: cnn: 3\n"), NN_EFORMAT);
@@ -606,11 +589,11 @@ static void test_error_syntax(void **state)
 
     /* A tab where indentation is expected. */
     assert_int_equal(load(&c, "model:\n\tarch: cnn\n"), NN_EFORMAT);
-    expect_msg(":2:", "YAML syntax error", "found character that cannot start any token");
+    tu_expect_msg(":2:", "YAML syntax error", "found character that cannot start any token");
 
     /* Bad input at the very end of the file. */
     assert_int_equal(load(&c, "model: {arch: cnn\n"), NN_EFORMAT);
-    expect_msg("YAML syntax error", "(got the end of the file)");
+    tu_expect_msg("YAML syntax error", "(got the end of the file)");
 
     /* Duplicate keys, aliases and a second document are refused. */
     assert_int_equal(load(&c, "model:\n  arch: cnn\n  cut: 3\n  arch: mlp\n"), NN_EFORMAT);
@@ -629,7 +612,7 @@ static void test_error_syntax(void **state)
     for (int i = 0; i < 40; i++) off += snprintf(deep + off, sizeof deep - (size_t)off, "]");
     snprintf(deep + off, sizeof deep - (size_t)off, "\n");
     assert_int_equal(load(&c, deep), NN_EFORMAT);
-    expect_msg(":1: model.0.0.0", "nested more than 32 deep");
+    tu_expect_msg(":1: model.0.0.0", "nested more than 32 deep");
 }
 
 static void test_error_missing(void **state)
@@ -668,15 +651,15 @@ static void test_error_file(void **state)
     (void)state;
     io_config c;
     char path[512];
-    snprintf(path, sizeof path, "%s/no-such-config.yaml", tmpdir);
+    snprintf(path, sizeof path, "%s/no-such-config.yaml", tu_tmpdir());
     assert_int_equal(io_config_load(&c, path, NULL, 0), NN_EIO);
     char want[700];
     snprintf(want, sizeof want, "%s: cannot open: %s", path, strerror(ENOENT));
     assert_string_equal(nn_errmsg(), want);
 
     /* A directory opens but cannot be read. */
-    assert_int_equal(io_config_load(&c, tmpdir, NULL, 0), NN_EIO);
-    expect_msg(tmpdir, strerror(EISDIR));
+    assert_int_equal(io_config_load(&c, tu_tmpdir(), NULL, 0), NN_EIO);
+    tu_expect_msg(tu_tmpdir(), strerror(EISDIR));
 
     /* A file without read permission (root reads it anyway, so only check the code then). */
     write_cfg(MINIMAL);
@@ -684,7 +667,7 @@ static void test_error_file(void **state)
     int rc = io_config_load(&c, last_path, NULL, 0);
     if (geteuid() != 0) {
         assert_int_equal(rc, NN_EIO);
-        expect_msg(last_path, "cannot open", strerror(EACCES));
+        tu_expect_msg(last_path, "cannot open", strerror(EACCES));
     }
     assert_int_equal(io_config_load(&c, NULL, NULL, 0), NN_EINVAL);
 }
@@ -770,16 +753,16 @@ static void test_set_errors(void **state)
     assert_int_equal(load_set(&c, file, "train.epochs"), NN_EINVAL);
     expect_exact("--set train.epochs: expected key.path=value (got 'train.epochs')");
     assert_int_equal(load_set(&c, file, "=3"), NN_EINVAL);
-    expect_msg("expected key.path=value");
+    tu_expect_msg("expected key.path=value");
     assert_int_equal(load_set(&c, file, "train..epochs=3"), NN_EINVAL);
     expect_exact("--set train..epochs=3: train..epochs: a key path is keys joined by single "
                  "dots (got 'train..epochs')");
     assert_int_equal(load_set(&c, file, "groups.lr=[1,2"), NN_EFORMAT);
-    expect_msg("--set groups.lr=[1,2: groups.lr", "YAML syntax error", "(got '[1,2')");
+    tu_expect_msg("--set groups.lr=[1,2: groups.lr", "YAML syntax error", "(got '[1,2')");
 
     /* Through a single value, or past the end of a list. */
     assert_int_equal(load_set(&c, file, "model.arch.x=1"), NN_EINVAL);
-    expect_msg("--set model.arch.x=1: model.arch.x: model.arch is a single value",
+    tu_expect_msg("--set model.arch.x=1: model.arch.x: model.arch is a single value",
                ":2", "(got 'cnn')");
     assert_int_equal(load_set(&c, file, "train.phases.3.epochs=1"), NN_EINVAL);
     expect_exact("--set train.phases.3.epochs=1: train.phases.3: no such item: the list "
@@ -788,7 +771,7 @@ static void test_set_errors(void **state)
     /* An override that leaves an explicit phase beside the preset. */
     assert_int_equal(load_set(&c, file, "train.preset=fine_tune"), NN_EINVAL);
     expect_at(4, "train.phases");
-    expect_msg("either the preset or phases");
+    tu_expect_msg("either the preset or phases");
 
     const char *sets[] = {"train.epochs=2", NULL};
     assert_int_equal(io_config_load(&c, last_path, sets, 2), NN_EINVAL);
@@ -1126,21 +1109,7 @@ static void test_example_configs(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/strata_test_config.XXXXXX", base && *base ? base : "/tmp");
-    if (mkdtemp(tmpdir) == NULL) {
-        fprintf(stderr, "mkdtemp(%s): %s\n", tmpdir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_tmpdir_make("strata_test_config");
 }
 
 int main(void)
@@ -1164,5 +1133,5 @@ int main(void)
         cmocka_unit_test(test_fine_tune),
         cmocka_unit_test(test_example_configs),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }

@@ -17,71 +17,25 @@
 #include <sys/stat.h>
 #include <dirent.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cmocka.h>
 
 #include "fixture_h5.h"
 #include "io/io.h"
 #include "nn/nn.h"
+#include "testutil.h"
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
-
-/* The temporary directory for this run's files, made by the group setup. */
-static char tmpdir[256];
 
 /* ---------------------------------------------------------------------------------------
  * Helpers.
  */
 
-/* Fails unless the last error message contains every given string (NULL-terminated). */
-static void expect_msg_(const char *file, int line, ...)
-{
-    const char *msg = nn_errmsg();
-    va_list ap;
-    va_start(ap, line);
-    for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
-        if (strstr(msg, s) == NULL) {
-            va_end(ap);
-            fail_msg("%s:%d: message \"%s\" lacks \"%s\"", file, line, msg, s);
-        }
-    }
-    va_end(ap);
-}
-#define expect_msg(...) expect_msg_(__FILE__, __LINE__, __VA_ARGS__, (const char *)NULL)
-
-static void expect_zeroed(const io_dataset *ds)
-{
-    assert_int_equal(ds->n, 0);
-    assert_int_equal(ds->c, 0);
-    assert_int_equal(ds->h, 0);
-    assert_int_equal(ds->w, 0);
-    assert_null(ds->images);
-    assert_null(ds->images_f32);
-    assert_null(ds->labels);
-    assert_null(ds->norm_mean);
-    assert_null(ds->norm_std);
-    assert_int_equal(ds->classes, 0);
-}
-
-static void tmp_path(char *buf, size_t len, const char *name)
-{
-    int k = snprintf(buf, len, "%s/%s", tmpdir, name);
-    assert_true(k > 0 && (size_t)k < len);
-}
-
-static void write_bytes(const char *path, const void *bytes, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* The number of entries in tmpdir whose name contains ".tmp." (left-over temporary files). */
+/* The number of entries in tu_tmpdir() whose name contains ".tmp." (left-over temporary
+ * files). */
 static int count_tmp_files(void)
 {
-    DIR *d = opendir(tmpdir);
+    DIR *d = opendir(tu_tmpdir());
     assert_non_null(d);
     int k = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;)
@@ -114,7 +68,7 @@ static void make_u8(io_dataset *ds, int n, int c, int h, int w, int classes)
 
 static hid_t h5_new(const char *name, char *path, size_t plen)
 {
-    tmp_path(path, plen, name);
+    tu_tmp_path(path, plen, name);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     assert_true(f >= 0);
     return f;
@@ -170,8 +124,8 @@ static void expect_load_fails(const char *path, int code)
     if (rc != code)
         fail_msg("io_h5_load(%s) gave %d (%s), expected %d; message: %s", path, rc,
                  nn_errname(rc), code, nn_errmsg());
-    expect_zeroed(&ds);
-    expect_msg(path);
+    tu_expect_zeroed(&ds);
+    tu_expect_msg(path);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -205,7 +159,7 @@ static void test_h5_round_trip_u8(void **state)
     ds.norm_std[0] = 0.5f;
     ds.norm_std[1] = 0.125f;
     char path[512];
-    tmp_path(path, sizeof path, "rt-u8.h5");
+    tu_tmp_path(path, sizeof path, "rt-u8.h5");
     int rc = io_h5_save(&ds, path);
     if (rc) fail_msg("io_h5_save: %s", nn_errmsg());
     assert_int_equal(count_tmp_files(), 0);
@@ -281,7 +235,7 @@ static void test_h5_round_trip_f32(void **state)
     ds.images_f32[1] = 1e-30f;
     for (int i = 0; i < ds.n; i++) ds.labels[i] = i % 4;
     char path[512];
-    tmp_path(path, sizeof path, "rt-f32.h5");
+    tu_tmp_path(path, sizeof path, "rt-f32.h5");
     int rc = io_h5_save(&ds, path);
     if (rc) fail_msg("io_h5_save: %s", nn_errmsg());
     rc = io_h5_load(&back, path);
@@ -352,33 +306,30 @@ static void test_h5_missing_file(void **state)
 {
     (void)state;
     char path[512];
-    tmp_path(path, sizeof path, "nope.h5");
+    tu_tmp_path(path, sizeof path, "nope.h5");
     expect_load_fails(path, NN_EIO);
-    expect_msg("No such file");
+    tu_expect_msg("No such file");
 }
 
 static void test_h5_not_hdf5(void **state)
 {
     (void)state;
     char path[512];
-    tmp_path(path, sizeof path, "text.h5");
+    tu_tmp_path(path, sizeof path, "text.h5");
     const char text[] = "images,labels\n1,2\n";
-    write_bytes(path, text, sizeof text - 1);
+    tu_write_file(path, text, sizeof text - 1, 0);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("not an HDF5 file");
+    tu_expect_msg("not an HDF5 file");
 
     /* An empty file, and a gzip file (an IDX file given by mistake). */
-    tmp_path(path, sizeof path, "empty.h5");
-    write_bytes(path, "", 0);
+    tu_tmp_path(path, sizeof path, "empty.h5");
+    tu_write_file(path, "", 0, 0);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("not an HDF5 file");
-    tmp_path(path, sizeof path, "idx.gz");
-    gzFile gz = gzopen(path, "wb");
-    assert_non_null(gz);
-    gzwrite(gz, "\0\0\x08\x03", 4);
-    gzclose(gz);
+    tu_expect_msg("not an HDF5 file");
+    tu_tmp_path(path, sizeof path, "idx.gz");
+    tu_write_file(path, "\0\0\x08\x03", 4, 1);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("not an HDF5 file");
+    tu_expect_msg("not an HDF5 file");
 }
 
 /* A good file cut short, and one with damaged chunk data: HDF5 fails, and its own
@@ -392,7 +343,7 @@ static void test_h5_truncated_and_damaged(void **state)
     nn_rng_seed(&rng, 9);
     for (size_t i = 0; i < (size_t)2000 * 256; i++) ds.images[i] = (uint8_t)nn_rng_next(&rng);
     char path[512];
-    tmp_path(path, sizeof path, "full.h5");
+    tu_tmp_path(path, sizeof path, "full.h5");
     assert_int_equal(io_h5_save(&ds, path), 0);
     io_dataset_free(&ds);
 
@@ -407,19 +358,19 @@ static void test_h5_truncated_and_damaged(void **state)
     fclose(f);
 
     char cut[512];
-    tmp_path(cut, sizeof cut, "cut.h5");
-    write_bytes(cut, bytes, (size_t)len / 2);
+    tu_tmp_path(cut, sizeof cut, "cut.h5");
+    tu_write_file(cut, bytes, (size_t)len / 2, 0);
     expect_load_fails(cut, NN_EHDF5);
-    expect_msg("cannot open the HDF5 file", "truncated");
+    tu_expect_msg("cannot open the HDF5 file", "truncated");
 
     /* Random bytes over the middle of the file land in compressed chunk data (the images
      * take nearly all of it): the checksum or the inflate step fails on read. */
     char bad[512];
-    tmp_path(bad, sizeof bad, "damaged.h5");
+    tu_tmp_path(bad, sizeof bad, "damaged.h5");
     for (long i = len / 3; i < len / 3 + 4096; i++) bytes[i] ^= 0x5a;
-    write_bytes(bad, bytes, (size_t)len);
+    tu_write_file(bad, bytes, (size_t)len, 0);
     expect_load_fails(bad, NN_EHDF5);
-    expect_msg("cannot read /images");
+    tu_expect_msg("cannot read /images");
     free(bytes);
 }
 
@@ -429,11 +380,11 @@ static void test_h5_missing_datasets(void **state)
     char path[512];
     H5Fclose(h5_good("no-images.h5", path, sizeof path, 0, 1));
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("no /images dataset");
+    tu_expect_msg("no /images dataset");
 
     H5Fclose(h5_good("no-labels.h5", path, sizeof path, 1, 0));
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("no /labels dataset");
+    tu_expect_msg("no /labels dataset");
 
     /* /images a group, not a dataset. */
     hid_t f = h5_good("group.h5", path, sizeof path, 0, 1);
@@ -442,7 +393,7 @@ static void test_h5_missing_datasets(void **state)
     H5Gclose(g);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/images is not a dataset");
+    tu_expect_msg("/images is not a dataset");
 }
 
 static void test_h5_wrong_rank(void **state)
@@ -455,7 +406,7 @@ static void test_h5_wrong_rank(void **state)
     h5_put(f, "images", H5T_NATIVE_UINT8, 3, d3, good_px);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/images has rank 3", "(4, 2, 3)", "expected rank 4");
+    tu_expect_msg("/images has rank 3", "(4, 2, 3)", "expected rank 4");
 
     /* Labels as a column (N, 1). */
     f = h5_good("labels2d.h5", path, sizeof path, 1, 0);
@@ -463,7 +414,7 @@ static void test_h5_wrong_rank(void **state)
     h5_put(f, "labels", H5T_NATIVE_INT64, 2, d2, good_lb);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/labels has rank 2", "(4, 1)", "expected rank 1");
+    tu_expect_msg("/labels has rank 2", "(4, 1)", "expected rank 1");
 
     /* A zero dimension. */
     f = h5_new("zero.h5", path, sizeof path);
@@ -472,7 +423,7 @@ static void test_h5_wrong_rank(void **state)
     h5_put(f, "labels", H5T_NATIVE_INT64, 1, good_ldims, good_lb);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/images dimension 1 of 4 is 0");
+    tu_expect_msg("/images dimension 1 of 4 is 0");
 }
 
 static void test_h5_count_mismatch(void **state)
@@ -484,7 +435,7 @@ static void test_h5_count_mismatch(void **state)
     h5_put(f, "labels", H5T_NATIVE_INT64, 1, three, good_lb);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/images holds 4 samples but /labels holds 3 labels");
+    tu_expect_msg("/images holds 4 samples but /labels holds 3 labels");
 }
 
 static void test_h5_unsupported_dtype(void **state)
@@ -496,20 +447,20 @@ static void test_h5_unsupported_dtype(void **state)
     h5_put(f, "images", H5T_NATIVE_INT16, 4, good_idims, px16);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/images has type int16", "expected uint8 or float32");
+    tu_expect_msg("/images has type int16", "expected uint8 or float32");
 
     f = h5_good("int8.h5", path, sizeof path, 0, 1);
     h5_put(f, "images", H5T_NATIVE_INT8, 4, good_idims, px16);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/images has type int8");
+    tu_expect_msg("/images has type int8");
 
     const float flb[4] = {0, 1, 2, 1};
     f = h5_good("float-labels.h5", path, sizeof path, 1, 0);
     h5_put(f, "labels", H5T_NATIVE_FLOAT, 1, good_ldims, flb);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/labels has type float32", "expected an integer type");
+    tu_expect_msg("/labels has type float32", "expected an integer type");
 
     /* An attribute of the wrong kind. */
     f = h5_good("classes-float.h5", path, sizeof path, 1, 1);
@@ -517,7 +468,7 @@ static void test_h5_unsupported_dtype(void **state)
     h5_attr(f, "classes", H5T_NATIVE_FLOAT, 0, &ten);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("attribute classes has type float32");
+    tu_expect_msg("attribute classes has type float32");
 }
 
 static void test_h5_bad_labels(void **state)
@@ -529,14 +480,14 @@ static void test_h5_bad_labels(void **state)
     h5_put(f, "labels", H5T_NATIVE_INT64, 1, good_ldims, neg);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/labels[2] is -3", "0 or more");
+    tu_expect_msg("/labels[2] is -3", "0 or more");
 
     const int64_t huge[4] = {0, 1, 2, (int64_t)1 << 40};
     f = h5_good("huge.h5", path, sizeof path, 1, 0);
     h5_put(f, "labels", H5T_NATIVE_INT64, 1, good_ldims, huge);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("/labels[3] is 1099511627776");
+    tu_expect_msg("/labels[3] is 1099511627776");
 
     /* A classes attribute that does not cover the labels (label 2 with classes 2). */
     f = h5_good("few-classes.h5", path, sizeof path, 1, 1);
@@ -544,7 +495,7 @@ static void test_h5_bad_labels(void **state)
     h5_attr(f, "classes", H5T_NATIVE_INT32, 0, &two);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("sample 1 has label 2", "classes attribute is 2");
+    tu_expect_msg("sample 1 has label 2", "classes attribute is 2");
 }
 
 static void test_h5_bad_attributes_and_values(void **state)
@@ -556,21 +507,21 @@ static void test_h5_bad_attributes_and_values(void **state)
     h5_attr(f, "mean", H5T_NATIVE_FLOAT, 1, m2);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("has a mean attribute but no std");
+    tu_expect_msg("has a mean attribute but no std");
 
     f = h5_good("mean-count.h5", path, sizeof path, 1, 1); /* one channel, two means */
     h5_attr(f, "mean", H5T_NATIVE_FLOAT, 2, m2);
     h5_attr(f, "std", H5T_NATIVE_FLOAT, 1, &s1);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("attribute mean has 2 values", "one per channel (1)");
+    tu_expect_msg("attribute mean has 2 values", "one per channel (1)");
 
     f = h5_good("std-zero.h5", path, sizeof path, 1, 1);
     h5_attr(f, "mean", H5T_NATIVE_FLOAT, 1, m2);
     h5_attr(f, "std", H5T_NATIVE_FLOAT, 1, &s0);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("channel 0 has mean 0.1 and std 0");
+    tu_expect_msg("channel 0 has mean 0.1 and std 0");
 
     /* A NaN among float images. */
     float px[24];
@@ -580,7 +531,7 @@ static void test_h5_bad_attributes_and_values(void **state)
     h5_put(f, "images", H5T_NATIVE_FLOAT, 4, good_idims, px);
     H5Fclose(f);
     expect_load_fails(path, NN_EFORMAT);
-    expect_msg("non-finite value", "sample 2, element 1");
+    tu_expect_msg("non-finite value", "sample 2, element 1");
 }
 
 /* HDF5's automatic error printing is off during a call and restored afterwards: a handler
@@ -608,7 +559,7 @@ static void test_h5_error_printing(void **state)
     char path[512];
     io_dataset ds;
     make_u8(&ds, 100, 1, 8, 8, 10);
-    tmp_path(path, sizeof path, "quiet.h5");
+    tu_tmp_path(path, sizeof path, "quiet.h5");
     assert_int_equal(io_h5_save(&ds, path), 0);
     io_dataset_free(&ds);
     assert_int_equal(truncate(path, 1000), 0);
@@ -629,24 +580,24 @@ static void test_h5_save_bad_input(void **state)
 {
     (void)state;
     char path[512];
-    tmp_path(path, sizeof path, "never.h5");
+    tu_tmp_path(path, sizeof path, "never.h5");
     io_dataset ds;
     make_u8(&ds, 3, 1, 2, 2, 3);
     ds.images_f32 = calloc(12, sizeof(float));
     assert_int_equal(io_h5_save(&ds, path), NN_EINVAL);
-    expect_msg(path, "exactly one", "both");
+    tu_expect_msg(path, "exactly one", "both");
     free(ds.images_f32);
     ds.images_f32 = NULL;
     ds.h = 0;
     assert_int_equal(io_h5_save(&ds, path), NN_EINVAL);
-    expect_msg("(3, 1, 0, 2)");
+    tu_expect_msg("(3, 1, 0, 2)");
     ds.h = 2;
     assert_int_equal(io_h5_save(NULL, path), NN_EINVAL);
     /* A directory that does not exist: no temporary file can be made. */
     char nodir[512];
-    tmp_path(nodir, sizeof nodir, "no/such/dir.h5");
+    tu_tmp_path(nodir, sizeof nodir, "no/such/dir.h5");
     assert_int_equal(io_h5_save(&ds, nodir), NN_EIO);
-    expect_msg(nodir, "temporary file");
+    tu_expect_msg(nodir, "temporary file");
     assert_int_equal(access(path, F_OK), -1);
     io_dataset_free(&ds);
 }
@@ -655,45 +606,28 @@ static void test_h5_save_bad_input(void **state)
  * IDX -> HDF5.
  */
 
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
 static void test_convert_small(void **state)
 {
     (void)state;
     /* 3 images of 2 x 2, labels 4, 0, 9. */
     unsigned char img[16 + 12], lab[8 + 3];
-    put_be32(img, 0x00000803u);
-    put_be32(img + 4, 3);
-    put_be32(img + 8, 2);
-    put_be32(img + 12, 2);
+    tu_put_be32(img, 0x00000803u);
+    tu_put_be32(img + 4, 3);
+    tu_put_be32(img + 8, 2);
+    tu_put_be32(img + 12, 2);
     for (int i = 0; i < 12; i++) img[16 + i] = (unsigned char)(i * 20);
-    put_be32(lab, 0x00000801u);
-    put_be32(lab + 4, 3);
+    tu_put_be32(lab, 0x00000801u);
+    tu_put_be32(lab + 4, 3);
     lab[8] = 4;
     lab[9] = 0;
     lab[10] = 9;
     for (int gz = 0; gz <= 1; gz++) {
         char ip[512], lp[512], out[512];
-        tmp_path(ip, sizeof ip, gz ? "c-images.gz" : "c-images");
-        tmp_path(lp, sizeof lp, gz ? "c-labels.gz" : "c-labels");
-        tmp_path(out, sizeof out, "c.h5");
-        if (gz) {
-            gzFile g = gzopen(ip, "wb");
-            gzwrite(g, img, sizeof img);
-            gzclose(g);
-            g = gzopen(lp, "wb");
-            gzwrite(g, lab, sizeof lab);
-            gzclose(g);
-        } else {
-            write_bytes(ip, img, sizeof img);
-            write_bytes(lp, lab, sizeof lab);
-        }
+        tu_tmp_path(ip, sizeof ip, gz ? "c-images.gz" : "c-images");
+        tu_tmp_path(lp, sizeof lp, gz ? "c-labels.gz" : "c-labels");
+        tu_tmp_path(out, sizeof out, "c.h5");
+        tu_write_file(ip, img, sizeof img, gz);
+        tu_write_file(lp, lab, sizeof lab, gz);
         int rc = io_data_convert(out, ip, lp);
         if (rc) fail_msg("io_data_convert: %s", nn_errmsg());
         io_dataset ds;
@@ -712,11 +646,11 @@ static void test_convert_small(void **state)
     }
     /* The IDX reader's errors come through, and no output is made. */
     char ip[512], lp[512], out[512];
-    tmp_path(ip, sizeof ip, "c-images");
-    tmp_path(lp, sizeof lp, "c-missing-labels");
-    tmp_path(out, sizeof out, "c-never.h5");
+    tu_tmp_path(ip, sizeof ip, "c-images");
+    tu_tmp_path(lp, sizeof lp, "c-missing-labels");
+    tu_tmp_path(out, sizeof out, "c-never.h5");
     assert_int_equal(io_data_convert(out, ip, lp), NN_EIO);
-    expect_msg(lp);
+    tu_expect_msg(lp);
     assert_int_equal(access(out, F_OK), -1);
 }
 
@@ -730,7 +664,7 @@ static void test_convert_fashion_mnist(void **state)
         fail_msg("%s: %s. Install Debian's dataset-fashion-mnist package: this test needs "
                  "the real data",
                  ip, strerror(errno));
-    tmp_path(out, sizeof out, "t10k.h5");
+    tu_tmp_path(out, sizeof out, "t10k.h5");
     int rc = io_data_convert(out, ip, lp);
     if (rc) fail_msg("io_data_convert: %s", nn_errmsg());
 
@@ -867,8 +801,8 @@ static void test_synthetic(void **state)
     io_dataset_free(&train);
 
     assert_int_equal(io_synthetic_make(&train, 0, 1, 2, 2, 2, 1), NN_EINVAL);
-    expect_msg("samples 0");
-    expect_zeroed(&train);
+    tu_expect_msg("samples 0");
+    tu_expect_zeroed(&train);
     assert_int_equal(io_data_open(&train, "synthetic", NULL, 1, NULL), NN_EINVAL);
 
     free(means);
@@ -888,13 +822,13 @@ static void test_data_open(void **state)
     io_dataset_free(&ds);
 
     char path[512];
-    tmp_path(path, sizeof path, "no-such-data.h5");
+    tu_tmp_path(path, sizeof path, "no-such-data.h5");
     assert_int_equal(io_data_open(&ds, path, NULL, 1, NULL), NN_EIO);
-    expect_msg(path, "No such file", "\"fashion-mnist\", \"synthetic\" or the path");
-    expect_zeroed(&ds);
+    tu_expect_msg(path, "No such file", "\"fashion-mnist\", \"synthetic\" or the path");
+    tu_expect_zeroed(&ds);
     assert_int_equal(io_data_open(&ds, NULL, NULL, 1, NULL), NN_EINVAL);
-    assert_int_equal(io_data_open(&ds, "fashion-mnist", tmpdir, 1, NULL), NN_EIO);
-    expect_msg("dataset-fashion-mnist");
+    assert_int_equal(io_data_open(&ds, "fashion-mnist", tu_tmpdir(), 1, NULL), NN_EIO);
+    tu_expect_msg("dataset-fashion-mnist");
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1143,14 +1077,14 @@ static void test_shard_errors(void **state)
     (void)state;
     int out[16], count = 99;
     assert_int_equal(io_shard(out, &count, 10, 0, 0, 1, 0), NN_EINVAL);
-    expect_msg("world size 0");
+    tu_expect_msg("world size 0");
     assert_int_equal(count, 0);
     assert_int_equal(io_shard(out, &count, 10, -1, 2, 1, 0), NN_EINVAL);
-    expect_msg("rank -1", "[0, 2)");
+    tu_expect_msg("rank -1", "[0, 2)");
     assert_int_equal(io_shard(out, &count, 10, 2, 2, 1, 0), NN_EINVAL);
-    expect_msg("rank 2");
+    tu_expect_msg("rank 2");
     assert_int_equal(io_shard(out, &count, 3, 0, 4, 1, 0), NN_EINVAL);
-    expect_msg("3 samples over 4 ranks", "n = 3", "world = 4");
+    tu_expect_msg("3 samples over 4 ranks", "n = 3", "world = 4");
     assert_int_equal(io_shard(out, &count, 0, 0, 1, 1, 0), NN_EINVAL);
     assert_int_equal(io_shard(NULL, &count, 10, 0, 1, 1, 0), NN_EINVAL);
     assert_int_equal(io_shard(out, NULL, 10, 0, 1, 1, 0), NN_EINVAL);
@@ -1165,9 +1099,9 @@ static void test_check_batch(void **state)
     assert_string_equal(nn_errmsg(), "batch size 64 is larger than a rank's share of 50 samples "
                                      "(100 samples over 2 ranks)");
     assert_int_equal(io_check_batch(50, 0, 2), NN_EINVAL);
-    expect_msg("batch size 0");
+    tu_expect_msg("batch size 0");
     assert_int_equal(io_check_batch(50, 8, 0), NN_EINVAL);
-    expect_msg("world size 0");
+    tu_expect_msg("world size 0");
     assert_int_equal(io_check_batch(0, 8, 2), NN_EINVAL);
 
     /* With io_shard's count: Fashion-MNIST's test split over 3 ranks. */
@@ -1175,7 +1109,7 @@ static void test_check_batch(void **state)
     assert_int_equal(io_shard(out, &count, 10000, 1, 3, 1, 0), 0);
     assert_int_equal(io_check_batch(count, 3333, 3), 0);
     assert_int_equal(io_check_batch(count, 3334, 3), NN_EINVAL);
-    expect_msg("share of 3333 samples (9999 samples over 3 ranks)");
+    tu_expect_msg("share of 3333 samples (9999 samples over 3 ranks)");
     free(out);
 }
 
@@ -1188,10 +1122,10 @@ static void test_check_labels(void **state)
     assert_int_equal(io_check_labels(&ds, 100, NULL), 0);
     ds.labels[3] = 7;
     assert_int_equal(io_check_labels(&ds, 5, "the training data (x.h5)"), NN_ERANGE);
-    expect_msg("the training data (x.h5)", "sample 3 has label 7", "5 classes");
+    tu_expect_msg("the training data (x.h5)", "sample 3 has label 7", "5 classes");
     ds.labels[3] = -1;
     assert_int_equal(io_check_labels(&ds, 5, NULL), NN_ERANGE);
-    expect_msg("the dataset", "sample 3 has label -1");
+    tu_expect_msg("the dataset", "sample 3 has label -1");
     assert_int_equal(io_check_labels(&ds, 0, "x"), NN_EINVAL);
     assert_int_equal(io_check_labels(NULL, 10, "x"), NN_EINVAL);
     io_dataset_free(&ds);
@@ -1204,21 +1138,7 @@ static void test_check_labels(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/strata_test_data.XXXXXX", base && *base ? base : "/tmp");
-    if (mkdtemp(tmpdir) == NULL) {
-        fprintf(stderr, "mkdtemp(%s): %s\n", tmpdir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_tmpdir_make("strata_test_data");
 }
 
 int main(void)
@@ -1251,5 +1171,5 @@ int main(void)
         cmocka_unit_test(test_check_batch),
         cmocka_unit_test(test_check_labels),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }

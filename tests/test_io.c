@@ -13,83 +13,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cmocka.h>
 
 #include "io/io.h"
 #include "nn/nn.h"
+#include "testutil.h"
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
-
-/* The temporary directory for this run's files, made by the group setup. */
-static char tmpdir[256];
 
 /* ---------------------------------------------------------------------------------------
  * Helpers.
  */
 
-/* Fails unless the last error message contains every given string (NULL-terminated). */
-static void expect_msg_(const char *file, int line, ...)
-{
-    const char *msg = nn_errmsg();
-    va_list ap;
-    va_start(ap, line);
-    for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
-        if (strstr(msg, s) == NULL) {
-            va_end(ap);
-            fail_msg("%s:%d: message \"%s\" lacks \"%s\"", file, line, msg, s);
-        }
-    }
-    va_end(ap);
-}
-#define expect_msg(...) expect_msg_(__FILE__, __LINE__, __VA_ARGS__, (const char *)NULL)
-
-/* Fails unless the dataset is all zeros (what a failed load must leave). */
-static void expect_zeroed(const io_dataset *ds)
-{
-    assert_int_equal(ds->n, 0);
-    assert_int_equal(ds->c, 0);
-    assert_int_equal(ds->h, 0);
-    assert_int_equal(ds->w, 0);
-    assert_null(ds->images);
-    assert_null(ds->labels);
-    assert_null(ds->images_f32);
-    assert_null(ds->norm_mean);
-    assert_null(ds->norm_std);
-    assert_int_equal(ds->classes, 0);
-}
-
-static void tmp_path(char *buf, size_t len, const char *name)
-{
-    int k = snprintf(buf, len, "%s/%s", tmpdir, name);
-    assert_true(k > 0 && (size_t)k < len);
-}
-
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* Writes bytes to tmpdir/name, gzipped when gz; the full path goes to path. */
+/* Writes bytes to tu_tmpdir()/name, gzipped when gz; the full path goes to path. */
 static void write_file(char *path, size_t plen, const char *name, const void *bytes, size_t len,
                        int gz)
 {
-    tmp_path(path, plen, name);
-    if (gz) {
-        gzFile f = gzopen(path, "wb");
-        assert_non_null(f);
-        if (len) assert_int_equal(gzwrite(f, bytes, (unsigned)len), (int)len);
-        assert_int_equal(gzclose(f), Z_OK);
-    } else {
-        FILE *f = fopen(path, "wb");
-        assert_non_null(f);
-        if (len) assert_int_equal(fwrite(bytes, 1, len, f), len);
-        assert_int_equal(fclose(f), 0);
-    }
+    tu_tmp_path(path, plen, name);
+    tu_write_file(path, bytes, len, gz);
 }
 
 /* An IDX file in memory: magic, dims, then payload bytes (payload_len of them, which
@@ -97,8 +39,8 @@ static void write_file(char *path, size_t plen, const char *name, const void *by
 static size_t make_idx(unsigned char *buf, uint32_t magic, int ndims, const uint32_t *dims,
                        const uint8_t *payload, size_t payload_len)
 {
-    put_be32(buf, magic);
-    for (int i = 0; i < ndims; i++) put_be32(buf + 4 + 4 * i, dims[i]);
+    tu_put_be32(buf, magic);
+    for (int i = 0; i < ndims; i++) tu_put_be32(buf + 4 + 4 * i, dims[i]);
     size_t off = 4 + 4 * (size_t)ndims;
     if (payload_len) memcpy(buf + off, payload, payload_len);
     return off + payload_len;
@@ -132,22 +74,8 @@ static void write_small(char *ip, char *lp, size_t plen, const char *tag, int gz
 static int group_setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/strata_test_io.XXXXXX", base && *base ? base : "/tmp");
-    if (mkdtemp(tmpdir) == NULL) {
-        fprintf(stderr, "mkdtemp(%s): %s\n", tmpdir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    /* Every file this test makes lies directly in tmpdir. */
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    /* Every file this test makes lies directly in the temporary directory. */
+    return tu_tmpdir_make("strata_test_io");
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -187,29 +115,57 @@ static void check_class_counts(const io_dataset *ds, int each)
     for (int k = 0; k < 10; k++) assert_int_equal(counts[k], each);
 }
 
+/* What one split of the real Fashion-MNIST must hold. */
+typedef struct {
+    int n;              /* samples, each 1 x 28 x 28; every class (of 10) appears n / 10 times */
+    int32_t head[8];    /* the first 8 labels */
+    int32_t tail[5];    /* the last 5 labels */
+    uint8_t px[10];     /* pixels 300..309 of the first image */
+    long sum;           /* the first image's pixel sum */
+} fmnist_split;
+
+static const fmnist_split fmnist_train = {
+    .n = 60000,
+    .head = {9, 0, 0, 3, 0, 2, 7, 2},
+    .tail = {5, 1, 3, 0, 5},
+    .px = {0xd2, 0xd3, 0xd5, 0xdf, 0xdc, 0xf3, 0xca, 0, 0, 0},
+    .sum = 76247,
+};
+static const fmnist_split fmnist_test = {
+    .n = 10000,
+    .head = {9, 2, 1, 1, 6, 1, 4, 6},
+    .tail = {9, 1, 8, 1, 5},
+    .px = {0x9d, 0xa6, 0x87, 0x9a, 0xa8, 0x8c, 0, 0, 0, 0},
+    .sum = 33456,
+};
+
+/* Loads a split with io_fashion_mnist_load(ds, dir, train), failing the test on an error,
+ * and checks it against want. The caller frees *ds. */
+static void load_fashion_mnist(io_dataset *ds, const char *dir, int train,
+                               const fmnist_split *want)
+{
+    int rc = io_fashion_mnist_load(ds, dir, train);
+    if (rc) fail_msg("io_fashion_mnist_load(%s): %s", train ? "train" : "test", nn_errmsg());
+    assert_int_equal(ds->n, want->n);
+    assert_int_equal(ds->c, 1);
+    assert_int_equal(ds->h, 28);
+    assert_int_equal(ds->w, 28);
+    assert_int_equal(ds->classes, 10);
+
+    for (int i = 0; i < 8; i++) assert_int_equal(ds->labels[i], want->head[i]);
+    for (int i = 0; i < 5; i++) assert_int_equal(ds->labels[ds->n - 5 + i], want->tail[i]);
+    check_class_counts(ds, want->n / 10);
+
+    assert_memory_equal(ds->images + 300, want->px, sizeof want->px);
+    assert_int_equal(pixel_sum(ds, 0), want->sum);
+}
+
 static void test_fashion_mnist_train(void **state)
 {
     (void)state;
     require_fashion_mnist();
     io_dataset ds;
-    int rc = io_fashion_mnist_load(&ds, NULL, 1);
-    if (rc) fail_msg("io_fashion_mnist_load(train): %s", nn_errmsg());
-    assert_int_equal(ds.n, 60000);
-    assert_int_equal(ds.c, 1);
-    assert_int_equal(ds.h, 28);
-    assert_int_equal(ds.w, 28);
-    assert_int_equal(ds.classes, 10);
-
-    static const int32_t head[8] = {9, 0, 0, 3, 0, 2, 7, 2};
-    static const int32_t tail[5] = {5, 1, 3, 0, 5};
-    for (int i = 0; i < 8; i++) assert_int_equal(ds.labels[i], head[i]);
-    for (int i = 0; i < 5; i++) assert_int_equal(ds.labels[ds.n - 5 + i], tail[i]);
-    check_class_counts(&ds, 6000);
-
-    /* Pixels 300..309 of the first image, and its pixel sum. */
-    static const uint8_t px[10] = {0xd2, 0xd3, 0xd5, 0xdf, 0xdc, 0xf3, 0xca, 0, 0, 0};
-    assert_memory_equal(ds.images + 300, px, sizeof px);
-    assert_int_equal(pixel_sum(&ds, 0), 76247);
+    load_fashion_mnist(&ds, NULL, 1, &fmnist_train);
 
     /* The documented normalisation constants come from this split: mean 0.286041,
      * std 0.353024 of x/255 over every pixel. */
@@ -227,7 +183,7 @@ static void test_fashion_mnist_train(void **state)
     assert_true(fabs(sd - IO_FASHION_MNIST_STD) < 5e-5);
 
     io_dataset_free(&ds);
-    expect_zeroed(&ds);
+    tu_expect_zeroed(&ds);
     io_dataset_free(&ds); /* twice is safe */
 }
 
@@ -236,23 +192,7 @@ static void test_fashion_mnist_test(void **state)
     (void)state;
     require_fashion_mnist();
     io_dataset ds;
-    int rc = io_fashion_mnist_load(&ds, FMNIST_DIR, 0);
-    if (rc) fail_msg("io_fashion_mnist_load(test): %s", nn_errmsg());
-    assert_int_equal(ds.n, 10000);
-    assert_int_equal(ds.c, 1);
-    assert_int_equal(ds.h, 28);
-    assert_int_equal(ds.w, 28);
-    assert_int_equal(ds.classes, 10);
-
-    static const int32_t head[8] = {9, 2, 1, 1, 6, 1, 4, 6};
-    static const int32_t tail[5] = {9, 1, 8, 1, 5};
-    for (int i = 0; i < 8; i++) assert_int_equal(ds.labels[i], head[i]);
-    for (int i = 0; i < 5; i++) assert_int_equal(ds.labels[ds.n - 5 + i], tail[i]);
-    check_class_counts(&ds, 1000);
-
-    static const uint8_t px[10] = {0x9d, 0xa6, 0x87, 0x9a, 0xa8, 0x8c, 0, 0, 0, 0};
-    assert_memory_equal(ds.images + 300, px, sizeof px);
-    assert_int_equal(pixel_sum(&ds, 0), 33456);
+    load_fashion_mnist(&ds, FMNIST_DIR, 0, &fmnist_test);
     io_dataset_free(&ds);
 }
 
@@ -301,16 +241,17 @@ static void test_fashion_mnist_dir(void **state)
     char ip[512], lp[512];
     write_small(ip, lp, sizeof ip, "t10k", 0, GOOD_IMAGES, GOOD_LABELS);
     io_dataset ds;
-    int rc = io_fashion_mnist_load(&ds, tmpdir, 0);
-    if (rc) fail_msg("io_fashion_mnist_load(%s): %s", tmpdir, nn_errmsg());
+    int rc = io_fashion_mnist_load(&ds, tu_tmpdir(), 0);
+    if (rc) fail_msg("io_fashion_mnist_load(%s): %s", tu_tmpdir(), nn_errmsg());
     check_small(&ds);
     io_dataset_free(&ds);
 
     /* The train split is not there: NN_EIO, the path, and how to get the data. */
     memset(&ds, 0x5a, sizeof ds);
-    assert_int_equal(io_fashion_mnist_load(&ds, tmpdir, 1), NN_EIO);
-    expect_zeroed(&ds);
-    expect_msg(tmpdir, "train-images-idx3-ubyte.gz", strerror(ENOENT), "dataset-fashion-mnist");
+    assert_int_equal(io_fashion_mnist_load(&ds, tu_tmpdir(), 1), NN_EIO);
+    tu_expect_zeroed(&ds);
+    tu_expect_msg(tu_tmpdir(), "train-images-idx3-ubyte.gz", strerror(ENOENT),
+                  "dataset-fashion-mnist");
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -322,7 +263,7 @@ static int load_junk(io_dataset *ds, const char *ip, const char *lp)
 {
     memset(ds, 0x5a, sizeof *ds);
     int rc = io_idx_load(ds, ip, lp);
-    expect_zeroed(ds);
+    tu_expect_zeroed(ds);
     return rc;
 }
 
@@ -332,15 +273,15 @@ static void test_missing_file(void **state)
     char ip[512], lp[512], nope[512];
     io_dataset ds;
     write_small(ip, lp, sizeof ip, "miss", 1, GOOD_IMAGES, GOOD_LABELS);
-    tmp_path(nope, sizeof nope, "no-such-file.gz");
+    tu_tmp_path(nope, sizeof nope, "no-such-file.gz");
 
     assert_int_equal(load_junk(&ds, nope, lp), NN_EIO);
-    expect_msg(nope, strerror(ENOENT));
+    tu_expect_msg(nope, strerror(ENOENT));
     assert_int_equal(load_junk(&ds, ip, nope), NN_EIO);
-    expect_msg(nope, strerror(ENOENT));
+    tu_expect_msg(nope, strerror(ENOENT));
     /* A directory opens but cannot be read. */
-    assert_int_equal(load_junk(&ds, tmpdir, lp), NN_EIO);
-    expect_msg(tmpdir, strerror(EISDIR));
+    assert_int_equal(load_junk(&ds, tu_tmpdir(), lp), NN_EIO);
+    tu_expect_msg(tu_tmpdir(), strerror(EISDIR));
     /* NULL arguments. */
     assert_int_equal(load_junk(&ds, NULL, lp), NN_EINVAL);
     assert_int_equal(io_idx_load(NULL, ip, lp), NN_EINVAL);
@@ -355,32 +296,32 @@ static void test_bad_magic(void **state)
         write_small(ip, lp, sizeof ip, "magic1", gz, 0x12345678u, SN, sizeof small_px,
                     GOOD_LABELS);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(ip, "0x12345678", "0x00000803");
+        tu_expect_msg(ip, "0x12345678", "0x00000803");
 
         write_small(ip, lp, sizeof ip, "magic2", gz, GOOD_IMAGES, 0x00000803u, SN,
                     sizeof small_lb);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(lp, "0x00000803", "0x00000801", "swapped");
+        tu_expect_msg(lp, "0x00000803", "0x00000801", "swapped");
 
         /* Image and label paths swapped. */
         write_small(ip, lp, sizeof ip, "magic3", gz, GOOD_IMAGES, GOOD_LABELS);
         assert_int_equal(load_junk(&ds, lp, ip), NN_EFORMAT);
-        expect_msg(lp, "0x00000801", "0x00000803", "swapped");
+        tu_expect_msg(lp, "0x00000801", "0x00000803", "swapped");
 
         /* Signed-byte images (type 0x09). */
         write_small(ip, lp, sizeof ip, "magic4", gz, 0x00000903u, SN, sizeof small_px,
                     GOOD_LABELS);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(ip, "0x00000903", "not unsigned bytes");
+        tu_expect_msg(ip, "0x00000903", "not unsigned bytes");
     }
     /* Not an IDX file at all, and an empty file. */
     static const char text[] = "hello, world\n";
     write_file(ip, sizeof ip, "text.txt", text, sizeof text - 1, 0);
     assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-    expect_msg(ip, "0x68656c6c", "0x00000803");
+    tu_expect_msg(ip, "0x68656c6c", "0x00000803");
     write_file(ip, sizeof ip, "empty", "", 0, 0);
     assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-    expect_msg(ip, "expected 16 header bytes, got 0");
+    tu_expect_msg(ip, "expected 16 header bytes, got 0");
 }
 
 static void test_bad_dims(void **state)
@@ -396,21 +337,21 @@ static void test_bad_dims(void **state)
         write_file(ip, sizeof ip, gz ? "zero.gz" : "zero", buf,
                    make_idx(buf, 0x00000803u, 3, zero_h, small_px, sizeof small_px), gz);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(ip, "dimension 1 of 3 is 0");
+        tu_expect_msg(ip, "dimension 1 of 3 is 0");
 
         const uint32_t zero_n[1] = {0};
         write_small(ip, lp, sizeof ip, "dims2", gz, GOOD_IMAGES, GOOD_LABELS);
         write_file(lp, sizeof lp, gz ? "zerolab.gz" : "zerolab", buf,
                    make_idx(buf, 0x00000801u, 1, zero_n, NULL, 0), gz);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(lp, "dimension 0 of 1 is 0");
+        tu_expect_msg(lp, "dimension 0 of 1 is 0");
 
         /* 70000 x 70000 x 70000 elements: refused before any allocation. */
         const uint32_t huge[3] = {70000, 70000, 70000};
         write_file(ip, sizeof ip, gz ? "huge.gz" : "huge", buf,
                    make_idx(buf, 0x00000803u, 3, huge, small_px, sizeof small_px), gz);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(ip, "dimension 1 is 70000", "268435456");
+        tu_expect_msg(ip, "dimension 1 is 70000", "268435456");
 
         /* 4294967295 labels. */
         const uint32_t many[1] = {0xffffffffu};
@@ -418,7 +359,7 @@ static void test_bad_dims(void **state)
         write_file(lp, sizeof lp, gz ? "many.gz" : "many", buf,
                    make_idx(buf, 0x00000801u, 1, many, small_lb, sizeof small_lb), gz);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(lp, "4294967295");
+        tu_expect_msg(lp, "4294967295");
     }
 }
 
@@ -431,12 +372,12 @@ static void test_truncated(void **state)
         /* Images: 18 pixels declared, 10 present. */
         write_small(ip, lp, sizeof ip, "trunc1", gz, 0x00000803u, SN, 10, GOOD_LABELS);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(ip, "truncated", "expected 18 bytes", "got 10");
+        tu_expect_msg(ip, "truncated", "expected 18 bytes", "got 10");
 
         /* Labels: 3 declared, 1 present. */
         write_small(ip, lp, sizeof ip, "trunc2", gz, GOOD_IMAGES, 0x00000801u, SN, 1);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(lp, "truncated", "expected 3 bytes", "got 1");
+        tu_expect_msg(lp, "truncated", "expected 3 bytes", "got 1");
 
         /* A header cut after the magic and one dimension. */
         unsigned char buf[64];
@@ -444,7 +385,7 @@ static void test_truncated(void **state)
         write_file(ip, sizeof ip, gz ? "trunc3.gz" : "trunc3", buf,
                    make_idx(buf, 0x00000803u, 3, d, NULL, 0) - 8, gz);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(ip, "expected 16 header bytes, got 8");
+        tu_expect_msg(ip, "expected 16 header bytes, got 8");
     }
 }
 
@@ -466,13 +407,13 @@ static void test_corrupt_gzip(void **state)
     /* The stream cut in the middle of its compressed data: fewer bytes than declared. */
     write_file(cut, sizeof cut, "cut.gz", gzbytes, len - 12, 0);
     assert_int_equal(load_junk(&ds, cut, lp), NN_EFORMAT);
-    expect_msg(cut, "truncated");
+    tu_expect_msg(cut, "truncated");
 
     /* The CRC-32 in the trailer (the last 8 bytes are CRC-32 and length) is wrong. */
     gzbytes[len - 8] ^= 0xff;
     write_file(cut, sizeof cut, "crc.gz", gzbytes, len, 0);
     assert_int_equal(load_junk(&ds, cut, lp), NN_EFORMAT);
-    expect_msg(cut, "corrupt");
+    tu_expect_msg(cut, "corrupt");
 }
 
 /* A larger, incompressible gzip file (1000 images of 28 x 28): it round-trips, and a wrong
@@ -524,7 +465,7 @@ static void test_large_gzip(void **state)
     gz[glen - 8] ^= 0x01;
     write_file(bad, sizeof bad, "large-crc.gz", gz, (size_t)glen, 0);
     assert_int_equal(load_junk(&ds, bad, lp), NN_EFORMAT);
-    expect_msg(bad, "corrupt", "incorrect data check");
+    tu_expect_msg(bad, "corrupt", "incorrect data check");
     free(gz);
     free(ibuf);
     free(lbuf);
@@ -538,7 +479,7 @@ static void test_count_mismatch(void **state)
     for (int gz = 0; gz <= 1; gz++) {
         write_small(ip, lp, sizeof ip, "count", gz, GOOD_IMAGES, 0x00000801u, 2, 2);
         assert_int_equal(load_junk(&ds, ip, lp), NN_EFORMAT);
-        expect_msg(ip, lp, "3 images", "2 labels");
+        tu_expect_msg(ip, lp, "3 images", "2 labels");
     }
 }
 
@@ -600,5 +541,5 @@ int main(void)
         cmocka_unit_test(test_count_mismatch),
         cmocka_unit_test(test_to_float),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }

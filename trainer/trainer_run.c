@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,6 +40,8 @@ typedef struct {
     int *shard, *batch_idx;
     long global_step;
     int epoch;        /* epochs done, over all phases */
+    comm_reducer *red;
+    int active[NN_MAX_GROUPS]; /* groups whose gradients are reduced this step */
 } run;
 
 static double now_s(void)
@@ -133,12 +136,22 @@ static int run_setup(run *r, int need_train)
         rc = trainer_opt_init(&r->opt, r->m, type, cfg->optimizer.nesterov, cfg->optimizer.beta2,
                               cfg->optimizer.eps, cfg->optimizer.decay_bn_bias);
     if (rc) return rc;
+    float *slabs[NN_MAX_GROUPS];
+    size_t counts[NN_MAX_GROUPS];
+    for (int g = 0; g < r->m->ngroups; g++) {
+        slabs[g] = r->m->groups[g].grad_slab;
+        counts[g] = r->m->groups[g].numel;
+    }
+    size_t bucket = (size_t)(cfg->comm.bucket_mb * 1048576.0 / sizeof(float));
+    rc = comm_reducer_init(&r->red, r->c, r->m->ngroups, slabs, counts, bucket ? bucket : 1,
+                           cfg->comm.overlap);
+    if (rc) return rc;
     const int world = comm_size(r->c), B = cfg->data.batch_size;
     if (need_train) {
         if (r->train.n < world)
             return nn_err(NN_ERANGE, "%s has %d samples, fewer than the %d ranks", cfg->data.train,
                           r->train.n, world);
-        rc = io_check_batch(r->train.n / world, B, world);
+        rc = io_check_batch(r->train.n / world / cfg->train.accumulate, B, world);
         if (rc) return rc;
     }
     r->labels = malloc(sizeof(int32_t) * B);
@@ -172,6 +185,7 @@ static int run_sync_replicas(run *r)
 
 static void run_free(run *r)
 {
+    comm_reducer_free(r->red);
     trainer_opt_free(&r->opt);
     nn_model_free(r->m);
     io_dataset_free(&r->train);
@@ -201,30 +215,221 @@ static int load_batch(run *r, const io_dataset *ds, const int *idx, int count, i
     return 0;
 }
 
-/* Forward, loss and backward on one local batch; *loss and *hits are local. */
-static int step_local(run *r, float *loss, int *hits)
+/* ---- replica checks ---------------------------------------------------------------- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int failed;
+} text;
+
+static void text_add(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_add(text *t, const char *fmt, ...)
 {
-    const nn_tensor *logits;
-    nn_ctx ctx = {&r->rng};
-    int rc = nn_model_forward(&logits, r->m, &r->x, &ctx);
-    if (!rc) rc = nn_cross_entropy(loss, &r->dlogits, hits, logits, r->labels);
-    if (rc) return rc;
-    if (!isfinite(*loss)) return nn_err(NN_ERANGE, "the loss is %f at step %ld: training diverged (lower the learning rate)", (double)*loss, r->global_step);
-    nn_model_zero_grad(r->m);
-    return nn_model_backward(r->m, &r->dlogits);
+    if (t->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if (t->buf && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
+        char *b = realloc(t->buf, cap);
+        if (!b) {
+            t->failed = 1;
+            return;
+        }
+        t->buf = b;
+        t->cap = cap;
+    }
 }
 
-/* Averages the gradients of every group with something trainable, head first. Frozen
- * groups without trainable BatchNorm send nothing. */
-static int reduce_grads(run *r)
+static int describe_param(void *ud, const char *name, nn_param *p)
 {
-    for (int g = r->m->ngroups - 1; g >= 0; g--) {
-        nn_group *gr = &r->m->groups[g];
-        if (gr->frozen && !r->m->train_bn) continue;
-        int rc = comm_allreduce_f32(r->c, gr->grad_slab, gr->numel, 1);
-        if (rc) return rc;
-    }
+    text_add(ud, "param %s (%d, %d, %d, %d) group %d%s\n", name, p->shape[0], p->shape[1],
+             p->shape[2], p->shape[3], p->group, p->trainable ? " trainable" : "");
     return 0;
+}
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Every rank compares `mine` with rank 0's by hash, then, if any differs, in detail: a rank
+ * that differs names the first line that is not rank 0's. Returns the agreed status. */
+static int compare_with_rank0(comm *c, const char *what, const char *mine, size_t len)
+{
+    uint64_t h = fnv1a(mine, len), h0 = h;
+    int rc = comm_bcast_bytes(c, &h0, sizeof h0, 0);
+    if (rc) return rc;
+    int32_t differs[1] = {h != h0};
+    rc = comm_allreduce_max_i32(c, differs, 1);
+    if (rc || !differs[0]) return rc;
+    uint64_t n0 = len;
+    rc = comm_bcast_bytes(c, &n0, sizeof n0, 0);
+    char *theirs = rc ? NULL : malloc(n0 + 1);
+    if (!rc && !theirs) rc = nn_err(NN_ENOMEM, "replica check: out of memory");
+    if (!rc && comm_rank(c) == 0) memcpy(theirs, mine, n0);
+    if (!rc) rc = comm_bcast_bytes(c, theirs, n0, 0);
+    if (rc) {
+        free(theirs);
+        return rc;
+    }
+    theirs[n0] = '\0';
+    int status = 0;
+    if (h != h0) {
+        const char *a = mine, *b = theirs;
+        while (*a && *b) {
+            const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+            size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+            if (la != lb || memcmp(a, b, la)) break;
+            a += la + (ea != NULL);
+            b += lb + (eb != NULL);
+        }
+        int la = (int)(strchr(a, '\n') ? strchr(a, '\n') - a : (long)strlen(a));
+        int lb = (int)(strchr(b, '\n') ? strchr(b, '\n') - b : (long)strlen(b));
+        status = nn_err(NN_ESTATE, "replica check (%s): this rank differs from rank 0: '%.*s' here, '%.*s' on rank 0",
+                        what, la > 200 ? 200 : la, a, lb > 200 ? 200 : lb, b);
+    } else {
+        status = nn_err(NN_ESTATE, "replica check (%s): another rank differs from rank 0 (its message says how)", what);
+    }
+    free(theirs);
+    /* Every rank fails; comm_agree keeps each rank's own message. */
+    int32_t st[1] = {status};
+    comm_allreduce_max_i32(c, st, 1);
+    return status;
+}
+
+/* At start: the model (parameter names, shapes, groups, trainable flags) and the effective
+ * config (every key, which must agree across ranks) must be the same on every rank. */
+static int check_replicas(run *r)
+{
+    text t = {0};
+    text_add(&t, "model %s input %dx%dx%d classes %d cut %d groups %d\n", r->m->arch,
+             r->m->in_shape[0], r->m->in_shape[1], r->m->in_shape[2], r->m->classes, r->m->cut,
+             r->m->ngroups);
+    for (int g = 0; g < r->m->ngroups; g++)
+        text_add(&t, "group %d: children %d-%d, %zu parameters, frozen %d\n", g,
+                 r->m->groups[g].first, r->m->groups[g].last, r->m->groups[g].numel,
+                 r->m->groups[g].frozen);
+    nn_model_visit_params(r->m, describe_param, &t);
+    char *cfg = NULL;
+    if (io_config_to_string(&cfg, r->cfg) == 0) text_add(&t, "%s", cfg);
+    free(cfg);
+    int rc = t.failed ? nn_err(NN_ENOMEM, "replica check: out of memory") : 0;
+    rc = comm_agree(r->c, rc, NULL);
+    if (!rc) rc = compare_with_rank0(r->c, "model and config at start", t.buf, t.len);
+    free(t.buf);
+    return rc;
+}
+
+/* At a phase change: the same step and the same frozen groups on every rank. */
+static int check_phase(run *r, int phase)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof buf, "phase %d at step %ld, frozen groups:", phase, r->global_step);
+    for (int g = 0; g < r->m->ngroups && n < (int)sizeof buf - 8; g++)
+        if (r->m->groups[g].frozen) n += snprintf(buf + n, sizeof buf - n, " %d", g);
+    char what[32];
+    snprintf(what, sizeof what, "start of phase %d", phase + 1);
+    return compare_with_rank0(r->c, what, buf, (size_t)n);
+}
+
+/* nn's backward hook: a finished group starts its reduction; every call drives the ones in
+ * flight. */
+static int on_backward(void *ud, int group, int done)
+{
+    run *r = ud;
+    int rc = done ? comm_reducer_group_done(r->red, group) : 0;
+    return rc ? rc : comm_reducer_progress(r->red);
+}
+
+/* Groups with something trainable send their gradients; frozen ones are silent (unless
+ * train_bn keeps their BatchNorm training). */
+static void set_active(run *r)
+{
+    for (int g = 0; g < r->m->ngroups; g++) {
+        const nn_group *gr = &r->m->groups[g];
+        int any = 0;
+        for (int k = 0; k < gr->nparams && !any; k++) any = gr->params[k]->trainable;
+        r->active[g] = any;
+    }
+}
+
+/* Clips the (already averaged, so identical on every rank) gradients of trainable
+ * parameters to a global L2 norm of at most max_norm; *norm gets the norm before. */
+static void clip_grads(run *r, double max_norm, double *norm)
+{
+    double s = 0.0;
+    for (int g = 0; g < r->m->ngroups; g++)
+        for (int k = 0; k < r->m->groups[g].nparams; k++) {
+            const nn_param *p = r->m->groups[g].params[k];
+            if (!p->trainable) continue;
+            for (size_t i = 0; i < p->numel; i++) s += (double)p->grad[i] * p->grad[i];
+        }
+    *norm = sqrt(s);
+    if (max_norm <= 0.0 || *norm <= max_norm) return;
+    const float f = (float)(max_norm / (*norm + 1e-6));
+    for (int g = 0; g < r->m->ngroups; g++)
+        for (int k = 0; k < r->m->groups[g].nparams; k++) {
+            nn_param *p = r->m->groups[g].params[k];
+            if (!p->trainable) continue;
+            for (size_t i = 0; i < p->numel; i++) p->grad[i] *= f;
+        }
+}
+
+/* One optimizer step's gradients: accumulate micro-batches idx[a*B .. (a+1)*B) for a < A,
+ * reducing once, during the last micro-batch's backward. Every rank issues the same
+ * collectives in the same order even when its own step failed (it then sends whatever its
+ * slabs hold), so the failure is agreed on afterwards instead of leaving ranks waiting in
+ * mismatched collectives. *loss and *hits are summed over the micro-batches (local). */
+static int step_grads(run *r, const io_dataset *ds, const int *idx, int B, int A, float *loss,
+                      int *hits)
+{
+    int rc = 0;
+    *loss = 0.0f;
+    *hits = 0;
+    set_active(r);
+    comm_reducer_begin(r->red, r->active);
+    nn_model_zero_grad(r->m);
+    for (int a = 0; a < A && !rc; a++) {
+        float l = 0.0f;
+        int h = 0;
+        const nn_tensor *logits;
+        nn_ctx ctx = {&r->rng};
+        rc = load_batch(r, ds, idx + (size_t)a * B, B, 1);
+        if (!rc) rc = nn_model_forward(&logits, r->m, &r->x, &ctx);
+        if (!rc) rc = nn_cross_entropy(&l, &r->dlogits, &h, logits, r->labels);
+        if (!rc && !isfinite(l))
+            rc = nn_err(NN_ERANGE, "the loss is %f at step %ld: training diverged (lower the learning rate)",
+                        (double)l, r->global_step + 1);
+        if (rc) break;
+        *loss += l;
+        *hits += h;
+        nn_model_set_backward_hook(r->m, a == A - 1 ? on_backward : NULL, r);
+        rc = nn_model_backward(r->m, &r->dlogits);
+        nn_model_set_backward_hook(r->m, NULL, NULL);
+    }
+    /* A failed rank still takes part in every reduction of the step. */
+    for (int g = r->m->ngroups - 1; g >= 0 && rc; g--) comm_reducer_group_done(r->red, g);
+    int rc2 = comm_reducer_finish(r->red, 1.0f / (float)(comm_size(r->c) * A));
+    if (!rc) rc = rc2;
+    rc = comm_agree(r->c, rc, NULL);
+    if (!rc && r->cfg->train.clip_norm > 0.0) {
+        double norm;
+        clip_grads(r, r->cfg->train.clip_norm, &norm);
+    }
+    return rc;
 }
 
 /* Validation loss and accuracy over the whole valid set, each rank taking every world-th
@@ -428,10 +633,11 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
     r.out = rank == 0 ? out : NULL;
     r.tty = progress_bar_wanted(r.out);
     int rc = comm_agree(c, run_setup(&r, 1), NULL);
+    if (!rc) rc = check_replicas(&r);
     if (!rc) rc = run_sync_replicas(&r);
     if (!rc) rc = run_open_dir(&r);
     if (rc) goto done;
-    const int B = cfg->data.batch_size;
+    const int B = cfg->data.batch_size, A = cfg->train.accumulate;
     int per_rank = 0;
     io_phase phases[IO_MAX_PHASES];
     const int nphases = phases_of(cfg, phases);
@@ -458,11 +664,12 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
         if (!rc) rc = expand_hp(lr_max, G, hl, cfg, lrkey);
         if (!rc) rc = expand_hp(wd, G, &cfg->groups.wd, cfg, "groups.wd");
         if (!rc) rc = expand_hp(mom_base, G, &cfg->groups.momentum, cfg, "groups.momentum");
+        if (!rc) rc = check_phase(&r, p);
         long per_epoch = 0;
         trainer_sched sched;
         if (!rc) {
             per_rank = r.train.n / world;
-            per_epoch = per_rank / B;
+            per_epoch = per_rank / (B * A);
             if (cfg->train.max_steps > 0 && cfg->train.max_steps < per_epoch)
                 per_epoch = cfg->train.max_steps;
             rc = sched_from(&sched, ph->has_schedule ? &ph->schedule : &cfg->schedule, per_epoch);
@@ -491,19 +698,17 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
             for (long b = 0; b < per_epoch && !rc; b++, t++, r.global_step++) {
                 float loss;
                 int hits;
-                rc = load_batch(&r, &r.train, r.shard + b * B, B, 1);
-                if (!rc) rc = step_local(&r, &loss, &hits);
-                rc = comm_agree(c, rc, NULL);
-                if (!rc) rc = reduce_grads(&r);
+                rc = step_grads(&r, &r.train, r.shard + b * B * A, B, A, &loss, &hits);
                 if (rc) break;
+                loss /= (float)A;
                 for (int g = 0; g < G; g++) {
                     lr[g] = (float)trainer_sched_lr(&sched, lr_max[g], t, total);
                     mom[g] = (float)trainer_sched_mom(&sched, mom_base[g], t, total);
                 }
                 trainer_opt_step(&r.opt, r.m, lr, mom, wd);
-                win_loss += (double)loss * B;
+                win_loss += (double)loss * B * A;
                 win_hits += hits;
-                win_n += B;
+                win_n += (long)B * A;
                 const int log = cfg->train.log_every > 0 &&
                                 ((b + 1) % cfg->train.log_every == 0 || b + 1 == per_epoch);
                 if (log || (r.tty && now_s() - tl > 0.2)) {
@@ -520,7 +725,15 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                         fprintf(r.metrics, ", \"frozen\": [");
                         for (int g = 0, k = 0; g < G; g++)
                             if (r.m->groups[g].frozen) fprintf(r.metrics, "%s%d", k++ ? ", " : "", g);
-                        fprintf(r.metrics, "], \"samples_per_s\": %.1f}\n", sps);
+                        fprintf(r.metrics, "], \"samples_per_s\": %.1f, \"comm\": [", sps);
+                        for (int g = 0; g < G; g++) {
+                            const comm_group_stats *st = comm_reducer_stats(r.red, g);
+                            fprintf(r.metrics, "%s{\"group\": %d, \"bytes\": %llu, \"collectives\": %llu, \"seconds\": %.6f}",
+                                    g ? ", " : "", g, (unsigned long long)st->bytes,
+                                    (unsigned long long)st->collectives, st->seconds);
+                        }
+                        fprintf(r.metrics, "], \"comm_exposed_seconds\": %.6f}\n",
+                                comm_reducer_exposed_seconds(r.red));
                         fflush(r.metrics);
                     }
                     if (log) win_loss = 0.0, win_hits = 0, win_n = 0;
@@ -542,6 +755,19 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                 }
             }
         }
+    }
+    if (!rc && r.out) {
+        fprintf(r.out, "strata: gradient reduction per layer group (%d rank(s), %s, buckets of at most %g MiB):\n",
+                world, cfg->comm.overlap ? "overlapped with backward" : "after backward",
+                cfg->comm.bucket_mb);
+        fprintf(r.out, "  group        bytes  collectives   seconds\n");
+        for (int g = G - 1; g >= 0; g--) {
+            const comm_group_stats *st = comm_reducer_stats(r.red, g);
+            fprintf(r.out, "  %5d %12llu %12llu %9.3f%s\n", g, (unsigned long long)st->bytes,
+                    (unsigned long long)st->collectives, st->seconds, g == G - 1 ? "  (head)" : "");
+        }
+        fprintf(r.out, "  exposed (waiting after backward): %.3f s\n",
+                comm_reducer_exposed_seconds(r.red));
     }
     if (!rc) {
         /* Every replica holds the same weights; rank 0 writes them with averaged BN stats. */
@@ -636,10 +862,7 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
         for (int g = 0; g < G; g++) lr[g] = (float)l;
         float loss;
         int hits;
-        rc = load_batch(&r, &r.train, r.shard + (k % per_epoch) * B, B, 1);
-        if (!rc) rc = step_local(&r, &loss, &hits);
-        rc = comm_agree(c, rc, NULL);
-        if (!rc) rc = reduce_grads(&r);
+        rc = step_grads(&r, &r.train, r.shard + (size_t)(k % per_epoch) * B, B, 1, &loss, &hits);
         double gl[1] = {loss};
         if (!rc) rc = comm_allreduce_f64(c, gl, 1);
         if (rc) break;
