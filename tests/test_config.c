@@ -541,6 +541,16 @@ static void test_error_range(void **state)
                      NN_ERANGE);
     expect_exact("2: schedule.moms.1: must be in [0, 1) (got '1.5')");
 
+    /* Communication and step keys. */
+    assert_int_equal(load(&c, "model: {arch: cnn}\ncomm:\n  bucket_mb: 0\n"), NN_ERANGE);
+    expect_at(3, "comm.bucket_mb");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ntrain:\n  accumulate: 0\n"), NN_ERANGE);
+    expect_exact("3: train.accumulate: must be between 1 and 65536 (got '0')");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ntrain:\n  clip_norm: -1\n"), NN_ERANGE);
+    expect_at(3, "train.clip_norm");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ncomm:\n  overlap: maybe\n"), NN_EINVAL);
+    expect_at(3, "comm.overlap");
+
     /* Split points: strictly increasing and positive. */
     assert_int_equal(load(&c, "model:\n  arch: cnn\n  split:\n    - 4\n    - 4\n"), NN_ERANGE);
     expect_exact("5: model.split.1: split points must be strictly increasing, and 4 follows 4 "
@@ -685,6 +695,20 @@ static void test_set(void **state)
     /* A scalar replaces the file's value. */
     assert_int_equal(load_set(&c, file, "train.epochs=3"), 0);
     assert_int_equal(c.train.epochs, 3);
+
+    /* The comm section and the step keys, with their defaults first. */
+    assert_int_equal(load_set(&c, file, "train.epochs=1"), 0);
+    assert_int_equal(c.comm.overlap, 1);
+    assert_true(c.comm.bucket_mb == 4.0);
+    assert_int_equal(c.train.accumulate, 1);
+    assert_true(c.train.clip_norm == 0.0);
+    assert_int_equal(load_set(&c, file, "comm={overlap: false, bucket_mb: 0.5}"), 0);
+    assert_int_equal(c.comm.overlap, 0);
+    assert_true(c.comm.bucket_mb == 0.5);
+    assert_int_equal(load_set(&c, file, "train.accumulate=4"), 0);
+    assert_int_equal(c.train.accumulate, 4);
+    assert_int_equal(load_set(&c, file, "train.clip_norm=1.5"), 0);
+    assert_true(c.train.clip_norm == 1.5);
 
     /* A flow list, and the line of an override is -1. */
     assert_int_equal(load_set(&c, file, "groups.lr=[1e-4,1e-3,1e-2]"), 0);

@@ -38,6 +38,7 @@ static void usage(FILE *f)
             "\n"
             "train, eval and lr-find options:\n"
             "  --set key.path=value override a config key (repeatable), e.g. --set groups.lr='slice(1e-4,1e-2)'\n"
+            "  --no-overlap         reduce gradients after backward (same as --set comm.overlap=false)\n"
             "  --threads N          OpenBLAS threads per process (default 1, or STRATA_BLAS_THREADS)\n"
             "  --weights PATH       eval: the weights file (default run.dir/weights.h5)\n"
             "  --start LR --end LR --num-it N   lr-find: the sweep (default 1e-7, 10, 100)\n"
@@ -247,6 +248,11 @@ static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
             usage(stdout);
             exit(0);
+        }
+        if (!strcmp(s, "--no-overlap")) { /* shorthand for --set comm.overlap=false */
+            if (a->nsets == (int)(sizeof a->sets / sizeof a->sets[0])) return -1;
+            a->sets[a->nsets++] = "comm.overlap=false";
+            continue;
         }
         if (s[0] != '-') {
             if (a->config) {
