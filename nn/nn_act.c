@@ -1,6 +1,7 @@
 /* Shape-preserving layers without parameters: ReLU, Dropout, Flatten, Identity. */
 #include "nn/nn_internal.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,7 +165,11 @@ int nn_dropout_new(nn_layer **out, float p)
 
 static int flatten_infer(nn_layer *l, const int in[3])
 {
-    l->out_shape[0] = in[0] * in[1] * in[2];
+    const long long n = (long long)in[0] * in[1] * in[2];
+    if (n > INT_MAX)
+        return nn_err(NN_ERANGE, "Flatten: input (%d, %d, %d) has %lld features, more than %d",
+                      in[0], in[1], in[2], n, INT_MAX);
+    l->out_shape[0] = (int)n;
     l->out_shape[1] = l->out_shape[2] = 1;
     return 0;
 }

@@ -2,6 +2,7 @@
  * visits) and the Sequential container. */
 #include "nn/nn_internal.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,6 +115,10 @@ int nn_layer_infer(nn_layer *l, const int in[3])
                           in[1], in[2]);
         l->in_shape[d] = in[d];
     }
+    /* Per-sample sizes are int elsewhere; refuse what would overflow them. */
+    if ((long long)in[0] * in[1] * in[2] > INT_MAX)
+        return nn_err(NN_ERANGE, "%s: input (%d, %d, %d) has more than %d values per sample",
+                      l->ops->type, in[0], in[1], in[2], INT_MAX);
     return l->ops->infer(l, in);
 }
 

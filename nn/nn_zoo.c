@@ -14,6 +14,7 @@
  */
 #include "nn/nn_internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +107,11 @@ static int build_mlp(kidlist *kl, arch_info *ai, const nn_model_spec *s)
     for (int i = 0; i < nw; i++)
         if (widths[i] <= 0)
             return nn_err(NN_ERANGE, "mlp: width %d (position %d) must be positive", widths[i], i);
-    int prev = s->in_c * s->in_h * s->in_w;
+    const long long features = (long long)s->in_c * s->in_h * s->in_w;
+    if (features > INT_MAX)
+        return nn_err(NN_ERANGE, "mlp: input %dx%dx%d has %lld features, more than %d", s->in_c,
+                      s->in_h, s->in_w, features, INT_MAX);
+    int prev = (int)features;
     ADD(kl, nn_flatten_new(&nl__));
     for (int i = 0; i < nw; i++) {
         ADD(kl, nn_linear_new(&nl__, prev, widths[i], 1));

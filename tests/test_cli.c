@@ -1,6 +1,6 @@
 /* The strata CLI end to end: `strata model` prints PyTorch's wording with group markers,
- * bad command lines and bad specs fail with a message naming the value and a non-zero
- * status, and `strata train` runs a short real job on Fashion-MNIST. */
+ * bad command lines, configs and data fail with a message naming the value and a non-zero
+ * status, and `strata train`, `eval` and `lr-find` run short jobs on synthetic data. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -134,8 +134,31 @@ static void test_train_bad(void **state)
     expect("eval " SYN " --weights /nonexistent/w.h5", 1,
            (const char *const[]){"/nonexistent/w.h5", NULL});
     expect("data convert --images a", 2, (const char *const[]){"required", NULL});
+    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set groups.freeze_to=7", 1,
+           (const char *const[]){"groups.freeze_to: freeze_to 7 is out of range", NULL});
+    /* A validation set whose samples do not match the training data's. */
+    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set model.input=null "
+           "--set data.valid=fashion-mnist",
+           1, (const char *const[]){"data.valid (fashion-mnist) holds 1x28x28", "1x8x8", NULL});
+    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set data.augment.crop_padding=9", 1,
+           (const char *const[]){"crop_padding 9 is larger than the 8x8 images", NULL});
+    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set model.classes=2", 1,
+           (const char *const[]){"label", "2", NULL});
+    expect("model mlp --input 1x65536x65537", 1,
+           (const char *const[]){"4295032832 features", NULL});
+    /* lr-find stops its sweep, rather than failing, when the loss diverges. */
+    expect("lr-find " SYN " --set run.dir=/tmp/strata-cli-lrf --start 1e3 --end 1e30 --num-it 8", 0,
+           (const char *const[]){"lr-find ran", NULL});
     expect("data convert --images /nonexistent/i.gz --labels /nonexistent/l.gz --out /tmp/x.h5",
            1, (const char *const[]){"/nonexistent/i.gz", NULL});
+}
+
+/* Images with more channels than the RGB-sized buffers of old: 5-channel synthetic data. */
+static void test_train_many_channels(void **state)
+{
+    expect("train " SYN " --set run.dir=/tmp/strata-cli-5ch --set model.input=null "
+           "--set 'data.synthetic.input=[5,4,4]' --set train.epochs=1",
+           0, (const char *const[]){"valid accuracy", NULL});
 }
 
 /* A short real run on synthetic data: the loss falls, metrics and weights are written, and
@@ -282,7 +305,7 @@ int main(void)
         cmocka_unit_test(test_model_vgg16_bn), cmocka_unit_test(test_model_resnet34),
         cmocka_unit_test(test_model_bad),      cmocka_unit_test(test_train_bad),
         cmocka_unit_test(test_train_runs),   cmocka_unit_test(test_train_phases),
-        cmocka_unit_test(test_lr_find),
+        cmocka_unit_test(test_lr_find),      cmocka_unit_test(test_train_many_channels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bad input under `mpiexec -n 2` ends the job on every rank with a message and a non-zero
 # status, never a hang (ctest's TIMEOUT catches a hang): a batch larger than a rank's share,
-# a missing data file, and a config that does not parse.
+# a missing data file, a config that does not parse, labels out of range and a corrupted IDX
+# header.
 # Usage: train_mpi_bad.sh MPIEXEC STRATA CONFIG
 set -uo pipefail
 mpiexec=$1 strata=$2 config=$3
@@ -28,5 +29,14 @@ check "batch larger than a rank's share" "batch size 300 is larger than a rank's
 check "missing data file" "/nonexistent/data.h5" \
     "$config" --set run.dir="$dir/r2" --set data.train=/nonexistent/data.h5
 check "config that does not parse" "broken.yaml:" "$dir/broken.yaml"
+check "labels out of range" "label 3" \
+    "$config" --set run.dir="$dir/r3" --set model.classes=3
+# A Fashion-MNIST directory whose image file has a corrupted header (bad magic).
+mkdir -p "$dir/fm"
+printf '\x00\x00\x08\x04\x00\x00\x00\x01\x00\x00\x00\x1c\x00\x00\x00\x1c' | gzip > "$dir/fm/train-images-idx3-ubyte.gz"
+printf '\x00\x00\x08\x01\x00\x00\x00\x01\x05' | gzip > "$dir/fm/train-labels-idx1-ubyte.gz"
+check "corrupted IDX header" "bad magic 0x00000804" \
+    "$config" --set run.dir="$dir/r4" --set data.train=fashion-mnist --set data.valid= \
+    --set data.dir="$dir/fm" --set model.input=null --set model.classes=null
 echo "$pass passed, $fail failed"
 ((fail == 0))

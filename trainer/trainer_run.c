@@ -19,9 +19,13 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 typedef struct {
     const io_config *cfg;
@@ -31,7 +35,7 @@ typedef struct {
     int tty;          /* rank 0's console is a terminal: draw a progress bar */
     io_dataset train, valid;
     int has_valid;
-    float mean[4], std[4], pad[4];
+    float *mean, *std, *pad; /* per channel, owned */
     nn_model *m;
     trainer_opt opt;
     nn_rng rng;       /* dropout; seeded from train.seed and the rank */
@@ -42,6 +46,7 @@ typedef struct {
     int epoch;        /* epochs done, over all phases */
     comm_reducer *red;
     int active[NN_MAX_GROUPS]; /* groups whose gradients are reduced this step */
+    int nonfinite_ok;          /* lr-find: a non-finite loss ends the sweep, not the run */
 } run;
 
 static double now_s(void)
@@ -84,10 +89,23 @@ static int run_setup(run *r, int need_train)
     }
     if (rc) return rc;
     const io_dataset *shape = &r->train;
+    if (r->has_valid && (r->valid.c != shape->c || r->valid.h != shape->h || r->valid.w != shape->w))
+        return nn_err(NN_ESHAPE, "data.valid (%s) holds %dx%dx%d samples but data.train (%s) holds %dx%dx%d",
+                      cfg->data.valid, r->valid.c, r->valid.h, r->valid.w, cfg->data.train, shape->c,
+                      shape->h, shape->w);
+    const int pmax = shape->h < shape->w ? shape->h : shape->w;
+    if (cfg->data.augment.crop_padding > pmax)
+        return nn_err(NN_ERANGE, "data.augment.crop_padding %d is larger than the %dx%d images",
+                      cfg->data.augment.crop_padding, shape->h, shape->w);
+    r->mean = calloc((size_t)shape->c, sizeof(float));
+    r->std = calloc((size_t)shape->c, sizeof(float));
+    r->pad = calloc((size_t)shape->c, sizeof(float));
+    if (!r->mean || !r->std || !r->pad)
+        return nn_err(NN_ENOMEM, "cannot allocate normalisation for %d channels", shape->c);
     if (cfg->data.nnorm) {
         if (cfg->data.nnorm != shape->c)
-            return nn_err(NN_EINVAL, "data.normalize has %d values but the images have %d channels",
-                          cfg->data.nnorm, shape->c);
+            return nn_err(NN_EINVAL, "data.mean and data.std have %d values but %s has %d channels",
+                          cfg->data.nnorm, cfg->data.train, shape->c);
         for (int i = 0; i < shape->c; i++) {
             r->mean[i] = (float)cfg->data.mean[i];
             r->std[i] = (float)cfg->data.std[i];
@@ -95,7 +113,7 @@ static int run_setup(run *r, int need_train)
     } else {
         io_data_default_norm(shape, cfg->data.train, r->mean, r->std);
     }
-    for (int i = 0; i < shape->c && i < 4; i++)
+    for (int i = 0; i < shape->c; i++)
         r->pad[i] = shape->images ? -r->mean[i] / r->std[i] : 0.0f;
 
     nn_model_spec spec;
@@ -185,6 +203,9 @@ static int run_sync_replicas(run *r)
 
 static void run_free(run *r)
 {
+    free(r->mean);
+    free(r->std);
+    free(r->pad);
     comm_reducer_free(r->red);
     trainer_opt_free(&r->opt);
     nn_model_free(r->m);
@@ -265,6 +286,33 @@ static uint64_t fnv1a(const char *s, size_t n)
     return h;
 }
 
+/* The enclosing YAML sections of the line at `at` in doc (lines indented less, walking
+ * back), e.g. "train" for "  seed: 6", "data.synthetic" for "    seed: 7". */
+static void yaml_sections(char *out, size_t len, const char *doc, const char *at)
+{
+    out[0] = '\0';
+    int indent = 0;
+    while (at[indent] == ' ') indent++;
+    const char *names[8];
+    int nlen[8], n = 0;
+    for (const char *p = at; p > doc && indent > 0 && n < 8;) {
+        const char *ls = p - 1; /* the end of the previous line */
+        while (ls > doc && ls[-1] != '\n') ls--;
+        int ind = 0;
+        while (ls[ind] == ' ') ind++;
+        const char *colon = memchr(ls + ind, ':', (size_t)(p - 1 - ls - ind));
+        if (ind < indent && ls[ind] != '#' && ls[ind] != '-' && colon) {
+            names[n] = ls + ind;
+            nlen[n++] = (int)(colon - ls - ind);
+            indent = ind;
+        }
+        p = ls;
+    }
+    size_t o = 0;
+    for (int i = n - 1; i >= 0 && o < len; i--)
+        o += (size_t)snprintf(out + o, len - o, "%s%.*s", i == n - 1 ? "" : ".", nlen[i], names[i]);
+}
+
 /* Every rank compares `mine` with rank 0's by hash, then, if any differs, in detail: a rank
  * that differs names the first line that is not rank 0's. Returns the agreed status. */
 static int compare_with_rank0(comm *c, const char *what, const char *mine, size_t len)
@@ -298,8 +346,11 @@ static int compare_with_rank0(comm *c, const char *what, const char *mine, size_
         }
         int la = (int)(strchr(a, '\n') ? strchr(a, '\n') - a : (long)strlen(a));
         int lb = (int)(strchr(b, '\n') ? strchr(b, '\n') - b : (long)strlen(b));
-        status = nn_err(NN_ESTATE, "replica check (%s): this rank differs from rank 0: '%.*s' here, '%.*s' on rank 0",
-                        what, la > 200 ? 200 : la, a, lb > 200 ? 200 : lb, b);
+        char where[256];
+        yaml_sections(where, sizeof where, mine, a);
+        status = nn_err(NN_ESTATE, "replica check (%s): this rank differs from rank 0%s%s: '%.*s' here, '%.*s' on rank 0",
+                        what, where[0] ? " in " : "", where, la > 200 ? 200 : la, a,
+                        lb > 200 ? 200 : lb, b);
     } else {
         status = nn_err(NN_ESTATE, "replica check (%s): another rank differs from rank 0 (its message says how)", what);
     }
@@ -410,7 +461,7 @@ static int step_grads(run *r, const io_dataset *ds, const int *idx, int B, int A
         rc = load_batch(r, ds, idx + (size_t)a * B, B, 1);
         if (!rc) rc = nn_model_forward(&logits, r->m, &r->x, &ctx);
         if (!rc) rc = nn_cross_entropy(&l, &r->dlogits, &h, logits, r->labels);
-        if (!rc && !isfinite(l))
+        if (!rc && !isfinite(l) && !r->nonfinite_ok)
             rc = nn_err(NN_ERANGE, "the loss is %f at step %ld: training diverged (lower the learning rate)",
                         (double)l, r->global_step + 1);
         if (rc) break;
@@ -449,8 +500,8 @@ static int run_validate(run *r, double *loss, double *acc)
         rc = load_batch(r, ds, r->shard + s, cnt, 0);
         const nn_tensor *logits;
         nn_ctx ctx = {&r->rng};
-        float l;
-        int hits;
+        float l = 0.0f;
+        int hits = 0;
         if (!rc) rc = nn_model_forward(&logits, r->m, &r->x, &ctx);
         if (!rc) rc = nn_cross_entropy(&l, NULL, &hits, logits, r->labels);
         sums[0] += (double)l * cnt;
@@ -655,6 +706,14 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
         const io_phase *ph = &phases[p];
         int warn = 0;
         rc = nn_model_freeze_to(r.m, ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to, &warn);
+        if (rc) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", nn_errmsg());
+            if (ph->has_freeze_to)
+                rc = nn_err(rc, "train.phases.%d.freeze_to: %s", p, msg);
+            else
+                rc = nn_err(rc, "groups.freeze_to: %s", msg);
+        }
         const io_hparam *hl = ph->lr.kind ? &ph->lr : &cfg->groups.lr;
         char lrkey[64];
         if (ph->lr.kind)
@@ -714,12 +773,12 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                 if (log || (r.tty && now_s() - tl > 0.2)) {
                     double sums[3] = {win_loss, (double)win_hits, (double)win_n};
                     if (log) rc = comm_allreduce_f64(c, sums, 3);
-                    double now = now_s(), sps = (double)(b + 1) * B * world / (now - t0);
+                    double now = now_s(), sps = (double)(b + 1) * B * A * world / (now - t0);
                     tl = now;
                     if (!rc) progress(&r, p, nphases, e, ph->epochs, (int)b + 1, (int)per_epoch,
                                       sums[0] / sums[2], sps, lr);
                     if (log && r.metrics) {
-                        fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"train_loss\": %.6g, \"train_acc\": %.6g, \"lr\": ",
+                        fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"train_loss\": %.9g, \"train_acc\": %.9g, \"lr\": ",
                                 r.global_step + 1, r.epoch, p, sums[0] / sums[2], sums[1] / sums[2]);
                         metrics_lr(r.metrics, lr, G);
                         fprintf(r.metrics, ", \"frozen\": [");
@@ -749,8 +808,8 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                     fprintf(r.out, "phase %d/%d epoch %d/%d valid loss %.4f valid accuracy %.4f (%.1f s)\n",
                             p + 1, nphases, e + 1, ph->epochs, vl, va, now_s() - t0);
                 if (r.metrics) {
-                    fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"valid_loss\": %.6g, \"valid_acc\": %.6g}\n",
-                            r.global_step, r.epoch + 1, p, vl, va);
+                    fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"valid_loss\": %.9g, \"valid_acc\": %.9g}\n",
+                            r.global_step, r.epoch, p, vl, va);
                     fflush(r.metrics);
                 }
             }
@@ -820,6 +879,8 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     r.c = c;
     const int rank = comm_rank(c), world = comm_size(c), B = cfg->data.batch_size;
     r.out = rank == 0 ? out : NULL;
+    r.nonfinite_ok = 1;
+    char wpath[1100] = "";
     float *saved = NULL;
     double *lrs = NULL, *losses = NULL, *smooth = NULL;
     int rc = comm_agree(c, run_setup(&r, 1), NULL);
@@ -837,7 +898,6 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     if (rc) goto done;
     for (int g = 0, off = 0; g < G; off += (int)r.m->groups[g].numel, g++)
         memcpy(saved + off, r.m->groups[g].param_slab, sizeof(float) * r.m->groups[g].numel);
-    char wpath[1100];
     snprintf(wpath, sizeof wpath, "%s/.lr_find_weights.h5", cfg->run.dir);
     if (rank == 0) rc = weights_io(r.m, wpath, 1); /* BN buffers too */
     rc = comm_agree(c, rc, NULL);
@@ -866,8 +926,9 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
         double gl[1] = {loss};
         if (!rc) rc = comm_allreduce_f64(c, gl, 1);
         if (rc) break;
-        trainer_opt_step(&r.opt, r.m, lr, mom, wd);
         double mean_loss = gl[0] / world;
+        if (!isfinite(mean_loss)) break; /* diverged: the sweep is over */
+        trainer_opt_step(&r.opt, r.m, lr, mom, wd);
         avg = 0.98 * avg + 0.02 * mean_loss;
         double sm = avg / (1.0 - pow(0.98, k + 1));
         lrs[n] = l;
@@ -884,7 +945,6 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     rc = weights_io(r.m, wpath, 0);
     rc = comm_agree(c, rc, NULL);
     if (rc) goto done;
-    if (rank == 0) unlink(wpath);
     if (r.has_valid) {
         rc = run_validate(&r, &after_loss, &after_acc);
         if (!rc && (after_loss != before_loss || after_acc != before_acc))
@@ -894,6 +954,11 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
         if (r.out)
             fprintf(r.out, "strata: weights restored (validation loss %.6f before and after)\n",
                     after_loss);
+    }
+    if (n == 0) {
+        rc = nn_err(NN_ERANGE, "lr-find: the loss was not finite at the first learning rate %g; lower --start",
+                    o->start);
+        goto done;
     }
     /* Suggestions: fastai's minimum/10 and the steepest descent of the smoothed loss. */
     int imin = 0, isteep = 0;
@@ -926,19 +991,23 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
             fprintf(r.out, "strata: wrote %s\n", csv);
         }
         if (!rc && o->plot_script) {
-            char cmd[4096];
-            snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' '%s' %.6e", o->plot_script, csv, png,
-                     *suggestion);
-            int st = system(cmd);
-            if (st != 0)
-                rc = nn_err(NN_EIO, "the plot was not written: '%s' failed (exit %d); is python3-matplotlib installed?",
-                            cmd, st);
+            char sug[32];
+            snprintf(sug, sizeof sug, "%.6e", *suggestion);
+            char *const argv[] = {"/usr/bin/python3", (char *)o->plot_script, csv, png, sug, NULL};
+            pid_t pid;
+            int st = 0, e = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ);
+            if (e)
+                rc = nn_err(NN_EIO, "the plot was not written: cannot run %s: %s", argv[0], strerror(e));
+            else if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                rc = nn_err(NN_EIO, "the plot was not written: %s %s failed (exit %d); is python3-matplotlib installed?",
+                            argv[0], o->plot_script, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
             else if (r.out)
                 fprintf(r.out, "strata: wrote %s\n", png);
         }
     }
     rc = comm_agree(c, rc, NULL);
 done:
+    if (rank == 0 && wpath[0]) unlink(wpath);
     free(saved);
     free(lrs);
     free(losses);

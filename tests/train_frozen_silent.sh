@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Frozen groups send nothing, end to end, on 2 ranks: with groups.freeze_to=-1 for the
+# whole run, every metrics.jsonl line shows 0 bytes and 0 collectives for the body groups
+# and, for the head, 4 bytes per head parameter (weights.h5) per step so far, one collective
+# per step. Then two phases, freeze_to -1 for 5 steps and 0 for 5 more: the body's counters
+# stay at 0 through the first phase and grow by the body's size per step from the first step
+# of the second (checked across ranks by the phase check).
+# Usage: train_frozen_silent.sh MPIEXEC STRATA CONFIG
+set -euo pipefail
+mpiexec=$1 strata=$2 config=$3
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+run() { # NAME ARGS...
+    local name=$1
+    shift
+    "$mpiexec" -n 2 --oversubscribe "$strata" train "$config" --set run.dir="$dir/$name" \
+        --set data.batch_size=32 --set train.max_steps=5 "$@" > "$dir/$name.log" 2>&1 ||
+        { cat "$dir/$name.log"; echo "FAIL: $name: strata train exited non-zero"; exit 1; }
+}
+run frozen --set groups.freeze_to=-1 --set train.epochs=2
+run phases --set 'train.phases=[{epochs: 1, freeze_to: -1}, {epochs: 1, freeze_to: 0}]'
+/usr/bin/python3 - "$dir" <<'PY'
+import json, sys
+import h5py, numpy as np
+root = sys.argv[1]
+fails = checks = 0
+def check(ok, what):
+    global fails, checks
+    checks += 1
+    fails += not ok
+    print(f"{'ok' if ok else 'FAIL'}: {what}")
+for name, frozen_steps in (("frozen", 10), ("phases", 5)):
+    rows = [json.loads(l) for l in open(f"{root}/{name}/metrics.jsonl") if "train_loss" in l]
+    with h5py.File(f"{root}/{name}/weights.h5", "r") as f:
+        sizes = {k: f[k].size for k in f}
+    head = sum(v for k, v in sizes.items() if k.startswith("head."))
+    body = sum(v for k, v in sizes.items() if not k.startswith("head."))
+    check(len(rows) == 10 and head > 0 and body > 0,
+          f"{name}: 10 logged steps ({len(rows)}), {head} head and {body} body parameters")
+    for r in rows:
+        s, comm = r["step"], r["comm"]
+        got_head = (comm[-1]["bytes"], comm[-1]["collectives"])
+        got_body = [(c["bytes"], c["collectives"]) for c in comm[:-1]]
+        want_head = (4 * head * s, s)
+        unfrozen = max(0, s - frozen_steps)
+        if unfrozen == 0:
+            body_ok = all(b == (0, 0) for b in got_body) and r["frozen"] == list(range(len(got_body)))
+        else:
+            body_ok = sum(b for b, _ in got_body) == 4 * body * unfrozen and \
+                all(c == unfrozen for _, c in got_body) and r["frozen"] == []
+        check(got_head == want_head and body_ok,
+              f"{name} step {s}: frozen {r['frozen']}, head {got_head} (expected {want_head}), "
+              f"body {got_body} (expected {'0 bytes' if unfrozen == 0 else f'{4 * body * unfrozen} bytes in all'})")
+print(f"{checks - fails} passed, {fails} failed")
+sys.exit(1 if fails else 0)
+PY
