@@ -10,18 +10,19 @@ if [[ -z "${ROOT:-}" ]]; then
 fi
 
 # Everything needed to build strata, run its tests and run the quickstart (Debian 12 names).
-# python3-matplotlib draws the plots (strata lr-find's PNG).
+# python3-matplotlib draws the plots (strata lr-find's PNG); python3-h5py (with numpy)
+# reads weights files in the multi-rank tests.
 STRATA_DEPS=(
     build-essential cmake pkg-config
     libopenmpi-dev openmpi-bin
     libhdf5-dev hdf5-tools
     libopenblas-dev libcmocka-dev libyaml-dev zlib1g-dev
     dataset-fashion-mnist
-    python3 python3-matplotlib
+    python3 python3-matplotlib python3-h5py
 )
 # Only needed to regenerate the PyTorch reference fixtures in tests/fixtures/ and for the
 # PyTorch comparisons in bench/. Never installed by the launch scripts.
-STRATA_OPTIONAL_DEPS=(python3-torch python3-h5py)
+STRATA_OPTIONAL_DEPS=(python3-torch)
 
 # Prints a step header.
 strata_step() {

@@ -18,35 +18,13 @@ run np1_b32_a1 1 32 1
 run np1_b16_a2 1 16 2
 run np2_b16_a1 2 16 1
 run np2_b8_a2 2 8 2
-/usr/bin/python3 - "$dir" np1_b32_a1 np1_b16_a2 np2_b16_a1 np2_b8_a2 <<'PY'
+/usr/bin/python3 - "$(dirname "$0")" "$dir" np1_b32_a1 np1_b16_a2 np2_b16_a1 np2_b8_a2 <<'PY'
 import json, sys
-import h5py, numpy as np
-root, ref, others = sys.argv[1], sys.argv[2], sys.argv[3:]
-def losses(name):
-    rows = [json.loads(l) for l in open(f"{root}/{name}/metrics.jsonl")]
-    return [r["train_loss"] for r in rows if "train_loss" in r]
-def weights(name):
-    with h5py.File(f"{root}/{name}/weights.h5", "r") as f:
-        out = {}
-        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-        return out
-fails = 0
-L0, W0 = losses(ref), weights(ref)
-if len(L0) != 20 or not L0[-1] < 0.9 * L0[0]:
-    print(f"FAIL: {ref}: expected 20 logged steps with a falling loss, got {L0}")
-    sys.exit(1)
-for name in others:
-    L, W = losses(name), weights(name)
-    rel = max(abs(a - b) / abs(a) for a, b in zip(L0, L)) if len(L) == len(L0) else float("inf")
-    wrel = max(float(np.max(np.abs(W0[k] - W[k])) / np.max(np.abs(W0[k]))) for k in W0) \
-        if sorted(W) == sorted(W0) else float("inf")
-    ok = rel <= 1e-5 * (1 + 1e-9) and wrel <= 1e-4  # (1 + 1e-9): 1.00001 vs 1.0 in binary
-    fails += not ok
-    print(f"{'ok' if ok else 'FAIL'}: {name} vs {ref}: {len(L)} steps, largest relative loss "
-          f"difference {rel:.2e} (limit 1e-5), largest relative weight difference {wrel:.2e} (limit 1e-4)")
-    if not ok:
-        for s, (a, b) in enumerate(zip(L0, L)):
-            print(f"  step {s + 1}: {a} {b}")
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from compare_runs import compare
+root, ref, others = sys.argv[2], sys.argv[3], sys.argv[4:]
+fails, W0 = compare(root, ref, others, 20)
 print(f"{len(others) - fails} passed, {fails} failed")
 sys.exit(1 if fails else 0)
 PY

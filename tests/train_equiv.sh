@@ -21,35 +21,13 @@ run np2 2
 run np4 4
 run np2_no_overlap 2 --no-overlap
 run np2_buckets 2 --set comm.bucket_mb=0.003814697265625 # 1000 floats
-/usr/bin/python3 - "$dir" np1 np2 np4 np2_no_overlap np2_buckets <<'PY'
+/usr/bin/python3 - "$(dirname "$0")" "$dir" np1 np2 np4 np2_no_overlap np2_buckets <<'PY'
 import json, sys
-import h5py, numpy as np
-root, ref, others = sys.argv[1], sys.argv[2], sys.argv[3:]
-def losses(name):
-    rows = [json.loads(l) for l in open(f"{root}/{name}/metrics.jsonl")]
-    return [r["train_loss"] for r in rows if "train_loss" in r]
-def weights(name):
-    with h5py.File(f"{root}/{name}/weights.h5", "r") as f:
-        out = {}
-        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-        return out
-fails = 0
-L0, W0 = losses(ref), weights(ref)
-if len(L0) != 20 or not L0[-1] < 0.9 * L0[0]:
-    print(f"FAIL: {ref}: expected 20 logged steps with a falling loss, got {L0}")
-    sys.exit(1)
-for name in others:
-    L, W = losses(name), weights(name)
-    rel = max(abs(a - b) / abs(a) for a, b in zip(L0, L)) if len(L) == len(L0) else float("inf")
-    wrel = max(float(np.max(np.abs(W0[k] - W[k])) / np.max(np.abs(W0[k]))) for k in W0) \
-        if sorted(W) == sorted(W0) else float("inf")
-    ok = rel <= 1e-5 * (1 + 1e-9) and wrel <= 1e-4  # (1 + 1e-9): 1.00001 vs 1.0 in binary
-    fails += not ok
-    print(f"{'ok' if ok else 'FAIL'}: {name} vs {ref}: {len(L)} steps, largest relative loss "
-          f"difference {rel:.2e} (limit 1e-5), largest relative weight difference {wrel:.2e} (limit 1e-4)")
-    if not ok:
-        for s, (a, b) in enumerate(zip(L0, L)):
-            print(f"  step {s + 1}: {a} {b}")
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from compare_runs import compare
+root, ref, others = sys.argv[2], sys.argv[3], sys.argv[4:]
+fails, W0 = compare(root, ref, others, 20)
 # The counters of the last step: every group sends its whole slab each step, in one
 # collective with the default 4 MiB buckets, in ceil(numel / 1000) with buckets of 1000.
 def comm(name):
