@@ -1116,7 +1116,7 @@ int io_hparam_format(char *buf, size_t len, const io_hparam *hp)
 /* ---------------------------------------------------------------------------------------
  * Defaults.
  */
-static void schedule_default(io_schedule *s)
+void io_schedule_default(io_schedule *s)
 {
     memset(s, 0, sizeof *s);
     str_set(s->type, sizeof s->type, "one_cycle");
@@ -1161,7 +1161,7 @@ int io_config_default(io_config *cfg, const char *arch)
     cfg->optimizer.beta2 = 0.99;
     cfg->optimizer.eps = 1e-8;
 
-    schedule_default(&cfg->schedule);
+    io_schedule_default(&cfg->schedule);
 
     str_set(cfg->data.train, sizeof cfg->data.train, "fashion-mnist");
     str_set(cfg->data.valid, sizeof cfg->data.valid, "fashion-mnist");

@@ -146,6 +146,9 @@ typedef struct io_config {
  * "runs/<arch>" (or "runs"). Returns 0, or NN_ERANGE when arch is longer than 31 characters
  * (cfg then holds the defaults with an empty arch). */
 int io_config_default(io_config *cfg, const char *arch);
+/* fastai v2's schedule defaults, the one place they are written: one_cycle, pct_start 0.25,
+ * div 25, div_final 1e5, moms 0.95/0.85/0.95, step gamma 0.1 every epoch, cosine to 1e5. */
+void io_schedule_default(io_schedule *s);
 
 /* Loads the YAML file at path, applies the overrides sets[0..nsets) (each "key.path=value",
  * the value read as YAML, applied in order), checks every value and fills *cfg, defaults

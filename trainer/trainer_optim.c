@@ -5,6 +5,8 @@
  */
 #include "trainer/trainer_optim.h"
 
+#include "io/io.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,18 +105,18 @@ static double one_cycle_shape(double pct, double start, double middle, double en
 
 void trainer_sched_default(trainer_sched *s, int type)
 {
+    io_schedule d;
+    io_schedule_default(&d); /* the defaults live with the config that shows them */
     memset(s, 0, sizeof *s);
     s->type = type;
-    s->pct_start = 0.25;
-    s->div = 25.0;
-    s->div_final = 1e5;
-    s->moms[0] = 0.95;
-    s->moms[1] = 0.85;
-    s->moms[2] = 0.95;
-    s->step_gamma = 0.1;
+    s->pct_start = d.pct_start;
+    s->div = d.div;
+    s->div_final = d.div_final;
+    memcpy(s->moms, d.moms, sizeof s->moms);
+    s->step_gamma = d.step_gamma;
     s->steps_per_epoch = 1;
-    s->step_epochs = 1;
-    s->cos_final_div = 1e5;
+    s->step_epochs = d.step_epochs;
+    s->cos_final_div = d.final_div;
 }
 
 int trainer_sched_check(const trainer_sched *s)
