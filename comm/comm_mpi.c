@@ -34,6 +34,12 @@ int comm_init(comm **out, int *argc, char ***argv)
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) {
+#ifdef OPEN_MPI
+        /* Open MPI's nonblocking all-reduce (libnbc) defaults to a binomial algorithm that
+         * ran at 37-63% of the blocking MPI_Allreduce here; its ring algorithm (3) runs at
+         * 73-105% (docs/performance.md). A value the user set wins. */
+        setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
+#endif
         int rc = MPI_Init(argc, argv);
         if (rc != MPI_SUCCESS) {
             free(c);

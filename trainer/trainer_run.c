@@ -467,13 +467,18 @@ static int step_grads(run *r, const io_dataset *ds, const int *idx, int B, int A
         if (rc) break;
         *loss += l;
         *hits += h;
+        /* Scaling the loss gradient by 1/(ranks x micro-batches) makes the reduced sum the
+         * average, without a pass over the gradient slabs afterwards. */
+        const float inv = 1.0f / (float)(comm_size(r->c) * A);
+        const size_t nd = nn_tensor_numel(&r->dlogits);
+        for (size_t i = 0; i < nd; i++) r->dlogits.data[i] *= inv;
         nn_model_set_backward_hook(r->m, a == A - 1 ? on_backward : NULL, r);
         rc = nn_model_backward(r->m, &r->dlogits);
         nn_model_set_backward_hook(r->m, NULL, NULL);
     }
     /* A failed rank still takes part in every reduction of the step. */
     for (int g = r->m->ngroups - 1; g >= 0 && rc; g--) comm_reducer_group_done(r->red, g);
-    int rc2 = comm_reducer_finish(r->red, 1.0f / (float)(comm_size(r->c) * A));
+    int rc2 = comm_reducer_finish(r->red, 1.0f); /* already averaged: see the loss scaling */
     if (!rc) rc = rc2;
     rc = comm_agree(r->c, rc, NULL);
     if (!rc && r->cfg->train.clip_norm > 0.0) {
