@@ -31,8 +31,10 @@ if ((sanitize)); then
     build_dir="$ROOT/build-asan"
     strata_step "2/3 Building with ASan+UBSan (Debug) in $build_dir"
     strata_build "$build_dir" -DSTRATA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
-    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
-    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    # Options already in the environment win (e.g. ASAN_OPTIONS=detect_leaks=0 where
+    # LeakSanitizer's tracer cannot run: "Tracer caught signal 11" in some sandboxes).
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     # Open MPI's own leaks are suppressed (see launch/lsan.supp); options already set come last.
     export LSAN_OPTIONS="suppressions=$ROOT/launch/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 else
