@@ -80,5 +80,8 @@ int comm_reducer_finish(comm_reducer *r, float scale);
  * (the communication backward did not hide). */
 const comm_group_stats *comm_reducer_stats(const comm_reducer *r, int g);
 double comm_reducer_exposed_seconds(const comm_reducer *r);
+/* Seconds spent starting and driving reductions during backward (group_done and progress):
+ * the MPI copies and sums that overlap does not hide on a core that also trains. */
+double comm_reducer_progress_seconds(const comm_reducer *r);
 
 #endif

@@ -38,7 +38,8 @@ struct comm_reducer {
     int *order, norder;     /* groups in the order they were reported done */
     double *t_start;
     comm_group_stats *stats;
-    double exposed;
+    double exposed;  /* seconds blocked in finish */
+    double progress; /* seconds inside progress and group_done (MPI work during backward) */
 };
 
 static double now_s(void)
@@ -161,7 +162,11 @@ int comm_reducer_group_done(comm_reducer *r, int g)
     for (int i = 0; i < r->norder; i++)
         if (r->order[i] == g) return 0;
     r->order[r->norder++] = g;
-    return r->overlap ? start_group(r, g) : 0;
+    if (!r->overlap) return 0;
+    const double t0 = now_s();
+    int rc = start_group(r, g);
+    r->progress += now_s() - t0;
+    return rc;
 }
 
 /* Checks group g's buckets; marks it completed when all are. */
@@ -180,14 +185,14 @@ static int test_group(comm_reducer *r, int g)
 int comm_reducer_progress(comm_reducer *r)
 {
     if (!r->overlap) return 0;
-    for (int i = 0; i < r->norder; i++) {
+    const double t0 = now_s();
+    int rc = 0;
+    for (int i = 0; i < r->norder && !rc; i++) {
         int g = r->order[i];
-        if (r->started[g] && !r->completed[g]) {
-            int rc = test_group(r, g);
-            if (rc) return rc;
-        }
+        if (r->started[g] && !r->completed[g]) rc = test_group(r, g);
     }
-    return 0;
+    r->progress += now_s() - t0;
+    return rc;
 }
 
 int comm_reducer_finish(comm_reducer *r, float scale)
@@ -231,4 +236,9 @@ const comm_group_stats *comm_reducer_stats(const comm_reducer *r, int g)
 double comm_reducer_exposed_seconds(const comm_reducer *r)
 {
     return r->exposed;
+}
+
+double comm_reducer_progress_seconds(const comm_reducer *r)
+{
+    return r->progress;
 }

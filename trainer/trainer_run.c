@@ -796,8 +796,9 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                                     g ? ", " : "", g, (unsigned long long)st->bytes,
                                     (unsigned long long)st->collectives, st->seconds);
                         }
-                        fprintf(r.metrics, "], \"comm_exposed_seconds\": %.6f}\n",
-                                comm_reducer_exposed_seconds(r.red));
+                        fprintf(r.metrics, "], \"comm_exposed_seconds\": %.6f, \"comm_progress_seconds\": %.6f}\n",
+                                comm_reducer_exposed_seconds(r.red),
+                                comm_reducer_progress_seconds(r.red));
                         fflush(r.metrics);
                     }
                     if (log) win_loss = 0.0, win_hits = 0, win_n = 0;
@@ -830,8 +831,8 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
             fprintf(r.out, "  %5d %12llu %12llu %9.3f%s\n", g, (unsigned long long)st->bytes,
                     (unsigned long long)st->collectives, st->seconds, g == G - 1 ? "  (head)" : "");
         }
-        fprintf(r.out, "  exposed (waiting after backward): %.3f s\n",
-                comm_reducer_exposed_seconds(r.red));
+        fprintf(r.out, "  exposed (waiting after backward): %.3f s; spent in MPI during backward: %.3f s\n",
+                comm_reducer_exposed_seconds(r.red), comm_reducer_progress_seconds(r.red));
     }
     if (!rc) {
         /* Every replica holds the same weights; rank 0 writes them with averaged BN stats. */
