@@ -874,6 +874,55 @@ int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, 
     return rc;
 }
 
+/* A copy of every parameter and BatchNorm buffer, in model order, to put back after a
+ * sweep. All replicas hold the same state, so each rank keeps its own copy. */
+typedef struct {
+    float *data;
+    size_t off;
+    int restore;
+} snapshot;
+
+static int snapshot_buffer(void *ud, const char *name, nn_buffer *b)
+{
+    snapshot *s = ud;
+    if (s->restore)
+        memcpy(b->data, s->data + s->off, sizeof(float) * b->numel);
+    else
+        memcpy(s->data + s->off, b->data, sizeof(float) * b->numel);
+    s->off += b->numel;
+    return 0;
+}
+
+static int count_buffer(void *ud, const char *name, nn_buffer *b)
+{
+    *(size_t *)ud += b->numel;
+    return 0;
+}
+
+static size_t count_buffer_floats(nn_model *m)
+{
+    size_t n = 0;
+    nn_model_visit_buffers(m, count_buffer, &n);
+    return n;
+}
+
+/* Saves (restore 0) or puts back (restore 1) the parameter slabs and BN buffers. */
+static void snapshot_model(snapshot *s, nn_model *m, int restore)
+{
+    s->off = 0;
+    s->restore = restore;
+    for (int g = 0; g < m->ngroups; g++) {
+        float *slab = m->groups[g].param_slab;
+        size_t n = m->groups[g].numel;
+        if (restore)
+            memcpy(slab, s->data + s->off, sizeof(float) * n);
+        else
+            memcpy(s->data + s->off, slab, sizeof(float) * n);
+        s->off += n;
+    }
+    nn_model_visit_buffers(m, snapshot_buffer, s);
+}
+
 /* fastai's learning-rate finder: lr_k = start * (end/start)^(k/num_it) for every group,
  * smoothed loss (exponential average, beta 0.98, debiased), stop when it exceeds 4x the
  * best; the weights, BN statistics and optimizer state are restored afterwards. */
@@ -886,8 +935,7 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     const int rank = comm_rank(c), world = comm_size(c), B = cfg->data.batch_size;
     r.out = rank == 0 ? out : NULL;
     r.nonfinite_ok = 1;
-    char wpath[1100] = "";
-    float *saved = NULL;
+    snapshot saved = {0};
     double *lrs = NULL, *losses = NULL, *smooth = NULL;
     int rc = comm_agree(c, run_setup(&r, 1), NULL);
     if (!rc) rc = run_sync_replicas(&r);
@@ -895,19 +943,14 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     if (rc) goto done;
     const int G = r.m->ngroups;
     rc = nn_model_freeze_to(r.m, cfg->groups.freeze_to, NULL);
-    size_t total = nn_model_numel(r.m);
-    saved = malloc(sizeof(float) * (total ? total : 1));
+    const size_t total = nn_model_numel(r.m) + count_buffer_floats(r.m);
+    saved.data = malloc(sizeof(float) * (total ? total : 1));
     lrs = calloc(o->num_it, sizeof(double));
     losses = calloc(o->num_it, sizeof(double));
     smooth = calloc(o->num_it, sizeof(double));
-    if (!saved || !lrs || !losses || !smooth) rc = nn_err(NN_ENOMEM, "lr-find: out of memory");
+    if (!saved.data || !lrs || !losses || !smooth) rc = nn_err(NN_ENOMEM, "lr-find: out of memory");
     if (rc) goto done;
-    for (int g = 0, off = 0; g < G; off += (int)r.m->groups[g].numel, g++)
-        memcpy(saved + off, r.m->groups[g].param_slab, sizeof(float) * r.m->groups[g].numel);
-    snprintf(wpath, sizeof wpath, "%s/.lr_find_weights.h5", cfg->run.dir);
-    if (rank == 0) rc = weights_io(r.m, wpath, 1); /* BN buffers too */
-    rc = comm_agree(c, rc, NULL);
-    if (rc) goto done;
+    snapshot_model(&saved, r.m, 0);
     /* The validation loss before and after proves the model was restored exactly. */
     double before_loss = 0.0, before_acc = 0.0, after_loss = 0.0, after_acc = 0.0;
     if (r.has_valid) rc = run_validate(&r, &before_loss, &before_acc);
@@ -945,12 +988,9 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
         if (sm > 4.0 * best || !isfinite(sm)) break;
     }
     if (rc) goto done;
-    /* Restore the weights, BatchNorm statistics and optimizer state. */
-    for (int g = 0, off = 0; g < G; off += (int)r.m->groups[g].numel, g++)
-        memcpy(r.m->groups[g].param_slab, saved + off, sizeof(float) * r.m->groups[g].numel);
-    rc = weights_io(r.m, wpath, 0);
-    rc = comm_agree(c, rc, NULL);
-    if (rc) goto done;
+    /* Put back the weights and BatchNorm statistics (the optimizer state is dropped with
+     * the run). */
+    snapshot_model(&saved, r.m, 1);
     if (r.has_valid) {
         rc = run_validate(&r, &after_loss, &after_acc);
         if (!rc && (after_loss != before_loss || after_acc != before_acc))
@@ -1013,8 +1053,7 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     }
     rc = comm_agree(c, rc, NULL);
 done:
-    if (rank == 0 && wpath[0]) unlink(wpath);
-    free(saved);
+    free(saved.data);
     free(lrs);
     free(losses);
     free(smooth);
