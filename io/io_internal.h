@@ -1,0 +1,32 @@
+/* Internal helpers shared by the io implementation files (io_h5util.c); not public. */
+#ifndef STRATA_IO_INTERNAL_H
+#define STRATA_IO_INTERNAL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+
+/* HDF5 prints its error stack by default; strata reports errors itself. Begin saves the
+ * current handler and silences it; end puts it back. */
+typedef struct io__h5_quiet {
+    H5E_auto2_t func;
+    void *data;
+} io__h5_quiet;
+void io__h5_quiet_begin(io__h5_quiet *q);
+void io__h5_quiet_end(const io__h5_quiet *q);
+
+/* HDF5's message for the current error stack, on one line, in buf
+ * ("H5Fopen: truncated file: ... (File has been truncated)"). Returns buf. */
+const char *io__h5_msg(char *buf, size_t len);
+/* Returns NN_EHDF5 with "PATH: DOING: <HDF5's message>". */
+int io__h5_fail(const char *path, const char *doing);
+/* fsync of p (a file or a directory, opened read-only); messages name path and what. */
+int io__fsync_path(const char *p, const char *what, const char *path);
+
+/* Writes the file at tmp; path is the final name, for messages. */
+typedef int (*io__writer)(const char *tmp, const char *path, void *ud);
+/* Creates a unique temporary file beside path, lets write fill it, fsyncs it, renames it
+ * over path and fsyncs the directory, so a crash never leaves a partial file at path. The
+ * temporary file is removed on failure. */
+int io__write_atomic(const char *path, io__writer write, void *ud);
+
+#endif
