@@ -646,24 +646,23 @@ typedef struct {
     char (*names)[128];
 } ref_list;
 
-static int collect_param(void *ud, const char *name, nn_param *p)
+static int add_ref(ref_list *l, const char *name, float *data, size_t numel)
 {
-    ref_list *l = ud;
-    if (l->n >= l->cap) return nn_err(NN_ERANGE, "too many tensors");
+    if (l->n >= l->cap) return nn_err(NN_ERANGE, "too many tensors (more than %d)", l->cap);
     snprintf(l->names[l->n], 128, "%s", name);
-    l->t[l->n] = (io_tensor_ref){l->names[l->n], p->data, p->numel};
+    l->t[l->n] = (io_tensor_ref){l->names[l->n], data, numel};
     l->n++;
     return 0;
 }
 
+static int collect_param(void *ud, const char *name, nn_param *p)
+{
+    return add_ref(ud, name, p->data, p->numel);
+}
+
 static int collect_buffer(void *ud, const char *name, nn_buffer *b)
 {
-    ref_list *l = ud;
-    if (l->n >= l->cap) return nn_err(NN_ERANGE, "too many tensors");
-    snprintf(l->names[l->n], 128, "%s", name);
-    l->t[l->n] = (io_tensor_ref){l->names[l->n], b->data, b->numel};
-    l->n++;
-    return 0;
+    return add_ref(ud, name, b->data, b->numel);
 }
 
 /* Saves or loads every parameter and BatchNorm buffer by name. */
