@@ -1183,6 +1183,9 @@ int io_config_default(io_config *cfg, const char *arch)
     cfg->train.clip_norm = 0.0;
     cfg->comm.overlap = 1;
     cfg->comm.bucket_mb = 4.0;
+    cfg->checkpoint.every_steps = 0;
+    cfg->checkpoint.every_epochs = 1;
+    cfg->checkpoint.keep = 3;
 
     if (cfg->model.arch[0])
         snprintf(cfg->run.dir, sizeof cfg->run.dir, "runs/%s", cfg->model.arch);
@@ -1195,9 +1198,9 @@ int io_config_default(io_config *cfg, const char *arch)
  * From the tree to io_config, one section at a time.
  */
 static const char *const root_keys[] = {"model", "groups", "optimizer", "schedule", "data",
-                                        "train", "comm", "run", NULL};
+                                        "train", "comm", "checkpoint", "run", NULL};
 static const char *const model_keys[] = {"arch", "cut", "split", "head", "classes", "input",
-                                         "widths", "small_stem", NULL};
+                                         "widths", "small_stem", "init_from", NULL};
 static const char *const groups_keys[] = {"lr", "wd", "momentum", "freeze_to", "train_bn", NULL};
 static const char *const optimizer_keys[] = {"type", "nesterov", "beta2", "eps", "decay_bn_bias",
                                              NULL};
@@ -1214,6 +1217,7 @@ static const char *const phase_keys[] = {"name", "epochs", "freeze_to", "lr", "s
 static const char *const fine_tune_keys[] = {"epochs", "base_lr", "freeze_epochs", "lr_mult",
                                              NULL};
 static const char *const run_keys[] = {"dir", NULL};
+static const char *const checkpoint_keys[] = {"every_steps", "every_epochs", "keep", NULL};
 static const char *const comm_keys[] = {"overlap", "bucket_mb", NULL};
 
 static const char *const head_words[] = {"default", "fastai", "linear", "original", NULL};
@@ -1297,6 +1301,10 @@ static int conv_model(io_config *cfg, const cfg_node *root)
     KEYPATH(kp, path, "small_stem");
     if ((v = GET(m, "small_stem")) != NULL)
         if ((rc = read_bool(v, kp, &cfg->model.small_stem)) < 0) return rc;
+    KEYPATH(kp, path, "init_from");
+    if ((v = GET(m, "init_from")) != NULL)
+        if ((rc = read_str(v, kp, cfg->model.init_from, sizeof cfg->model.init_from, 1)) < 0)
+            return rc;
     return 0;
 }
 
@@ -1646,6 +1654,24 @@ static int conv_comm(io_config *cfg, const cfg_node *root)
     return 0;
 }
 
+static int conv_checkpoint(io_config *cfg, const cfg_node *root)
+{
+    const cfg_node *m, *v;
+    char path[CFG_PATH], kp[CFG_PATH];
+    int rc = section(root, "", "checkpoint", checkpoint_keys, &m, path, sizeof path);
+    if (rc < 0) return rc;
+    KEYPATH(kp, path, "every_steps");
+    if ((v = GET(m, "every_steps")) != NULL)
+        if ((rc = read_int(v, kp, 0, INT_MAX, &cfg->checkpoint.every_steps)) < 0) return rc;
+    KEYPATH(kp, path, "every_epochs");
+    if ((v = GET(m, "every_epochs")) != NULL)
+        if ((rc = read_int(v, kp, 0, INT_MAX, &cfg->checkpoint.every_epochs)) < 0) return rc;
+    KEYPATH(kp, path, "keep");
+    if ((v = GET(m, "keep")) != NULL)
+        if ((rc = read_int(v, kp, 1, 1000000, &cfg->checkpoint.keep)) < 0) return rc;
+    return 0;
+}
+
 static int conv_run(io_config *cfg, const cfg_node *root)
 {
     const cfg_node *m, *v;
@@ -1672,6 +1698,7 @@ static int tree_convert(io_config *cfg, const cfg_node *root)
     if (rc == 0) rc = conv_data(cfg, root);
     if (rc == 0) rc = conv_train(cfg, root);
     if (rc == 0) rc = conv_comm(cfg, root);
+    if (rc == 0) rc = conv_checkpoint(cfg, root);
     if (rc == 0) rc = conv_run(cfg, root);
     return rc;
 }
@@ -1930,6 +1957,7 @@ int io_config_write(const io_config *cfg, FILE *f)
         put_kv(f, 2, "widths", "null", "mlp hidden widths; null: the default");
     }
     put_bool(f, 2, "small_stem", cfg->model.small_stem, NULL);
+    put_str(f, 2, "init_from", cfg->model.init_from, "\"\": no pretrained body");
 
     fprintf(f, "groups:\n");
     put_hparam(f, 2, "lr", &cfg->groups.lr, NULL);
@@ -2000,6 +2028,11 @@ int io_config_write(const io_config *cfg, FILE *f)
     fprintf(f, "comm:\n");
     put_bool(f, 2, "overlap", cfg->comm.overlap, "reduce while lower groups run backward");
     put_double(f, 2, "bucket_mb", cfg->comm.bucket_mb, "largest all-reduce, MiB");
+
+    fprintf(f, "checkpoint:\n");
+    put_int(f, 2, "every_steps", cfg->checkpoint.every_steps, "0: not by steps");
+    put_int(f, 2, "every_epochs", cfg->checkpoint.every_epochs, "0: not at epoch ends");
+    put_int(f, 2, "keep", cfg->checkpoint.keep, "newest checkpoints kept");
 
     fprintf(f, "run:\n");
     put_str(f, 2, "dir", cfg->run.dir, NULL);

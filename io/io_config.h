@@ -82,6 +82,8 @@ typedef struct io_config {
         int widths[IO_MAX_WIDTHS];  /* mlp hidden widths */
         int nwidths;                /* 0: the architecture's default */
         int small_stem;             /* resnet: 3x3 stride-1 conv1, no maxpool */
+        char init_from[512];        /* "" or a checkpoint whose body is loaded by parameter
+                                       name under this model's new head */
     } model;
     struct {
         io_hparam lr, wd, momentum; /* defaults: scalars 1e-3, 0.01, 0.9 */
@@ -137,6 +139,11 @@ typedef struct io_config {
         int overlap;             /* reduce a group while the groups below run backward (true) */
         double bucket_mb;        /* largest all-reduce in MiB; buckets never cross a group (4) */
     } comm;
+    struct {
+        int every_steps;  /* save every N optimizer steps; 0: not by steps (0) */
+        int every_epochs; /* save at the end of every N epochs; 0: not by epochs (1) */
+        int keep;         /* checkpoints kept in run.dir/checkpoints, the newest (3) */
+    } checkpoint;
     struct {
         char dir[512]; /* default runs/<model.arch> */
     } run;

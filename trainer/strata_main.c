@@ -6,6 +6,7 @@
  *   strata eval CONFIG [--weights PATH] [--set ...]
  *   strata lr-find CONFIG [--start LR] [--end LR] [--num-it N] [--set ...]
  *   strata data convert --images IDX --labels IDX --out FILE.h5
+ *   strata inspect CKPT [--verify]
  *
  * Exit status: 0 success, 1 failure (bad config, model, data; on every rank), 2 bad command
  * line.
@@ -18,6 +19,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,11 +36,17 @@ static void usage(FILE *f)
             "  eval CONFIG          evaluate run.dir/weights.h5 (or --weights PATH) on data.valid\n"
             "  lr-find CONFIG       fastai's learning-rate finder; writes lr_find.csv and .png\n"
             "  data convert         --images IDX --labels IDX --out FILE.h5: IDX to strata's HDF5\n"
+            "  inspect CKPT         a checkpoint's groups, hyperparameters, parameters and train state;\n"
+            "                       --verify reads every dataset and checks its checksum\n"
             "  version              print the version\n"
             "\n"
             "train, eval and lr-find options:\n"
             "  --set key.path=value override a config key (repeatable), e.g. --set groups.lr='slice(1e-4,1e-2)'\n"
             "  --no-overlap         reduce gradients after backward (same as --set comm.overlap=false)\n"
+            "  --resume PATH|auto   train: continue from a checkpoint (auto: the newest in run.dir/checkpoints,\n"
+            "                       or from the beginning when there is none)\n"
+            "  --regroup            train: resume into the config's layer groups when the checkpoint's differ\n"
+            "  --stop-after N       train: save a checkpoint and stop after global step N\n"
             "  --threads N          OpenBLAS threads per process (default 1, or STRATA_BLAS_THREADS)\n"
             "  --weights PATH       eval: the weights file (default run.dir/weights.h5)\n"
             "  --start LR --end LR --num-it N   lr-find: the sweep (default 1e-7, 10, 100)\n"
@@ -52,6 +60,7 @@ static void usage(FILE *f)
             "  --widths W1,W2,..  mlp hidden widths (default 1024,1024)\n"
             "  --small-stem       resnet: 3x3 stride-1 stem without max pool (28-32 px images)\n"
             "  --freeze-to N      freeze layer groups [0, N) (negative counts from the end)\n"
+            "  --params           list every parameter: name, layer group, shape (instead of the model)\n"
             "\n"
             "Config keys: docs/config.md. Exit status: 0 ok, 1 failure, 2 bad command line.\n");
 }
@@ -165,12 +174,27 @@ static const char *option_value(int argc, char **argv, int *i, char *key, size_t
     return argv[++*i];
 }
 
+/* --params: one line per tensor, "param NAME GROUP D0xD1.." and "buffer NAME NUMEL". */
+static int print_param(void *ud, const char *name, nn_param *p)
+{
+    printf("param %s %d ", name, p->group);
+    for (int d = 0; d < p->ndim; d++) printf("%s%d", d ? "x" : "", p->shape[d]);
+    printf("\n");
+    return 0;
+}
+
+static int print_buffer(void *ud, const char *name, nn_buffer *b)
+{
+    printf("buffer %s %zu\n", name, b->numel);
+    return 0;
+}
+
 static int cmd_model(int argc, char **argv)
 {
     nn_model_spec spec;
     nn_model_spec_default(&spec);
     spec.skip_init = 1; /* printing needs the structure, not random weights */
-    int freeze_to = 0;
+    int freeze_to = 0, list_params = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--list")) {
@@ -179,6 +203,10 @@ static int cmd_model(int argc, char **argv)
         }
         if (!strcmp(a, "--small-stem")) {
             spec.small_stem = 1;
+            continue;
+        }
+        if (!strcmp(a, "--params")) {
+            list_params = 1;
             continue;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -219,7 +247,8 @@ static int cmd_model(int argc, char **argv)
             fprintf(stderr, "strata: warning: --freeze-to %d has no effect: %s has one layer group\n",
                     freeze_to, spec.arch);
     }
-    if (!rc) rc = nn_model_print(m, stdout);
+    if (!rc) rc = list_params ? nn_model_visit_params(m, print_param, NULL) : nn_model_print(m, stdout);
+    if (!rc && list_params) rc = nn_model_visit_buffers(m, print_buffer, NULL);
     nn_model_free(m);
     if (rc) {
         fprintf(stderr, "strata model: %s\n", nn_errmsg());
@@ -237,6 +266,7 @@ typedef struct {
     int threads;
     const char *weights;
     trainer_lr_find_opts lrf;
+    trainer_train_opts train;
 } run_args;
 
 static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
@@ -248,6 +278,10 @@ static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
             usage(stdout);
             exit(0);
+        }
+        if (!strcmp(s, "--regroup") && !strcmp(cmd, "train")) {
+            a->train.regroup = 1;
+            continue;
         }
         if (!strcmp(s, "--no-overlap")) { /* shorthand for --set comm.overlap=false */
             if (a->nsets == (int)(sizeof a->sets / sizeof a->sets[0])) return -1;
@@ -275,6 +309,16 @@ static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
             a->sets[a->nsets++] = val;
         } else if (!strcmp(key, "--threads")) {
             if (parse_int(&a->threads, key, val, 1, 1024)) return -1;
+        } else if (!strcmp(key, "--resume") && !strcmp(cmd, "train")) {
+            if (!*val) {
+                fprintf(stderr, "strata train: --resume: expected a checkpoint path or 'auto'\n");
+                return -1;
+            }
+            a->train.resume = val;
+        } else if (!strcmp(key, "--stop-after") && !strcmp(cmd, "train")) {
+            int n;
+            if (parse_int(&n, key, val, 1, INT_MAX)) return -1;
+            a->train.stop_after = n;
         } else if (!strcmp(key, "--weights") && !strcmp(cmd, "eval")) {
             a->weights = val;
         } else if (!strcmp(key, "--start") && !strcmp(cmd, "lr-find")) {
@@ -292,6 +336,10 @@ static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
     }
     if (!a->config) {
         fprintf(stderr, "strata %s: missing CONFIG (a YAML file; see docs/config.md)\n", cmd);
+        return -1;
+    }
+    if (a->train.regroup && !a->train.resume) {
+        fprintf(stderr, "strata %s: --regroup needs --resume\n", cmd);
         return -1;
     }
     if (a->lrf.start >= a->lrf.end) {
@@ -336,7 +384,7 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
     }
     if (!rc) {
         if (!strcmp(cmd, "train")) {
-            rc = trainer_train(&cfg, c, stdout);
+            rc = trainer_train_ex(&cfg, c, stdout, &a.train);
         } else if (!strcmp(cmd, "eval")) {
             double loss, acc;
             rc = trainer_eval(&cfg, c, a.weights, stdout, &loss, &acc);
@@ -387,8 +435,111 @@ static int cmd_data(int argc, char **argv)
     return 0;
 }
 
+
+static void print_count(FILE *f, size_t n)
+{
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "%zu", n);
+    for (int i = 0; i < len; i++) {
+        fputc(buf[i], f);
+        if ((len - i - 1) % 3 == 0 && i < len - 1) fputc(',', f);
+    }
+}
+
+/* strata inspect CKPT [--verify]: what a checkpoint holds, as a table. */
+static int cmd_inspect(int argc, char **argv)
+{
+    const char *path = NULL;
+    int verify = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--verify"))
+            verify = 1;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "strata inspect: unknown option '%s' (strata inspect CKPT [--verify])\n", argv[i]);
+            return EXIT_USAGE;
+        } else if (path) {
+            fprintf(stderr, "strata inspect: unexpected argument '%s' (checkpoint is '%s')\n", argv[i], path);
+            return EXIT_USAGE;
+        } else
+            path = argv[i];
+    }
+    if (!path) {
+        fprintf(stderr, "strata inspect: missing CKPT (a checkpoint file, e.g. runs/NAME/checkpoints/ckpt-000000100.h5)\n");
+        return EXIT_USAGE;
+    }
+    io_ckpt_reader *rd = NULL;
+    if (io_ckpt_open(&rd, path)) {
+        fprintf(stderr, "strata inspect: %s\n", nn_errmsg());
+        return 1;
+    }
+    const io_ckpt *ck = io_ckpt_info(rd);
+    size_t total = 0;
+    for (int g = 0; g < ck->ngroups; g++) total += ck->groups[g].numel;
+    printf("checkpoint %s\n", path);
+    printf("  format %s version %d, strata %s, HDF5 %s, created %s, world size %d, kind %s\n",
+           IO_CKPT_FORMAT, IO_CKPT_VERSION, ck->strata_version, ck->hdf5_version, ck->created,
+           ck->world_size, ck->kind);
+    printf("  model %s, input %dx%dx%d, %d classes, cut %d, %d layer groups, ", ck->arch,
+           ck->input[0], ck->input[1], ck->input[2], ck->classes, ck->cut, ck->ngroups);
+    print_count(stdout, total);
+    printf(" parameters, %d BatchNorm buffers\n", ck->nbuffers);
+    printf("  group  name    children  frozen  lr          wd          momentum  tensors  parameters\n");
+    for (int g = 0; g < ck->ngroups; g++) {
+        const io_ckpt_group *gr = &ck->groups[g];
+        char ch[32];
+        if (gr->first < 0)
+            snprintf(ch, sizeof ch, "head");
+        else
+            snprintf(ch, sizeof ch, "%d-%d", gr->first, gr->last);
+        printf("  %5d  %-6s  %-8s  %-6s  %-10.4g  %-10.4g  %-8.4g  %7d  ", g, gr->name, ch,
+               gr->frozen ? "yes" : "no", gr->lr, gr->wd, gr->momentum, gr->nparams);
+        print_count(stdout, gr->numel);
+        printf("\n");
+    }
+    if (ck->opt_type[0]) {
+        printf("  optimizer %s%s, state per parameter:", ck->opt_type,
+               ck->nesterov ? " (nesterov)" : "");
+        for (int s = 0; s < ck->nstates; s++) printf(" %s", ck->state_names[s]);
+        printf("; steps per group:");
+        for (int g = 0; g < ck->ngroups; g++) printf(" %ld", ck->opt_step[g]);
+        printf("\n");
+    } else {
+        printf("  optimizer: none (weights only)\n");
+    }
+    if (ck->train.has) {
+        const io_ckpt_train *t = &ck->train;
+        printf("  train state: %s; phase %d, epoch %d (%d done in the phase), step %ld of %ld in the epoch, global step %ld, global batch %d, seed %llu, %d RNG state(s)\n",
+               t->finished ? "finished" : "in progress", t->phase, t->epoch, t->epoch_in_phase,
+               t->step_in_epoch, t->steps_per_epoch, t->global_step, t->global_batch,
+               (unsigned long long)t->seed, t->nrng);
+    } else {
+        printf("  train state: none (weights only: use it with model.init_from)\n");
+    }
+    int lines = 0;
+    for (const char *m = ck->metrics; m && *m; m++) lines += *m == '\n';
+    printf("  metrics history: %d line(s); config: %zu bytes\n", lines, ck->config ? strlen(ck->config) : 0);
+    int rc = 0;
+    if (verify) {
+        int n = 0;
+        size_t bytes = 0;
+        rc = io_ckpt_verify(rd, &n, &bytes);
+        if (rc)
+            fprintf(stderr, "strata inspect: verify: %s\n", nn_errmsg());
+        else {
+            printf("  verify: read %d datasets (", n);
+            print_count(stdout, bytes);
+            printf(" bytes); every fletcher32 checksum matched\n");
+        }
+    }
+    io_ckpt_close(rd);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    /* A write beyond `ulimit -f` must fail with EFBIG and an error message, not kill the
+     * process in the middle of a save. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -401,6 +552,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "lr-find"))
         return cmd_run(cmd, argc - 1, argv + 1, argv[0]);
     if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("strata %s\n", STRATA_VERSION);
         return 0;

@@ -16,6 +16,19 @@
  * (a bar on a terminal, plain lines otherwise) and writes run.dir: config.yaml,
  * metrics.jsonl and weights.h5. An error on any rank is returned on every rank. */
 int trainer_train(const io_config *cfg, comm *c, FILE *out);
+
+/* How a training run starts and stops, beyond its config. */
+typedef struct trainer_train_opts {
+    const char *resume; /* NULL: from the beginning; a checkpoint path; "auto": the newest in
+                           run.dir/checkpoints if there is one, else from the beginning */
+    int regroup;        /* resume into the config's group partition even if the
+                           checkpoint's differs (optimizer state remapped by parameter name) */
+    long stop_after;    /* > 0: save a checkpoint and return after this global step */
+} trainer_train_opts;
+/* trainer_train with options. Checkpoints (docs/checkpoint-format.md) go to
+ * run.dir/checkpoints as checkpoint.* says, and always at the end of every phase and of
+ * training; a resumed run continues exactly where the checkpoint was taken. */
+int trainer_train_ex(const io_config *cfg, comm *c, FILE *out, const trainer_train_opts *o);
 /* Loads weights (NULL: run.dir/weights.h5) and evaluates on data.valid across all ranks. */
 int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, double *loss,
                  double *acc);

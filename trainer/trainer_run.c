@@ -679,18 +679,525 @@ static int weights_io(nn_model *m, const char *path, int save)
     return rc;
 }
 
+/* ---- checkpoints --------------------------------------------------------------------- */
+
+/* Where training stands: what a checkpoint records and a resumed run starts from. */
+typedef struct {
+    int phase, epoch_in_phase, epoch, finished;
+    long step_in_epoch, phase_step, global_step, steps_per_epoch;
+    int global_batch, world, nrng, has;
+} position;
+
+/* The model's parameters and buffers with their full names, parameters in group and slab
+ * order (the order of a checkpoint's group table). */
+typedef struct {
+    char (*pname)[128];
+    nn_param **p;
+    int np, capp;
+    char (*bname)[128];
+    nn_buffer **b;
+    int nb, capb;
+} named;
+
+static int named_param(void *ud, const char *name, nn_param *p)
+{
+    named *l = ud;
+    if (l->np == l->capp) {
+        int cap = l->capp ? l->capp * 2 : 64;
+        char(*nn)[128] = realloc(l->pname, sizeof *nn * (size_t)cap);
+        if (nn) l->pname = nn;
+        nn_param **np = realloc(l->p, sizeof *np * (size_t)cap);
+        if (np) l->p = np;
+        if (!nn || !np) return nn_err(NN_ENOMEM, "cannot list the parameters");
+        l->capp = cap;
+    }
+    snprintf(l->pname[l->np], 128, "%s", name);
+    l->p[l->np++] = p;
+    return 0;
+}
+
+static int named_buffer(void *ud, const char *name, nn_buffer *b)
+{
+    named *l = ud;
+    if (l->nb == l->capb) {
+        int cap = l->capb ? l->capb * 2 : 64;
+        char(*nn)[128] = realloc(l->bname, sizeof *nn * (size_t)cap);
+        if (nn) l->bname = nn;
+        nn_buffer **nb = realloc(l->b, sizeof *nb * (size_t)cap);
+        if (nb) l->b = nb;
+        if (!nn || !nb) return nn_err(NN_ENOMEM, "cannot list the buffers");
+        l->capb = cap;
+    }
+    snprintf(l->bname[l->nb], 128, "%s", name);
+    l->b[l->nb++] = b;
+    return 0;
+}
+
+static void named_free(named *l)
+{
+    free(l->pname);
+    free(l->p);
+    free(l->bname);
+    free(l->b);
+}
+
+static int named_list(named *l, nn_model *m)
+{
+    memset(l, 0, sizeof *l);
+    int rc = nn_model_visit_params(m, named_param, l);
+    if (!rc) rc = nn_model_visit_buffers(m, named_buffer, l);
+    if (rc) return rc;
+    /* Stable order by group: body children are visited in order and groups are contiguous
+     * ranges of them, then the head, so this only guards against a future layout. */
+    for (int i = 1; i < l->np; i++)
+        for (int j = i; j > 0 && l->p[j - 1]->group > l->p[j]->group; j--) {
+            nn_param *tp = l->p[j];
+            l->p[j] = l->p[j - 1];
+            l->p[j - 1] = tp;
+            char tn[128];
+            memcpy(tn, l->pname[j], 128);
+            memcpy(l->pname[j], l->pname[j - 1], 128);
+            memcpy(l->pname[j - 1], tn, 128);
+        }
+    return 0;
+}
+
+/* The optimizer state tensor s of parameter p: laid out like its group's parameter slab. */
+static float *opt_state_of(run *r, const nn_param *p, int s)
+{
+    float *base = s == 0 ? r->opt.state1[p->group] : r->opt.state2[p->group];
+    return base ? base + (p->data - r->m->groups[p->group].param_slab) : NULL;
+}
+
+static void group_name(char *out, size_t len, const nn_model *m, int g)
+{
+    if (m->groups[g].is_head)
+        snprintf(out, len, "head");
+    else
+        snprintf(out, len, "body%d", g);
+}
+
+/* The whole of metrics.jsonl so far (rank 0), malloc'd, or NULL. */
+static char *read_text_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[65536];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        memcpy(buf + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    if (buf) buf[len] = '\0';
+    return buf ? buf : strdup("");
+}
+
+/* Saves a checkpoint of the run at position at into run.dir/checkpoints, on every rank:
+ * BatchNorm statistics are averaged and every rank's RNG state gathered first; rank 0
+ * writes the file, points `latest` at it and removes all but the newest checkpoint.keep.
+ * lr, wd, mom: the phase's per-group maximum lr, weight decay and base momentum. */
+static int ckpt_save(run *r, const position *at, const float *lr, const float *wd,
+                     const float *mom)
+{
+    const int world = comm_size(r->c), rank = comm_rank(r->c);
+    int rc = nn_model_visit_buffers(r->m, bn_average, r->c);
+    int64_t *rng = rc ? NULL : calloc((size_t)world * 4, sizeof(int64_t));
+    if (!rc && !rng) rc = nn_err(NN_ENOMEM, "checkpoint: out of memory");
+    if (!rc) {
+        memcpy(rng + (size_t)rank * 4, r->rng.s, sizeof r->rng.s);
+        rc = comm_allreduce_i64(r->c, rng, (size_t)world * 4);
+    }
+    rc = comm_agree(r->c, rc, NULL);
+    if (rc || rank != 0) {
+        free(rng);
+        return comm_agree(r->c, rc, NULL);
+    }
+    const io_config *cfg = r->cfg;
+    named l;
+    io_ckpt ck;
+    memset(&ck, 0, sizeof ck);
+    char *config = NULL, *metrics = NULL, dir[1100], path[1200], file[64];
+    rc = named_list(&l, r->m);
+    if (!rc) rc = io_config_to_string(&config, cfg);
+    ck.params = rc ? NULL : calloc((size_t)(l.np ? l.np : 1), sizeof *ck.params);
+    ck.buffers = rc ? NULL : calloc((size_t)(l.nb ? l.nb : 1), sizeof *ck.buffers);
+    if (!rc && (!ck.params || !ck.buffers)) rc = nn_err(NN_ENOMEM, "checkpoint: out of memory");
+    if (rc) goto out;
+    if (r->metrics) {
+        fflush(r->metrics);
+        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run.dir);
+        metrics = read_text_file(path);
+    }
+    ck.world_size = world;
+    ck.config = config;
+    ck.metrics = metrics;
+    snprintf(ck.arch, sizeof ck.arch, "%s", r->m->arch);
+    memcpy(ck.input, r->m->in_shape, sizeof ck.input);
+    ck.classes = r->m->classes;
+    ck.cut = r->m->cut;
+    ck.ngroups = r->m->ngroups;
+    for (int g = 0; g < r->m->ngroups; g++) {
+        const nn_group *gr = &r->m->groups[g];
+        io_ckpt_group *cg = &ck.groups[g];
+        group_name(cg->name, sizeof cg->name, r->m, g);
+        cg->first = gr->first;
+        cg->last = gr->last;
+        cg->frozen = gr->frozen;
+        cg->lr = lr[g];
+        cg->wd = wd[g];
+        cg->momentum = mom[g];
+        cg->numel = gr->numel;
+        cg->nparams = gr->nparams;
+    }
+    ck.nstates = trainer_opt_nstates(&r->opt);
+    snprintf(ck.opt_type, sizeof ck.opt_type, "%s", trainer_opt_name(r->opt.type));
+    if (r->opt.type == TRAINER_OPT_SGD) {
+        snprintf(ck.state_names[0], sizeof ck.state_names[0], "momentum_buffer");
+    } else {
+        snprintf(ck.state_names[0], sizeof ck.state_names[0], "exp_avg");
+        snprintf(ck.state_names[1], sizeof ck.state_names[1], "exp_avg_sq");
+    }
+    ck.nesterov = r->opt.nesterov;
+    ck.decay_bn_bias = r->opt.decay_bn_bias;
+    ck.beta2 = r->opt.beta2;
+    ck.eps = r->opt.eps;
+    for (int g = 0; g < r->m->ngroups; g++) {
+        ck.opt_step[g] = r->opt.step[g];
+        ck.opt_step_bn[g] = r->opt.step_bn[g];
+    }
+    for (int i = 0; i < l.np; i++) {
+        io_ckpt_param *p = &ck.params[i];
+        const nn_param *q = l.p[i];
+        snprintf(p->name, sizeof p->name, "%s", l.pname[i]);
+        p->group = q->group;
+        p->ndim = q->ndim;
+        memcpy(p->shape, q->shape, sizeof p->shape);
+        p->numel = q->numel;
+        p->data = q->data;
+        for (int s = 0; s < ck.nstates; s++) p->state[s] = opt_state_of(r, q, s);
+    }
+    ck.nparams = l.np;
+    for (int i = 0; i < l.nb; i++) {
+        snprintf(ck.buffers[i].name, sizeof ck.buffers[i].name, "%s", l.bname[i]);
+        ck.buffers[i].numel = l.b[i]->numel;
+        ck.buffers[i].data = l.b[i]->data;
+    }
+    ck.nbuffers = l.nb;
+    ck.train = (io_ckpt_train){1,
+                               at->phase,
+                               at->epoch,
+                               at->epoch_in_phase,
+                               at->step_in_epoch,
+                               at->phase_step,
+                               at->global_step,
+                               at->steps_per_epoch,
+                               at->global_batch,
+                               cfg->train.seed,
+                               at->finished,
+                               world,
+                               (uint64_t(*)[4])rng};
+    snprintf(dir, sizeof dir, "%s/checkpoints", cfg->run.dir);
+    snprintf(file, sizeof file, "ckpt-%09ld.h5", at->global_step);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    rc = make_dirs(dir);
+    if (!rc) rc = io_ckpt_save(path, &ck);
+    if (!rc) rc = io_ckpt_set_latest(dir, file);
+    if (!rc) rc = io_ckpt_prune(dir, cfg->checkpoint.keep, NULL);
+    if (!rc && r->out) fprintf(r->out, "strata: checkpoint %s (step %ld)\n", path, at->global_step);
+out:
+    named_free(&l);
+    free(ck.params);
+    free(ck.buffers);
+    free(config);
+    free(metrics);
+    free(rng);
+    return comm_agree(r->c, rc, NULL);
+}
+
+/* Reads parameter and buffer values (and, with opt, optimizer state) from rd into the model
+ * by name. Every parameter of the model must be in the file with its shape; with opt, every
+ * parameter of the file must be in the model too. only_body: parameters and buffers of the
+ * head are left as they are (a new head). Counts what was loaded. */
+static int ckpt_load_tensors(run *r, io_ckpt_reader *rd, int opt, int only_body, int *nloaded,
+                             size_t *vloaded, int *nnew, size_t *vnew)
+{
+    const io_ckpt *info = io_ckpt_info(rd);
+    const char *path = io_ckpt_path(rd);
+    named l;
+    int rc = named_list(&l, r->m);
+    *nloaded = *nnew = 0;
+    *vloaded = *vnew = 0;
+    for (int i = 0; i < l.np && !rc; i++) {
+        nn_param *p = l.p[i];
+        if (only_body && strncmp(l.pname[i], "body.", 5)) {
+            (*nnew)++;
+            *vnew += p->numel;
+            continue;
+        }
+        const int k = io_ckpt_find_param(rd, l.pname[i]);
+        if (k < 0) {
+            rc = nn_err(NN_ENOTFOUND, "%s: no parameter '%s' (the model needs it, shape %s)", path,
+                        l.pname[i], "see strata model");
+            break;
+        }
+        const io_ckpt_param *cp = &info->params[k];
+        int same = cp->ndim == p->ndim;
+        for (int d = 0; d < p->ndim && same; d++) same = cp->shape[d] == p->shape[d];
+        if (!same) {
+            char a[64], b[64];
+            int o = 0, o2 = 0;
+            for (int d = 0; d < cp->ndim; d++) o += snprintf(a + o, sizeof a - o, "%s%d", d ? ", " : "", cp->shape[d]);
+            for (int d = 0; d < p->ndim; d++) o2 += snprintf(b + o2, sizeof b - o2, "%s%d", d ? ", " : "", p->shape[d]);
+            rc = nn_err(NN_ESHAPE, "%s: parameter '%s' has shape (%s) in the checkpoint, the model needs (%s)",
+                        path, l.pname[i], a, b);
+            break;
+        }
+        rc = io_ckpt_read_param(rd, k, -1, p->data);
+        for (int s = 0; opt && !rc && s < info->nstates; s++)
+            rc = io_ckpt_read_param(rd, k, s, opt_state_of(r, p, s));
+        (*nloaded)++;
+        *vloaded += p->numel;
+    }
+    if (!rc && opt)
+        for (int k = 0; k < info->nparams && !rc; k++) {
+            int found = 0;
+            for (int i = 0; i < l.np && !found; i++) found = !strcmp(l.pname[i], info->params[k].name);
+            if (!found)
+                rc = nn_err(NN_ESTATE, "%s: holds parameter '%s', which this model (%s) does not have",
+                            path, info->params[k].name, r->m->arch);
+        }
+    for (int i = 0; i < l.nb && !rc; i++) {
+        if (only_body && strncmp(l.bname[i], "body.", 5)) continue;
+        const int k = io_ckpt_find_buffer(rd, l.bname[i]);
+        if (k < 0)
+            rc = nn_err(NN_ENOTFOUND, "%s: no buffer '%s' (the model needs it)", path, l.bname[i]);
+        else if (info->buffers[k].numel != l.b[i]->numel)
+            rc = nn_err(NN_ESHAPE, "%s: buffer '%s' holds %zu values, the model needs %zu", path,
+                        l.bname[i], info->buffers[k].numel, l.b[i]->numel);
+        else
+            rc = io_ckpt_read_buffer(rd, k, l.b[i]->data);
+    }
+    named_free(&l);
+    return rc;
+}
+
+/* Rank 0, resuming: checks that the checkpoint fits the run (architecture, group partition
+ * unless regroup, optimizer type) and loads weights, buffers, optimizer state and counters. */
+static int ckpt_resume_load(run *r, io_ckpt_reader *rd, int regroup)
+{
+    const io_ckpt *info = io_ckpt_info(rd);
+    const char *path = io_ckpt_path(rd);
+    if (strcmp(info->arch, r->m->arch))
+        return nn_err(NN_ESTATE, "%s: the checkpoint holds a %s, the config asks for a %s", path,
+                      info->arch, r->m->arch);
+    const int G = r->m->ngroups;
+    int same = info->ngroups == G;
+    for (int g = 0; g < G && same; g++)
+        same = info->groups[g].first == r->m->groups[g].first && info->groups[g].last == r->m->groups[g].last;
+    if (!same && !regroup) {
+        char a[512], b[512];
+        int o = 0, o2 = 0;
+        for (int g = 0; g < info->ngroups && o < 400; g++)
+            o += snprintf(a + o, sizeof a - o, "%s%d-%d", g ? ", " : "", info->groups[g].first, info->groups[g].last);
+        for (int g = 0; g < G && o2 < 400; g++)
+            o2 += snprintf(b + o2, sizeof b - o2, "%s%d-%d", g ? ", " : "", r->m->groups[g].first, r->m->groups[g].last);
+        return nn_err(NN_ESTATE, "%s: the group partition differs from the config: %d groups with body children %s in the checkpoint, %d groups with %s in the config (head -1--1); pass --regroup to load it into the config's groups",
+                      path, info->ngroups, a, G, b);
+    }
+    const char *want = trainer_opt_name(r->opt.type);
+    if (strcmp(info->opt_type, want))
+        return nn_err(NN_ESTATE, "%s: optimizer %s in the checkpoint, optimizer.type %s in the config",
+                      path, info->opt_type[0] ? info->opt_type : "none", want);
+    int n, nn;
+    size_t v, vn;
+    int rc = ckpt_load_tensors(r, rd, 1, 0, &n, &v, &nn, &vn);
+    if (rc) return rc;
+    for (int g = 0; g < G; g++) {
+        if (!regroup || same) {
+            r->opt.step[g] = info->opt_step[g];
+            r->opt.step_bn[g] = info->opt_step_bn[g];
+            continue;
+        }
+        /* A new group takes the largest step count of the old groups its parameters came
+         * from (AdamW's bias correction then stays small for all of them). */
+        long st = 0, stbn = 0;
+        const nn_group *ng = &r->m->groups[g];
+        for (int k = 0; k < info->ngroups; k++) {
+            const io_ckpt_group *og = &info->groups[k];
+            const int overlap = ng->is_head ? og->first < 0
+                                            : og->first >= 0 && og->first <= ng->last && og->last >= ng->first;
+            if (!overlap) continue;
+            if (info->opt_step[k] > st) st = info->opt_step[k];
+            if (info->opt_step_bn[k] > stbn) stbn = info->opt_step_bn[k];
+        }
+        r->opt.step[g] = st;
+        r->opt.step_bn[g] = stbn;
+    }
+    if (r->out)
+        fprintf(r->out, "strata: resumed from %s: %d tensors (%zu values) with their %s state%s\n", path, n,
+                v, info->opt_type, !same ? ", regrouped by parameter name" : "");
+    return 0;
+}
+
+/* Rank 0: model.init_from, a pretrained body under a new head. */
+static int ckpt_init_from(run *r, const char *path)
+{
+    io_ckpt_reader *rd = NULL;
+    int rc = io_ckpt_open(&rd, path);
+    int n = 0, nn = 0;
+    size_t v = 0, vn = 0;
+    if (!rc) rc = ckpt_load_tensors(r, rd, 0, 1, &n, &v, &nn, &vn);
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", nn_errmsg());
+        rc = nn_err(rc, "model.init_from: %s", msg);
+    } else if (r->out) {
+        fprintf(r->out, "strata: model.init_from %s (%s): loaded the body, %d tensors (%zu values) by name; new: the head, %d tensors (%zu values)\n",
+                path, io_ckpt_info(rd)->arch, n, v, nn, vn);
+    }
+    io_ckpt_close(rd);
+    return rc;
+}
+
+/* Every rank: the optimizer state and step counters of rank 0. */
+static int bcast_opt(run *r)
+{
+    const int ns = trainer_opt_nstates(&r->opt);
+    int rc = 0;
+    for (int g = 0; g < r->m->ngroups && !rc; g++) {
+        for (int s = 0; s < ns && !rc; s++)
+            rc = comm_bcast_f32(r->c, s == 0 ? r->opt.state1[g] : r->opt.state2[g], r->m->groups[g].numel, 0);
+    }
+    if (!rc) rc = comm_bcast_bytes(r->c, r->opt.step, sizeof r->opt.step, 0);
+    if (!rc) rc = comm_bcast_bytes(r->c, r->opt.step_bn, sizeof r->opt.step_bn, 0);
+    return rc;
+}
+
+/* Rank 0 resolves --resume (a path, or "auto": run.dir/checkpoints/latest if there is one)
+ * and reads where the run stands; every rank gets the position. *rd stays open on rank 0
+ * for the tensors. A world size that cannot keep the checkpoint's global batch is refused. */
+static int resume_open(run *r, const char *resume, io_ckpt_reader **rd, position *pos)
+{
+    const io_config *cfg = r->cfg;
+    int rc = 0;
+    memset(pos, 0, sizeof *pos);
+    if (comm_rank(r->c) == 0) {
+        char path[1100];
+        snprintf(path, sizeof path, "%s", resume);
+        if (!strcmp(resume, "auto")) {
+            char dir[1100];
+            snprintf(dir, sizeof dir, "%s/checkpoints", cfg->run.dir);
+            rc = io_ckpt_latest(path, sizeof path, dir);
+            if (rc == NN_ENOTFOUND) {
+                if (r->out)
+                    fprintf(r->out, "strata: --resume auto: no checkpoint in %s yet; starting from the beginning\n", dir);
+                path[0] = '\0';
+                rc = 0;
+            }
+        }
+        if (!rc && path[0]) rc = io_ckpt_open(rd, path);
+        if (!rc && *rd) {
+            const io_ckpt *info = io_ckpt_info(*rd);
+            const io_ckpt_train *t = &info->train;
+            if (!t->has)
+                rc = nn_err(NN_ESTATE, "%s holds weights only (no training state): start from it with model.init_from instead of --resume", path);
+            else
+                *pos = (position){t->phase, t->epoch_in_phase, t->epoch, t->finished, t->step_in_epoch,
+                                  t->phase_step, t->global_step, t->steps_per_epoch, t->global_batch,
+                                  info->world_size, t->nrng, 1};
+        }
+    }
+    rc = comm_agree(r->c, rc, NULL);
+    if (!rc) rc = comm_bcast_bytes(r->c, pos, sizeof *pos, 0);
+    return rc;
+}
+
 int trainer_train(const io_config *cfg, comm *c, FILE *out)
 {
+    const trainer_train_opts none = {NULL, 0, 0};
+    return trainer_train_ex(cfg, c, out, &none);
+}
+
+int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_train_opts *o)
+{
     run r = {0};
+    io_config cfgv = *cfg_in; /* a resume at another world size adjusts data.batch_size */
+    const io_config *cfg = &cfgv;
     r.cfg = cfg;
     r.c = c;
     const int rank = comm_rank(c), world = comm_size(c);
     r.out = rank == 0 ? out : NULL;
     r.tty = progress_bar_wanted(r.out);
-    int rc = comm_agree(c, run_setup(&r, 1), NULL);
+    io_ckpt_reader *rd = NULL;
+    position start = {0};
+    int rc = 0;
+    if (o->resume) {
+        rc = resume_open(&r, o->resume, &rd, &start);
+        if (rc) goto done;
+        if (start.has && start.finished) {
+            if (r.out)
+                fprintf(r.out, "strata: %s: the run already finished (global step %ld); nothing to resume\n",
+                        rd ? io_ckpt_path(rd) : o->resume, start.global_step);
+            goto done;
+        }
+        /* The same global batch on any number of ranks: it sets the data order and the
+         * step count. */
+        const int A = cfg->train.accumulate, per = world * A;
+        if (start.has && start.global_batch != cfg->data.batch_size * per) {
+            if (start.global_batch % per) {
+                rc = nn_err(NN_ERANGE, "cannot resume a run of global batch %d (%d rank(s) in the checkpoint) on %d rank(s) with train.accumulate %d: %d is not a multiple of %d",
+                            start.global_batch, start.world, world, A, start.global_batch, per);
+                goto done;
+            }
+            if (r.out)
+                fprintf(r.out, "strata: resuming a run of %d rank(s) on %d: data.batch_size %d -> %d per rank, keeping the global batch %d\n",
+                        start.world, world, cfg->data.batch_size, start.global_batch / per, start.global_batch);
+            cfgv.data.batch_size = start.global_batch / per;
+        }
+    }
+    rc = comm_agree(c, run_setup(&r, 1), NULL);
     if (!rc) rc = check_replicas(&r);
+    if (rc) goto done;
+    if (start.has) {
+        if (rank == 0) rc = ckpt_resume_load(&r, rd, o->regroup);
+        rc = comm_agree(c, rc, NULL);
+        if (!rc) rc = bcast_opt(&r);
+        /* Each rank's dropout RNG, when the world size is the same (otherwise every rank
+         * keeps the stream seeded for it). */
+        uint64_t *rng = rc ? NULL : calloc((size_t)start.nrng * 4, sizeof(uint64_t));
+        if (!rc && !rng) rc = nn_err(NN_ENOMEM, "resume: out of memory");
+        if (!rc && rank == 0) memcpy(rng, io_ckpt_info(rd)->train.rng, sizeof(uint64_t) * 4 * start.nrng);
+        if (!rc) rc = comm_bcast_bytes(c, rng, sizeof(uint64_t) * 4 * start.nrng, 0);
+        if (!rc && start.nrng == world) memcpy(r.rng.s, rng + (size_t)rank * 4, sizeof r.rng.s);
+        free(rng);
+        r.epoch = start.epoch;
+        r.global_step = start.global_step;
+    } else if (cfg->model.init_from[0]) {
+        if (rank == 0) rc = ckpt_init_from(&r, cfg->model.init_from);
+        rc = comm_agree(c, rc, NULL);
+    }
     if (!rc) rc = run_sync_replicas(&r);
     if (!rc) rc = run_open_dir(&r);
+    if (!rc && start.has && r.metrics && io_ckpt_info(rd)->metrics) {
+        /* metrics.jsonl continues the checkpoint's history (lines written after it by the
+         * run that stopped are dropped). */
+        fputs(io_ckpt_info(rd)->metrics, r.metrics);
+        fflush(r.metrics);
+    }
+    io_ckpt_close(rd);
+    rd = NULL;
     if (rc) goto done;
     const int B = cfg->data.batch_size, A = cfg->train.accumulate;
     int per_rank = 0;
@@ -702,12 +1209,19 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
         fprintf(r.out, "strata: train %s (%d samples), valid %s (%d samples); run dir %s\n",
                 cfg->data.train, r.train.n, r.has_valid ? cfg->data.valid : "none",
                 r.has_valid ? r.valid.n : 0, cfg->run.dir);
+        if (start.has)
+            fprintf(r.out, "strata: resuming at phase %d, epoch %d of the phase, step %ld of the epoch (global step %ld)\n",
+                    start.phase + 1, start.epoch_in_phase + 1, start.step_in_epoch + 1, start.global_step + 1);
     }
     const int G = r.m->ngroups;
-    float lr_max[NN_MAX_GROUPS], lr[NN_MAX_GROUPS], wd[NN_MAX_GROUPS], mom_base[NN_MAX_GROUPS],
-        mom[NN_MAX_GROUPS];
-    for (int p = 0; p < nphases && !rc; p++) {
+    float lr_max[NN_MAX_GROUPS] = {0}, lr[NN_MAX_GROUPS] = {0}, wd[NN_MAX_GROUPS] = {0},
+          mom_base[NN_MAX_GROUPS] = {0}, mom[NN_MAX_GROUPS] = {0};
+    position at = {0};
+    at.global_batch = B * A * world;
+    int stopped = 0;
+    for (int p = start.has ? start.phase : 0; p < nphases && !rc && !stopped; p++) {
         const io_phase *ph = &phases[p];
+        const int resuming = start.has && p == start.phase;
         int warn = 0;
         rc = nn_model_freeze_to(r.m, ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to, &warn);
         if (rc) {
@@ -737,6 +1251,9 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                 per_epoch = cfg->train.max_steps;
             rc = sched_from(&sched, ph->has_schedule ? &ph->schedule : &cfg->schedule, per_epoch);
         }
+        if (!rc && resuming && start.steps_per_epoch != per_epoch && start.step_in_epoch + start.epoch_in_phase > 0)
+            rc = nn_err(NN_ESTATE, "cannot resume: the checkpoint's epochs have %ld steps, this run's %ld (did data.train, data.batch_size, train.accumulate or train.max_steps change?)",
+                        start.steps_per_epoch, per_epoch);
         if (rc) break;
         if (r.out) {
             if (warn)
@@ -751,14 +1268,18 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
             fprintf(r.out, "; schedule %s\n", (ph->has_schedule ? &ph->schedule : &cfg->schedule)->type);
         }
         const long total = per_epoch * ph->epochs;
-        long t = 0;
-        for (int e = 0; e < ph->epochs && !rc; e++, r.epoch++) {
+        const int e0 = resuming ? start.epoch_in_phase : 0;
+        long t = resuming ? start.phase_step : 0;
+        at.phase = p;
+        at.steps_per_epoch = per_epoch;
+        for (int e = e0; e < ph->epochs && !rc && !stopped; e++, r.epoch++) {
             int count = 0;
             rc = io_shard(r.shard, &count, r.train.n, rank, world, cfg->train.seed, r.epoch);
             if (rc) break;
+            const long b0 = resuming && e == e0 ? start.step_in_epoch : 0;
             double t0 = now_s(), tl = t0, win_loss = 0.0;
             long win_n = 0, win_hits = 0;
-            for (long b = 0; b < per_epoch && !rc; b++, t++, r.global_step++) {
+            for (long b = b0; b < per_epoch && !rc; b++) {
                 float loss;
                 int hits;
                 rc = step_grads(&r, &r.train, r.shard + b * B * A, B, A, &loss, &hits);
@@ -769,6 +1290,8 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                     mom[g] = (float)trainer_sched_mom(&sched, mom_base[g], t, total);
                 }
                 trainer_opt_step(&r.opt, r.m, lr, mom, wd);
+                t++;
+                r.global_step++;
                 win_loss += (double)loss * B * A;
                 win_hits += hits;
                 win_n += (long)B * A;
@@ -777,13 +1300,13 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                 if (log || (r.tty && now_s() - tl > 0.2)) {
                     double sums[3] = {win_loss, (double)win_hits, (double)win_n};
                     if (log) rc = comm_allreduce_f64(c, sums, 3);
-                    double now = now_s(), sps = (double)(b + 1) * B * A * world / (now - t0);
+                    double now = now_s(), sps = (double)(b + 1 - b0) * B * A * world / (now - t0);
                     tl = now;
                     if (!rc) progress(&r, p, nphases, e, ph->epochs, (int)b + 1, (int)per_epoch,
                                       sums[0] / sums[2], sps, lr);
                     if (log && r.metrics) {
                         fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"train_loss\": %.9g, \"train_acc\": %.9g, \"lr\": ",
-                                r.global_step + 1, r.epoch, p, sums[0] / sums[2], sums[1] / sums[2]);
+                                r.global_step, r.epoch, p, sums[0] / sums[2], sums[1] / sums[2]);
                         metrics_lr(r.metrics, lr, G);
                         fprintf(r.metrics, ", \"frozen\": [");
                         for (int g = 0, k = 0; g < G; g++)
@@ -802,8 +1325,24 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                     }
                     if (log) win_loss = 0.0, win_hits = 0, win_n = 0;
                 }
+                if (rc) break;
+                /* (The very last step is saved by the final checkpoint.) */
+                const int last = b + 1 == per_epoch && e + 1 == ph->epochs && p + 1 == nphases;
+                const int by_steps = cfg->checkpoint.every_steps > 0 && !last &&
+                                     r.global_step % cfg->checkpoint.every_steps == 0;
+                stopped = o->stop_after > 0 && r.global_step >= o->stop_after;
+                if (by_steps || stopped) {
+                    at.epoch_in_phase = e;
+                    at.epoch = r.epoch;
+                    at.step_in_epoch = b + 1;
+                    at.phase_step = t;
+                    at.global_step = r.global_step;
+                    at.finished = 0;
+                    rc = ckpt_save(&r, &at, lr_max, wd, mom_base);
+                }
+                if (stopped) break;
             }
-            if (rc) break;
+            if (rc || stopped) break;
             if (r.tty && r.out) fputc('\n', r.out);
             if (r.has_valid) {
                 double vl, va;
@@ -818,6 +1357,22 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
                     fflush(r.metrics);
                 }
             }
+            /* At an epoch's end (after its validation): the next epoch starts from here. */
+            if (cfg->checkpoint.every_epochs > 0 && (r.epoch + 1) % cfg->checkpoint.every_epochs == 0 &&
+                e + 1 < ph->epochs) {
+                at.epoch_in_phase = e + 1;
+                at.epoch = r.epoch + 1;
+                at.step_in_epoch = 0;
+                at.phase_step = t;
+                at.global_step = r.global_step;
+                at.finished = 0;
+                rc = ckpt_save(&r, &at, lr_max, wd, mom_base);
+            }
+        }
+        if (!rc && !stopped && p + 1 < nphases && cfg->checkpoint.every_epochs > 0) {
+            /* A phase's end: the next phase starts from its beginning. */
+            at = (position){p + 1, 0, r.epoch, 0, 0, 0, r.global_step, 0, at.global_batch, 0, 0, 0};
+            rc = ckpt_save(&r, &at, lr_max, wd, mom_base);
         }
     }
     if (!rc && r.out) {
@@ -833,9 +1388,15 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
         fprintf(r.out, "  exposed (waiting after backward): %.3f s; spent in MPI during backward: %.3f s\n",
                 comm_reducer_exposed_seconds(r.red), comm_reducer_progress_seconds(r.red));
     }
-    if (!rc) {
-        /* Every replica holds the same weights; rank 0 writes them with averaged BN stats. */
-        rc = nn_model_visit_buffers(r.m, bn_average, c);
+    if (!rc && stopped) {
+        if (r.out)
+            fprintf(r.out, "strata: stopped after global step %ld as asked (--stop-after); continue with --resume auto\n",
+                    r.global_step);
+    } else if (!rc) {
+        /* The final checkpoint (marked finished), then weights.h5: every replica holds the
+         * same weights, and the BN statistics were averaged by the save. */
+        at = (position){nphases, 0, r.epoch, 1, 0, 0, r.global_step, 0, at.global_batch, 0, 0, 0};
+        rc = ckpt_save(&r, &at, lr_max, wd, mom_base);
         if (!rc && rank == 0) {
             char path[1100];
             snprintf(path, sizeof path, "%s/weights.h5", cfg->run.dir);
@@ -845,6 +1406,7 @@ int trainer_train(const io_config *cfg, comm *c, FILE *out)
         rc = comm_agree(c, rc, NULL);
     }
 done:
+    io_ckpt_close(rd);
     run_free(&r);
     return rc;
 }
