@@ -168,6 +168,8 @@ static int write_file(const char *tmp, const char *path, void *ud)
     TRY(attr_ints(g, "input", ck->input, 3), "model attribute input");
     TRY(attr_int(g, "classes", ck->classes), "model attribute classes");
     TRY(attr_int(g, "cut", ck->cut), "model attribute cut");
+    TRY(attr_str(g, "head", ck->head[0] ? ck->head : "default"), "model attribute head");
+    TRY(attr_int(g, "small_stem", ck->small_stem), "model attribute small_stem");
     TRY(attr_int(g, "ngroups", ck->ngroups), "model attribute ngroups");
     H5Gclose(g);
     g = -1;
@@ -560,8 +562,13 @@ static int reader_load(io_ckpt_reader *r)
     if (!rc) rc = attr_read(g, "classes", H5T_NATIVE_INT64, &classes, 0);
     if (!rc) rc = attr_read(g, "cut", H5T_NATIVE_INT64, &cut, 0);
     if (!rc) rc = attr_read(g, "ngroups", H5T_NATIVE_INT64, &ng, 0);
+    int64_t stem = 0;
+    if (!rc && attr_read_str(g, "head", ck->head, sizeof ck->head) == -1) rc = -1;
+    if (!rc && attr_read(g, "small_stem", H5T_NATIVE_INT64, &stem, 0) == -1) rc = -1;
+    ck->small_stem = stem != 0;
+    if (!ck->head[0]) snprintf(ck->head, sizeof ck->head, "default");
     if (g >= 0) H5Gclose(g);
-    if (rc) return nn_err(NN_EFORMAT, "%s: /model lacks one of its attributes arch, input, classes, cut, ngroups", path);
+    if (rc) return nn_err(NN_EFORMAT, "%s: /model lacks one of its attributes arch, input, classes, cut, ngroups (or head or small_stem is malformed)", path);
     if (ng < 1 || ng > IO_CKPT_MAX_GROUPS)
         return nn_err(NN_EFORMAT, "%s: /model ngroups is %lld (1 to %d)", path, (long long)ng, IO_CKPT_MAX_GROUPS);
     for (int i = 0; i < 3; i++) ck->input[i] = (int)in[i];

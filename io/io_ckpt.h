@@ -73,6 +73,8 @@ typedef struct io_ckpt {
     char arch[32];
     int input[3];
     int classes, cut;
+    char head[16];          /* "default", "fastai", "linear" or "original" */
+    int small_stem;         /* resnet: the 3x3 stride-1 stem without max pool */
     int ngroups;
     io_ckpt_group groups[IO_CKPT_MAX_GROUPS];
     io_ckpt_param *params;  /* in group then slab order */

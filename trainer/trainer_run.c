@@ -847,6 +847,8 @@ static int ckpt_save(run *r, const position *at, const float *lr, const float *w
     memcpy(ck.input, r->m->in_shape, sizeof ck.input);
     ck.classes = r->m->classes;
     ck.cut = r->m->cut;
+    snprintf(ck.head, sizeof ck.head, "%s", cfg->model.head[0] ? cfg->model.head : "default");
+    ck.small_stem = cfg->model.small_stem;
     ck.ngroups = r->m->ngroups;
     for (int g = 0; g < r->m->ngroups; g++) {
         const nn_group *gr = &r->m->groups[g];
