@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <signal.h>
 #include <stdio.h>
@@ -134,12 +135,65 @@ typedef struct {
         }                                                               \
     } while (0)
 
+/* Writes len bytes of buf to the file at tmp, fsync included by the caller; a short write
+ * (a full disk, ulimit -f) is an error with the system's message. */
+static int write_bytes(const char *tmp, const char *path, const void *buf, size_t len)
+{
+    int fd = open(tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0) return nn_err(NN_EIO, "%s: cannot open the temporary file %s: %s", path, tmp, strerror(errno));
+    const char *p = buf;
+    size_t done = 0;
+    int rc = 0;
+    while (done < len) {
+        ssize_t n = write(fd, p + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            rc = nn_err(NN_EIO, "%s: cannot write the checkpoint (%zu of %zu bytes written to %s): %s",
+                        path, done, len, tmp, n < 0 ? strerror(errno) : "no progress");
+            break;
+        }
+        done += (size_t)n;
+    }
+    if (close(fd) && !rc)
+        rc = nn_err(NN_EIO, "%s: cannot write the checkpoint to %s: %s", path, tmp, strerror(errno));
+    return rc;
+}
+
+static int build_image(hid_t f, save_job *job, const char *path);
+
+/* The file is built in memory (HDF5's core driver, no backing store) and written out with
+ * plain write() calls: one sequential write, and a failed write (a full disk) is an ordinary
+ * error that never leaves HDF5 holding a half-closed file. */
 static int write_file(const char *tmp, const char *path, void *ud)
 {
     save_job *job = ud;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 16u << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return io__h5_fail(path, "cannot set up an in-memory file");
+    }
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return io__h5_fail(path, "cannot create the in-memory file");
+    int rc = build_image(f, job, path);
+    void *img = NULL;
+    ssize_t len = 0;
+    if (!rc && (H5Fflush(f, H5F_SCOPE_LOCAL) < 0 || (len = H5Fget_file_image(f, NULL, 0)) <= 0))
+        rc = io__h5_fail(path, "cannot finish the in-memory file");
+    if (!rc && !(img = malloc((size_t)len)))
+        rc = nn_err(NN_ENOMEM, "%s: cannot allocate %zd bytes for the checkpoint's image", path, len);
+    if (!rc && H5Fget_file_image(f, img, (size_t)len) != len)
+        rc = io__h5_fail(path, "cannot copy the in-memory file");
+    if (H5Fclose(f) < 0 && !rc) rc = io__h5_fail(path, "cannot close the in-memory file");
+    if (!rc) rc = write_bytes(tmp, path, img, (size_t)len);
+    free(img);
+    return rc;
+}
+
+/* Writes every table and tensor of job->ck into the open file f. */
+static int build_image(hid_t f, save_job *job, const char *path)
+{
     const io_ckpt *ck = job->ck;
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) return io__h5_fail(tmp, "cannot create the file");
     hid_t g = -1;
     char p[512];
 
@@ -199,10 +253,7 @@ static int write_file(const char *tmp, const char *path, void *ud)
                 if (l > w) w = l;
             }
             char *names = calloc((size_t)gr->nparams, w);
-            if (!names) {
-                H5Fclose(f);
-                return nn_err(NN_ENOMEM, "%s: cannot allocate the names of group %d", path, k);
-            }
+            if (!names) return nn_err(NN_ENOMEM, "%s: cannot allocate the names of group %d", path, k);
             for (int i = 0; i < gr->nparams; i++)
                 memcpy(names + (size_t)i * w, ck->params[pi + i].name, strlen(ck->params[pi + i].name));
             hid_t t = str_type(w);
@@ -281,14 +332,12 @@ static int write_file(const char *tmp, const char *path, void *ud)
             TRY(dset_write(f, "train_state/rng", H5T_STD_U64LE, H5T_NATIVE_UINT64, 2, dims, t->rng, 8),
                 "dataset train_state/rng");
     }
-    if (H5Fclose(f) < 0) return io__h5_fail(tmp, "cannot close the file");
     return 0;
 fail:;
     char doing[700];
     snprintf(doing, sizeof doing, "cannot write %s", job->where);
     const int rc = io__h5_fail(path, doing);
     if (g >= 0) H5Gclose(g);
-    H5Fclose(f);
     return rc;
 }
 #undef TRY
@@ -877,6 +926,18 @@ int io_ckpt_verify(io_ckpt_reader *r, int *ndatasets, size_t *nbytes)
     io__h5_quiet_begin(&q);
     herr_t e = H5Ovisit(r->f, H5_INDEX_NAME, H5_ITER_INC, verify_obj, &v);
     if (e < 0 && !v.rc) v.rc = io__h5_fail(r->path, "cannot walk the file's objects");
+    /* Every tensor the tables name must be there too (a deleted dataset reads nothing). */
+    char p[512];
+    for (int i = 0; i < r->info.nparams && !v.rc; i++)
+        for (int s = -1; s < r->info.nstates && !v.rc; s++) {
+            const io_ckpt_param *pa = &r->info.params[i];
+            if (s < 0)
+                snprintf(p, sizeof p, "params/group%d/%s", pa->group, pa->name);
+            else
+                snprintf(p, sizeof p, "optimizer/%s/group%d/%s", r->info.state_names[s], pa->group, pa->name);
+            if (H5Lexists(r->f, p, H5P_DEFAULT) <= 0 || H5Lexists(r->f, p, H5P_DEFAULT) <= 0)
+                v.rc = nn_err(NN_ENOTFOUND, "%s: dataset /%s is missing", r->path, p);
+        }
     io__h5_quiet_end(&q);
     if (ndatasets) *ndatasets = v.n;
     if (nbytes) *nbytes = v.bytes;
