@@ -43,4 +43,30 @@ typedef struct trainer_lr_find_opts {
 int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_find_opts *o,
                     double *suggestion);
 
+/* ---- checkpoints and weights files (trainer_ckpt.c) ------------------------------- */
+
+/* Fills *ck with m's description (arch, input, classes, cut, group table without
+ * hyperparameters), its parameters in group and slab order and its BatchNorm buffers, all
+ * pointing into the model, and, when opt is not NULL, the optimizer's settings, step counts
+ * and state tensors. The caller sets world_size, config, metrics, head, the groups' lr, wd
+ * and momentum and the train state, then io_ckpt_save()s it; trainer_ckpt_release frees the
+ * two arrays fill allocated. */
+int trainer_ckpt_fill(io_ckpt *ck, nn_model *m, const trainer_opt *opt);
+void trainer_ckpt_release(io_ckpt *ck);
+
+typedef struct trainer_ckpt_counts {
+    int loaded, fresh;                  /* parameter tensors loaded, left as they were */
+    size_t loaded_values, fresh_values; /* their elements */
+} trainer_ckpt_counts;
+/* Loads values into m by parameter name from an open checkpoint: every parameter and
+ * BatchNorm buffer (only those of the body when only_body: a new head), each present with
+ * its shape, or an error naming it; with opt (not NULL) also the optimizer state tensors,
+ * and then a parameter in the file that m lacks is an error too. */
+int trainer_ckpt_load(nn_model *m, trainer_opt *opt, io_ckpt_reader *rd, int only_body,
+                      trainer_ckpt_counts *n);
+
+/* weights.h5: every parameter and BatchNorm buffer by name. Load also reads a checkpoint. */
+int trainer_weights_save(nn_model *m, const char *path);
+int trainer_weights_load(nn_model *m, const char *path);
+
 #endif

@@ -640,45 +640,6 @@ static int run_open_dir(run *r)
     return comm_agree(r->c, rc, NULL);
 }
 
-typedef struct {
-    io_tensor_ref *t;
-    int n, cap;
-    char (*names)[128];
-} ref_list;
-
-static int add_ref(ref_list *l, const char *name, float *data, size_t numel)
-{
-    if (l->n >= l->cap) return nn_err(NN_ERANGE, "too many tensors (more than %d)", l->cap);
-    snprintf(l->names[l->n], 128, "%s", name);
-    l->t[l->n] = (io_tensor_ref){l->names[l->n], data, numel};
-    l->n++;
-    return 0;
-}
-
-static int collect_param(void *ud, const char *name, nn_param *p)
-{
-    return add_ref(ud, name, p->data, p->numel);
-}
-
-static int collect_buffer(void *ud, const char *name, nn_buffer *b)
-{
-    return add_ref(ud, name, b->data, b->numel);
-}
-
-/* Saves or loads every parameter and BatchNorm buffer by name. */
-static int weights_io(nn_model *m, const char *path, int save)
-{
-    enum { CAP = 4096 };
-    ref_list l = {calloc(CAP, sizeof(io_tensor_ref)), 0, CAP, calloc(CAP, 128)};
-    int rc = (!l.t || !l.names) ? nn_err(NN_ENOMEM, "cannot list tensors") : 0;
-    if (!rc) rc = nn_model_visit_params(m, collect_param, &l);
-    if (!rc) rc = nn_model_visit_buffers(m, collect_buffer, &l);
-    if (!rc) rc = save ? io_weights_save(path, l.t, l.n) : io_weights_load(path, l.t, l.n);
-    free(l.t);
-    free(l.names);
-    return rc;
-}
-
 /* ---- checkpoints --------------------------------------------------------------------- */
 
 /* Where training stands: what a checkpoint records and a resumed run starts from. */
@@ -687,95 +648,6 @@ typedef struct {
     long step_in_epoch, phase_step, global_step, steps_per_epoch;
     int global_batch, world, nrng, has;
 } position;
-
-/* The model's parameters and buffers with their full names, parameters in group and slab
- * order (the order of a checkpoint's group table). */
-typedef struct {
-    char (*pname)[128];
-    nn_param **p;
-    int np, capp;
-    char (*bname)[128];
-    nn_buffer **b;
-    int nb, capb;
-} named;
-
-static int named_param(void *ud, const char *name, nn_param *p)
-{
-    named *l = ud;
-    if (l->np == l->capp) {
-        int cap = l->capp ? l->capp * 2 : 64;
-        char(*nn)[128] = realloc(l->pname, sizeof *nn * (size_t)cap);
-        if (nn) l->pname = nn;
-        nn_param **np = realloc(l->p, sizeof *np * (size_t)cap);
-        if (np) l->p = np;
-        if (!nn || !np) return nn_err(NN_ENOMEM, "cannot list the parameters");
-        l->capp = cap;
-    }
-    snprintf(l->pname[l->np], 128, "%s", name);
-    l->p[l->np++] = p;
-    return 0;
-}
-
-static int named_buffer(void *ud, const char *name, nn_buffer *b)
-{
-    named *l = ud;
-    if (l->nb == l->capb) {
-        int cap = l->capb ? l->capb * 2 : 64;
-        char(*nn)[128] = realloc(l->bname, sizeof *nn * (size_t)cap);
-        if (nn) l->bname = nn;
-        nn_buffer **nb = realloc(l->b, sizeof *nb * (size_t)cap);
-        if (nb) l->b = nb;
-        if (!nn || !nb) return nn_err(NN_ENOMEM, "cannot list the buffers");
-        l->capb = cap;
-    }
-    snprintf(l->bname[l->nb], 128, "%s", name);
-    l->b[l->nb++] = b;
-    return 0;
-}
-
-static void named_free(named *l)
-{
-    free(l->pname);
-    free(l->p);
-    free(l->bname);
-    free(l->b);
-}
-
-static int named_list(named *l, nn_model *m)
-{
-    memset(l, 0, sizeof *l);
-    int rc = nn_model_visit_params(m, named_param, l);
-    if (!rc) rc = nn_model_visit_buffers(m, named_buffer, l);
-    if (rc) return rc;
-    /* Stable order by group: body children are visited in order and groups are contiguous
-     * ranges of them, then the head, so this only guards against a future layout. */
-    for (int i = 1; i < l->np; i++)
-        for (int j = i; j > 0 && l->p[j - 1]->group > l->p[j]->group; j--) {
-            nn_param *tp = l->p[j];
-            l->p[j] = l->p[j - 1];
-            l->p[j - 1] = tp;
-            char tn[128];
-            memcpy(tn, l->pname[j], 128);
-            memcpy(l->pname[j], l->pname[j - 1], 128);
-            memcpy(l->pname[j - 1], tn, 128);
-        }
-    return 0;
-}
-
-/* The optimizer state tensor s of parameter p: laid out like its group's parameter slab. */
-static float *opt_state_of(run *r, const nn_param *p, int s)
-{
-    float *base = s == 0 ? r->opt.state1[p->group] : r->opt.state2[p->group];
-    return base ? base + (p->data - r->m->groups[p->group].param_slab) : NULL;
-}
-
-static void group_name(char *out, size_t len, const nn_model *m, int g)
-{
-    if (m->groups[g].is_head)
-        snprintf(out, len, "head");
-    else
-        snprintf(out, len, "body%d", g);
-}
 
 /* The whole of metrics.jsonl so far (rank 0), malloc'd, or NULL. */
 static char *read_text_file(const char *path)
@@ -825,15 +697,10 @@ static int ckpt_save(run *r, const position *at, const float *lr, const float *w
         return comm_agree(r->c, rc, NULL);
     }
     const io_config *cfg = r->cfg;
-    named l;
     io_ckpt ck;
-    memset(&ck, 0, sizeof ck);
     char *config = NULL, *metrics = NULL, dir[1100], path[1200], file[64];
-    rc = named_list(&l, r->m);
+    rc = trainer_ckpt_fill(&ck, r->m, &r->opt);
     if (!rc) rc = io_config_to_string(&config, cfg);
-    ck.params = rc ? NULL : calloc((size_t)(l.np ? l.np : 1), sizeof *ck.params);
-    ck.buffers = rc ? NULL : calloc((size_t)(l.nb ? l.nb : 1), sizeof *ck.buffers);
-    if (!rc && (!ck.params || !ck.buffers)) rc = nn_err(NN_ENOMEM, "checkpoint: out of memory");
     if (rc) goto out;
     if (r->metrics) {
         fflush(r->metrics);
@@ -843,60 +710,13 @@ static int ckpt_save(run *r, const position *at, const float *lr, const float *w
     ck.world_size = world;
     ck.config = config;
     ck.metrics = metrics;
-    snprintf(ck.arch, sizeof ck.arch, "%s", r->m->arch);
-    memcpy(ck.input, r->m->in_shape, sizeof ck.input);
-    ck.classes = r->m->classes;
-    ck.cut = r->m->cut;
     snprintf(ck.head, sizeof ck.head, "%s", cfg->model.head[0] ? cfg->model.head : "default");
     ck.small_stem = cfg->model.small_stem;
-    ck.ngroups = r->m->ngroups;
     for (int g = 0; g < r->m->ngroups; g++) {
-        const nn_group *gr = &r->m->groups[g];
-        io_ckpt_group *cg = &ck.groups[g];
-        group_name(cg->name, sizeof cg->name, r->m, g);
-        cg->first = gr->first;
-        cg->last = gr->last;
-        cg->frozen = gr->frozen;
-        cg->lr = lr[g];
-        cg->wd = wd[g];
-        cg->momentum = mom[g];
-        cg->numel = gr->numel;
-        cg->nparams = gr->nparams;
+        ck.groups[g].lr = lr[g];
+        ck.groups[g].wd = wd[g];
+        ck.groups[g].momentum = mom[g];
     }
-    ck.nstates = trainer_opt_nstates(&r->opt);
-    snprintf(ck.opt_type, sizeof ck.opt_type, "%s", trainer_opt_name(r->opt.type));
-    if (r->opt.type == TRAINER_OPT_SGD) {
-        snprintf(ck.state_names[0], sizeof ck.state_names[0], "momentum_buffer");
-    } else {
-        snprintf(ck.state_names[0], sizeof ck.state_names[0], "exp_avg");
-        snprintf(ck.state_names[1], sizeof ck.state_names[1], "exp_avg_sq");
-    }
-    ck.nesterov = r->opt.nesterov;
-    ck.decay_bn_bias = r->opt.decay_bn_bias;
-    ck.beta2 = r->opt.beta2;
-    ck.eps = r->opt.eps;
-    for (int g = 0; g < r->m->ngroups; g++) {
-        ck.opt_step[g] = r->opt.step[g];
-        ck.opt_step_bn[g] = r->opt.step_bn[g];
-    }
-    for (int i = 0; i < l.np; i++) {
-        io_ckpt_param *p = &ck.params[i];
-        const nn_param *q = l.p[i];
-        snprintf(p->name, sizeof p->name, "%s", l.pname[i]);
-        p->group = q->group;
-        p->ndim = q->ndim;
-        memcpy(p->shape, q->shape, sizeof p->shape);
-        p->numel = q->numel;
-        p->data = q->data;
-        for (int s = 0; s < ck.nstates; s++) p->state[s] = opt_state_of(r, q, s);
-    }
-    ck.nparams = l.np;
-    for (int i = 0; i < l.nb; i++) {
-        snprintf(ck.buffers[i].name, sizeof ck.buffers[i].name, "%s", l.bname[i]);
-        ck.buffers[i].numel = l.b[i]->numel;
-        ck.buffers[i].data = l.b[i]->data;
-    }
-    ck.nbuffers = l.nb;
     ck.train = (io_ckpt_train){1,
                                at->phase,
                                at->epoch,
@@ -919,80 +739,11 @@ static int ckpt_save(run *r, const position *at, const float *lr, const float *w
     if (!rc) rc = io_ckpt_prune(dir, cfg->checkpoint.keep, NULL);
     if (!rc && r->out) fprintf(r->out, "strata: checkpoint %s (step %ld)\n", path, at->global_step);
 out:
-    named_free(&l);
-    free(ck.params);
-    free(ck.buffers);
+    trainer_ckpt_release(&ck);
     free(config);
     free(metrics);
     free(rng);
     return comm_agree(r->c, rc, NULL);
-}
-
-/* Reads parameter and buffer values (and, with opt, optimizer state) from rd into the model
- * by name. Every parameter of the model must be in the file with its shape; with opt, every
- * parameter of the file must be in the model too. only_body: parameters and buffers of the
- * head are left as they are (a new head). Counts what was loaded. */
-static int ckpt_load_tensors(run *r, io_ckpt_reader *rd, int opt, int only_body, int *nloaded,
-                             size_t *vloaded, int *nnew, size_t *vnew)
-{
-    const io_ckpt *info = io_ckpt_info(rd);
-    const char *path = io_ckpt_path(rd);
-    named l;
-    int rc = named_list(&l, r->m);
-    *nloaded = *nnew = 0;
-    *vloaded = *vnew = 0;
-    for (int i = 0; i < l.np && !rc; i++) {
-        nn_param *p = l.p[i];
-        if (only_body && strncmp(l.pname[i], "body.", 5)) {
-            (*nnew)++;
-            *vnew += p->numel;
-            continue;
-        }
-        const int k = io_ckpt_find_param(rd, l.pname[i]);
-        if (k < 0) {
-            rc = nn_err(NN_ENOTFOUND, "%s: no parameter '%s' (the model needs it, shape %s)", path,
-                        l.pname[i], "see strata model");
-            break;
-        }
-        const io_ckpt_param *cp = &info->params[k];
-        int same = cp->ndim == p->ndim;
-        for (int d = 0; d < p->ndim && same; d++) same = cp->shape[d] == p->shape[d];
-        if (!same) {
-            char a[64], b[64];
-            int o = 0, o2 = 0;
-            for (int d = 0; d < cp->ndim; d++) o += snprintf(a + o, sizeof a - o, "%s%d", d ? ", " : "", cp->shape[d]);
-            for (int d = 0; d < p->ndim; d++) o2 += snprintf(b + o2, sizeof b - o2, "%s%d", d ? ", " : "", p->shape[d]);
-            rc = nn_err(NN_ESHAPE, "%s: parameter '%s' has shape (%s) in the checkpoint, the model needs (%s)",
-                        path, l.pname[i], a, b);
-            break;
-        }
-        rc = io_ckpt_read_param(rd, k, -1, p->data);
-        for (int s = 0; opt && !rc && s < info->nstates; s++)
-            rc = io_ckpt_read_param(rd, k, s, opt_state_of(r, p, s));
-        (*nloaded)++;
-        *vloaded += p->numel;
-    }
-    if (!rc && opt)
-        for (int k = 0; k < info->nparams && !rc; k++) {
-            int found = 0;
-            for (int i = 0; i < l.np && !found; i++) found = !strcmp(l.pname[i], info->params[k].name);
-            if (!found)
-                rc = nn_err(NN_ESTATE, "%s: holds parameter '%s', which this model (%s) does not have",
-                            path, info->params[k].name, r->m->arch);
-        }
-    for (int i = 0; i < l.nb && !rc; i++) {
-        if (only_body && strncmp(l.bname[i], "body.", 5)) continue;
-        const int k = io_ckpt_find_buffer(rd, l.bname[i]);
-        if (k < 0)
-            rc = nn_err(NN_ENOTFOUND, "%s: no buffer '%s' (the model needs it)", path, l.bname[i]);
-        else if (info->buffers[k].numel != l.b[i]->numel)
-            rc = nn_err(NN_ESHAPE, "%s: buffer '%s' holds %zu values, the model needs %zu", path,
-                        l.bname[i], info->buffers[k].numel, l.b[i]->numel);
-        else
-            rc = io_ckpt_read_buffer(rd, k, l.b[i]->data);
-    }
-    named_free(&l);
-    return rc;
 }
 
 /* Rank 0, resuming: checks that the checkpoint fits the run (architecture, group partition
@@ -1022,9 +773,8 @@ static int ckpt_resume_load(run *r, io_ckpt_reader *rd, int regroup)
     if (strcmp(info->opt_type, want))
         return nn_err(NN_ESTATE, "%s: optimizer %s in the checkpoint, optimizer.type %s in the config",
                       path, info->opt_type[0] ? info->opt_type : "none", want);
-    int n, nn;
-    size_t v, vn;
-    int rc = ckpt_load_tensors(r, rd, 1, 0, &n, &v, &nn, &vn);
+    trainer_ckpt_counts cnt;
+    int rc = trainer_ckpt_load(r->m, &r->opt, rd, 0, &cnt);
     if (rc) return rc;
     for (int g = 0; g < G; g++) {
         if (!regroup || same) {
@@ -1048,8 +798,8 @@ static int ckpt_resume_load(run *r, io_ckpt_reader *rd, int regroup)
         r->opt.step_bn[g] = stbn;
     }
     if (r->out)
-        fprintf(r->out, "strata: resumed from %s: %d tensors (%zu values) with their %s state%s\n", path, n,
-                v, info->opt_type, !same ? ", regrouped by parameter name" : "");
+        fprintf(r->out, "strata: resumed from %s: %d tensors (%zu values) with their %s state%s\n", path,
+                cnt.loaded, cnt.loaded_values, info->opt_type, !same ? ", regrouped by parameter name" : "");
     return 0;
 }
 
@@ -1058,16 +808,15 @@ static int ckpt_init_from(run *r, const char *path)
 {
     io_ckpt_reader *rd = NULL;
     int rc = io_ckpt_open(&rd, path);
-    int n = 0, nn = 0;
-    size_t v = 0, vn = 0;
-    if (!rc) rc = ckpt_load_tensors(r, rd, 0, 1, &n, &v, &nn, &vn);
+    trainer_ckpt_counts n = {0, 0, 0, 0};
+    if (!rc) rc = trainer_ckpt_load(r->m, NULL, rd, 1, &n);
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", nn_errmsg());
         rc = nn_err(rc, "model.init_from: %s", msg);
     } else if (r->out) {
         fprintf(r->out, "strata: model.init_from %s (%s): loaded the body, %d tensors (%zu values) by name; new: the head, %d tensors (%zu values)\n",
-                path, io_ckpt_info(rd)->arch, n, v, nn, vn);
+                path, io_ckpt_info(rd)->arch, n.loaded, n.loaded_values, n.fresh, n.fresh_values);
     }
     io_ckpt_close(rd);
     return rc;
@@ -1402,7 +1151,7 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         if (!rc && rank == 0) {
             char path[1100];
             snprintf(path, sizeof path, "%s/weights.h5", cfg->run.dir);
-            rc = weights_io(r.m, path, 1);
+            rc = trainer_weights_save(r.m, path);
             if (!rc && r.out) fprintf(r.out, "strata: weights written to %s\n", path);
         }
         rc = comm_agree(c, rc, NULL);
@@ -1427,7 +1176,7 @@ int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, 
     }
     int rc = run_setup(&r, 0);
     if (!rc && !r.has_valid) rc = nn_err(NN_EINVAL, "data.valid is empty: nothing to evaluate on");
-    if (!rc) rc = weights_io(r.m, weights, 0);
+    if (!rc) rc = trainer_weights_load(r.m, weights);
     rc = comm_agree(c, rc, NULL);
     if (!rc) rc = run_validate(&r, loss, acc);
     if (!rc && r.out)
