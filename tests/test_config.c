@@ -1136,6 +1136,46 @@ static int group_setup(void **state)
     return tu_tmpdir_make("strata_test_config");
 }
 
+/* checkpoint.* and model.init_from: defaults, values, ranges, and the round trip through the
+ * written config. */
+static void test_checkpoint_keys(void **state)
+{
+    (void)state;
+    io_config c, back;
+    assert_int_equal(load(&c, "model: {arch: cnn}\n"), 0);
+    assert_int_equal(c.checkpoint.every_steps, 0);
+    assert_int_equal(c.checkpoint.every_epochs, 1);
+    assert_int_equal(c.checkpoint.keep, 3);
+    assert_string_equal(c.model.init_from, "");
+
+    const char *file = "model:\n  arch: resnet34\n  init_from: runs/a/checkpoints/ckpt-000000100.h5\n"
+                       "checkpoint:\n  every_steps: 250\n  every_epochs: 0\n  keep: 5\n";
+    assert_int_equal(load(&c, file), 0);
+    assert_int_equal(c.checkpoint.every_steps, 250);
+    assert_int_equal(c.checkpoint.every_epochs, 0);
+    assert_int_equal(c.checkpoint.keep, 5);
+    assert_string_equal(c.model.init_from, "runs/a/checkpoints/ckpt-000000100.h5");
+    char *text = NULL;
+    assert_int_equal(io_config_to_string(&text, &c), 0);
+    assert_int_equal(load(&back, text), 0);
+    free(text);
+    assert_int_equal(back.checkpoint.every_steps, 250);
+    assert_int_equal(back.checkpoint.keep, 5);
+    assert_string_equal(back.model.init_from, c.model.init_from);
+
+    assert_int_equal(load_set(&c, "model: {arch: cnn}\n", "checkpoint.keep=1"), 0);
+    assert_int_equal(c.checkpoint.keep, 1);
+
+    assert_int_equal(load(&c, "model: {arch: cnn}\ncheckpoint:\n  keep: 0\n"), NN_ERANGE);
+    expect_at(3, "checkpoint.keep");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ncheckpoint:\n  every_steps: -5\n"), NN_ERANGE);
+    expect_at(3, "checkpoint.every_steps");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ncheckpoint:\n  every_epoch: 2\n"), NN_EINVAL);
+    expect_at(3, "checkpoint.every_epoch");
+    assert_int_equal(load(&c, "model: {arch: cnn, init_from: [a, b]}\n"), NN_EINVAL);
+    expect_at(1, "model.init_from");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1156,6 +1196,7 @@ int main(void)
         cmocka_unit_test(test_phases),
         cmocka_unit_test(test_fine_tune),
         cmocka_unit_test(test_example_configs),
+        cmocka_unit_test(test_checkpoint_keys),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }
