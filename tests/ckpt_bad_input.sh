@@ -80,6 +80,15 @@ PY
 expect "HDF5 but not strata" "not a strata checkpoint" "$strata" inspect "$dir/other.h5"
 resume "HDF5 but not strata" "not a strata checkpoint" "$dir/other.h5"
 
+cp "$good" "$dir/version.h5"
+py "$dir/version.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    f.attrs["format_version"] = np.int64(2)
+PY
+expect "another format version" "checkpoint format version 2; this strata (0.1.0) reads version 1" "$strata" inspect "$dir/version.h5"
+resume "another format version" "format version 2" "$dir/version.h5"
+
 cp "$good" "$dir/missing.h5"
 py "$dir/missing.h5" <<'PY'
 import sys, h5py

@@ -115,6 +115,26 @@ static void test_model_bad(void **state)
 
 #define SYN STRATA_SOURCE "/tests/configs/synthetic.yaml"
 
+/* The checkpoint commands' command lines; the files themselves: tests/ckpt_*.sh. */
+static void test_ckpt_cli(void **state)
+{
+    expect("inspect", 2, (const char *const[]){"missing CKPT", NULL});
+    expect("inspect a.h5 b.h5", 2, (const char *const[]){"unexpected argument 'b.h5'", NULL});
+    expect("inspect a.h5 --deep", 2, (const char *const[]){"unknown option '--deep'", NULL});
+    expect("inspect /nonexistent/ckpt.h5", 1,
+           (const char *const[]){"/nonexistent/ckpt.h5: no such checkpoint", NULL});
+    expect("train " SYN " --regroup", 2, (const char *const[]){"--regroup needs --resume", NULL});
+    expect("train " SYN " --stop-after 0", 2, (const char *const[]){"--stop-after: '0'", NULL});
+    expect("train " SYN " --resume=", 2, (const char *const[]){"--resume: expected a checkpoint path", NULL});
+    expect("eval " SYN " --resume auto", 2, (const char *const[]){"unknown option '--resume'", NULL});
+    expect("train " SYN " --resume /nonexistent/ckpt.h5", 1,
+           (const char *const[]){"/nonexistent/ckpt.h5: no such checkpoint", NULL});
+    /* --params: one line per tensor with its group and shape. */
+    expect("model cnn --input 1x28x28 --classes 10 --params", 0,
+           (const char *const[]){"param body.0.weight 0 32x1x3x3\n", "param head.2.weight 2 10x128\n",
+                                 "buffer body.1.running_var 32\n", NULL});
+}
+
 static void test_train_bad(void **state)
 {
     expect("train", 2, (const char *const[]){"missing CONFIG", NULL});
@@ -306,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_model_bad),      cmocka_unit_test(test_train_bad),
         cmocka_unit_test(test_train_runs),   cmocka_unit_test(test_train_phases),
         cmocka_unit_test(test_lr_find),      cmocka_unit_test(test_train_many_channels),
+        cmocka_unit_test(test_ckpt_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
