@@ -48,6 +48,12 @@ class ConvertError(Exception):
     pass
 
 
+def problems(what, errors, limit=20):
+    """One error listing up to limit problems."""
+    more = f"\n  ... and {len(errors) - limit} more" if len(errors) > limit else ""
+    return ConvertError(f"{what}:\n  " + "\n  ".join(errors[:limit]) + more)
+
+
 def family(arch):
     return "resnet" if arch.startswith("resnet") else "vgg"
 
@@ -251,7 +257,7 @@ def to_strata(a):
             errors.append(f"missing torchvision key '{strata_to_tv(a.arch, name)}' "
                           f"(strata's '{name}')")
     if errors:
-        raise ConvertError(f"{source} does not fit strata's {a.arch}:\n  " + "\n  ".join(errors))
+        raise problems(f"{source} does not fit strata's {a.arch}", errors)
 
     out = os.path.abspath(a.out)
     tmp = f"{out}.tmp.{os.getpid()}"
@@ -376,7 +382,7 @@ def to_torch(a):
     errors += [f"strata tensor '{tv_to_strata(arch, k)}' has no place in torchvision's {arch}"
                for k in sd if k not in want]
     if errors:
-        raise ConvertError(f"{path} does not fit torchvision's {arch}:\n  " + "\n  ".join(errors))
+        raise problems(f"{path} does not fit torchvision's {arch}", errors)
     ref.load_state_dict(out, strict=True)
     torch.save(out, a.out)
     print(f"torchvision_convert: {path} ({kind}) -> {a.out}: torchvision.models.{arch}"
