@@ -35,6 +35,12 @@ fi
 cmd=(mpirun "${mpi_flags[@]}" "$ROOT/build/strata" train "$ROOT/launch/configs/quickstart.yaml" "$@")
 run_dir="$ROOT/runs/quickstart"
 log="$run_dir/console-$(date +%Y%m%d-%H%M%S).log"
+# The quickstart starts over each time: strata refuses to train into a directory that holds
+# a different run or this run's checkpoints (those continue with --resume auto).
+if [ -d "$run_dir" ]; then
+    echo "Removing the previous quickstart run in $run_dir"
+    rm -rf -- "$run_dir"
+fi
 mkdir -p "$run_dir"
 strata_step "3/3 Training on Fashion-MNIST: ${cmd[*]#"$ROOT/"}"
 echo "(in $ROOT; console output also goes to $log)"

@@ -135,8 +135,16 @@ static void test_ckpt_cli(void **state)
                                  "buffer body.1.running_var 32\n", NULL});
 }
 
+/* The fixed run directories below are removed first: a training run refuses a run.dir that
+ * holds another run's config or this run's checkpoints. */
+static void remove_dirs(void)
+{
+    assert_int_equal(system("rm -rf /tmp/strata-cli-bad /tmp/strata-cli-lrf /tmp/strata-cli-5ch"), 0);
+}
+
 static void test_train_bad(void **state)
 {
+    remove_dirs();
     expect("train", 2, (const char *const[]){"missing CONFIG", NULL});
     expect("train /nonexistent/cfg.yaml", 1,
            (const char *const[]){"/nonexistent/cfg.yaml", "cannot open", NULL});
@@ -176,6 +184,7 @@ static void test_train_bad(void **state)
 /* Images with more channels than the RGB-sized buffers of old: 5-channel synthetic data. */
 static void test_train_many_channels(void **state)
 {
+    remove_dirs();
     expect("train " SYN " --set run.dir=/tmp/strata-cli-5ch --set model.input=null "
            "--set 'data.synthetic.input=[5,4,4]' --set train.epochs=1",
            0, (const char *const[]){"valid accuracy", NULL});

@@ -9,7 +9,8 @@
  *   strata inspect CKPT [--verify]
  *
  * Exit status: 0 success, 1 failure (bad config, model, data; on every rank), 2 bad command
- * line.
+ * line, 75 stopped on SIGTERM/SIGUSR1 after saving a checkpoint (train: resume with
+ * --resume auto).
  */
 #include "nn/nn.h"
 #include "trainer/trainer.h"
@@ -24,6 +25,24 @@
 #include <string.h>
 
 #define EXIT_USAGE 2
+/* Stopped on SIGTERM or SIGUSR1 after saving a checkpoint: run again with --resume auto
+ * (sysexits' EX_TEMPFAIL: a temporary failure, try again). */
+#define EXIT_PREEMPTED 75
+
+/* The one piece of process state the CLI keeps: the number of the signal that asked
+ * training to stop (0: none), set by the handler and read by the training loop after each
+ * step through trainer_train_opts.stop_signal. */
+static volatile sig_atomic_t stop_signal;
+_Static_assert(sizeof(sig_atomic_t) == sizeof(int), "stop_signal is read as an int");
+
+static void on_stop_signal(int sig)
+{
+    if (stop_signal && sig == SIGTERM) { /* a second SIGTERM: stop now */
+        signal(SIGTERM, SIG_DFL);
+        raise(SIGTERM);
+    }
+    stop_signal = sig;
+}
 
 static void usage(FILE *f)
 {
@@ -62,7 +81,8 @@ static void usage(FILE *f)
             "  --freeze-to N      freeze layer groups [0, N) (negative counts from the end)\n"
             "  --params           list every parameter: name, layer group, shape (instead of the model)\n"
             "\n"
-            "Config keys: docs/config.md. Exit status: 0 ok, 1 failure, 2 bad command line.\n");
+            "Config keys: docs/config.md. Exit status: 0 ok, 1 failure, 2 bad command line,\n"
+            "75 train stopped on SIGTERM or SIGUSR1 after saving a checkpoint (resume with --resume auto).\n");
 }
 
 /* Parses a whole decimal integer within [lo, hi] or reports the option and value. */
@@ -375,7 +395,7 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
     nn_blas_threads(a.threads);
     const int rank = comm_rank(c);
     io_config cfg;
-    int rc = io_config_load(&cfg, a.config, a.sets, a.nsets);
+    int rc = io_config_load(&cfg, a.config, a.sets, a.nsets), preempted = 0;
     rc = comm_agree(c, rc, NULL);
     if (!rc && rank == 0 && !strcmp(cmd, "train")) {
         printf("# effective config (%s%s)\n", a.config, a.nsets ? " with --set overrides" : "");
@@ -384,7 +404,16 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
     }
     if (!rc) {
         if (!strcmp(cmd, "train")) {
-            rc = trainer_train_ex(&cfg, c, stdout, &a.train);
+            trainer_train_result res;
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = on_stop_signal;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGTERM, &sa, NULL);
+            sigaction(SIGUSR1, &sa, NULL);
+            a.train.stop_signal = (const volatile int *)&stop_signal;
+            rc = trainer_train_ex(&cfg, c, stdout, &a.train, &res);
+            if (!rc && res.signal) preempted = 1;
         } else if (!strcmp(cmd, "eval")) {
             double loss, acc;
             rc = trainer_eval(&cfg, c, a.weights, stdout, &loss, &acc);
@@ -398,7 +427,7 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
     }
     if (rc) fprintf(stderr, "strata %s: rank %d: %s\n", cmd, rank, nn_errmsg());
     comm_free(c);
-    return rc ? 1 : 0;
+    return rc ? 1 : preempted ? EXIT_PREEMPTED : 0;
 }
 
 static int cmd_data(int argc, char **argv)

@@ -24,11 +24,25 @@ typedef struct trainer_train_opts {
     int regroup;        /* resume into the config's group partition even if the
                            checkpoint's differs (optimizer state remapped by parameter name) */
     long stop_after;    /* > 0: save a checkpoint and return after this global step */
+    const volatile int *stop_signal; /* may be NULL: a flag a signal handler sets to the
+                           signal's number; checked (and agreed on by all ranks) after every
+                           step: non-zero saves a checkpoint and returns (preemption) */
 } trainer_train_opts;
-/* trainer_train with options. Checkpoints (docs/checkpoint-format.md) go to
- * run.dir/checkpoints as checkpoint.* says, and always at the end of every phase and of
- * training; a resumed run continues exactly where the checkpoint was taken. */
-int trainer_train_ex(const io_config *cfg, comm *c, FILE *out, const trainer_train_opts *o);
+
+/* How a training run ended (when it returned 0). */
+typedef struct trainer_train_result {
+    int finished;  /* the last phase ended */
+    int signal;    /* stopped on this signal after saving a checkpoint (0: not) */
+    long global_step;
+} trainer_train_result;
+/* trainer_train with options; res (may be NULL) says how it ended. Checkpoints
+ * (docs/checkpoint-format.md) go to run.dir/checkpoints as checkpoint.* says, and always at
+ * the end of every phase and of training; a resumed run continues exactly where the
+ * checkpoint was taken. Rank 0 keeps run.dir/status: running, finished, preempted or
+ * "failed: MESSAGE". A fresh run refuses a run.dir that holds a different run's config, or
+ * this run's checkpoints (continue those with resume "auto"). */
+int trainer_train_ex(const io_config *cfg, comm *c, FILE *out, const trainer_train_opts *o,
+                     trainer_train_result *res);
 /* Loads weights (NULL: run.dir/weights.h5) and evaluates on data.valid across all ranks. */
 int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, double *loss,
                  double *acc);

@@ -614,12 +614,87 @@ static void metrics_lr(FILE *f, const float *lr, int n)
     fputc(']', f);
 }
 
-/* Sets up the run directory on rank 0: the effective config and metrics.jsonl. */
-static int run_open_dir(run *r)
+/* The whole text of a file, malloc'd, or NULL when it cannot be read. */
+static char *read_text_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[65536];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        memcpy(buf + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    if (buf) buf[len] = '\0';
+    return buf ? buf : strdup("");
+}
+
+/* A fresh training run must not overwrite another: run.dir/config.yaml, if there, must be
+ * this run's effective config, and this run must not have checkpoints there already. */
+static int check_run_dir(const io_config *cfg)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.yaml", cfg->run.dir);
+    char *old = read_text_file(path), *mine = NULL;
+    if (!old) return 0;
+    int rc = io_config_to_string(&mine, cfg);
+    if (!rc && strcmp(old, mine)) {
+        const char *a = old, *b = mine;
+        while (*a && *a == *b) a++, b++;
+        while (a > old && a[-1] != '\n') a--, b--;
+        int la = (int)strcspn(a, "\n"), lb = (int)strcspn(b, "\n");
+        rc = nn_err(NN_ESTATE, "run.dir %s already holds a different run: its config.yaml has '%.*s' where this run has '%.*s'; use another run.dir (or remove %s)",
+                    cfg->run.dir, la > 120 ? 120 : la, a, lb > 120 ? 120 : lb, b, cfg->run.dir);
+    } else if (!rc) {
+        char latest[1200], dir[1100];
+        snprintf(dir, sizeof dir, "%s/checkpoints", cfg->run.dir);
+        if (io_ckpt_latest(latest, sizeof latest, dir) == 0)
+            rc = nn_err(NN_ESTATE, "run.dir %s already holds this run's checkpoints (%s): continue with --resume auto, or remove %s to start over",
+                        cfg->run.dir, latest, cfg->run.dir);
+    }
+    free(old);
+    free(mine);
+    return rc;
+}
+
+/* run.dir/status (rank 0): one line saying how the run stands, for people and sweep
+ * reports. Best effort: a failure to write it is not the run's failure. */
+static void write_status(const run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void write_status(const run *r, const char *fmt, ...)
+{
+    if (comm_rank(r->c) != 0) return;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/status", r->cfg->run.dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fclose(f);
+}
+
+/* Sets up the run directory on rank 0: the effective config and metrics.jsonl (after
+ * check_run_dir when fresh is set). */
+static int run_open_dir(run *r, int fresh)
 {
     int rc = 0;
     if (comm_rank(r->c) == 0) {
-        rc = make_dirs(r->cfg->run.dir);
+        rc = fresh ? check_run_dir(r->cfg) : 0;
+        if (!rc) rc = make_dirs(r->cfg->run.dir);
         char path[1100];
         if (!rc) {
             snprintf(path, sizeof path, "%s/config.yaml", r->cfg->run.dir);
@@ -648,33 +723,6 @@ typedef struct {
     long step_in_epoch, phase_step, global_step, steps_per_epoch;
     int global_batch, world, nrng, has;
 } position;
-
-/* The whole of metrics.jsonl so far (rank 0), malloc'd, or NULL. */
-static char *read_text_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[65536];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = (len + n + 1) * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        memcpy(buf + len, chunk, n);
-        len += n;
-    }
-    fclose(f);
-    if (buf) buf[len] = '\0';
-    return buf ? buf : strdup("");
-}
 
 /* Saves a checkpoint of the run at position at into run.dir/checkpoints, on every rank:
  * BatchNorm statistics are averaged and every rank's RNG state gathered first; rank 0
@@ -836,6 +884,34 @@ static int bcast_opt(run *r)
     return rc;
 }
 
+/* Phase p's freezing and per-group maximum lr, weight decay and base momentum; errors name
+ * the config key. */
+static int phase_setup(run *r, const io_phase *ph, int p, float *lr_max, float *wd,
+                       float *mom_base, int *warn)
+{
+    const io_config *cfg = r->cfg;
+    const int G = r->m->ngroups;
+    int rc = nn_model_freeze_to(r->m, ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to, warn);
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", nn_errmsg());
+        if (ph->has_freeze_to)
+            rc = nn_err(rc, "train.phases.%d.freeze_to: %s", p, msg);
+        else
+            rc = nn_err(rc, "groups.freeze_to: %s", msg);
+    }
+    const io_hparam *hl = ph->lr.kind ? &ph->lr : &cfg->groups.lr;
+    char lrkey[64];
+    if (ph->lr.kind)
+        snprintf(lrkey, sizeof lrkey, "train.phases.%d.lr", p);
+    else
+        snprintf(lrkey, sizeof lrkey, "groups.lr");
+    if (!rc) rc = expand_hp(lr_max, G, hl, cfg, lrkey);
+    if (!rc) rc = expand_hp(wd, G, &cfg->groups.wd, cfg, "groups.wd");
+    if (!rc) rc = expand_hp(mom_base, G, &cfg->groups.momentum, cfg, "groups.momentum");
+    return rc;
+}
+
 /* Rank 0 resolves --resume (a path, or "auto": run.dir/checkpoints/latest if there is one)
  * and reads where the run stands; every rank gets the position. *rd stays open on rank 0
  * for the tensors. A world size that cannot keep the checkpoint's global batch is refused. */
@@ -877,12 +953,15 @@ static int resume_open(run *r, const char *resume, io_ckpt_reader **rd, position
 
 int trainer_train(const io_config *cfg, comm *c, FILE *out)
 {
-    const trainer_train_opts none = {NULL, 0, 0};
-    return trainer_train_ex(cfg, c, out, &none);
+    const trainer_train_opts none = {NULL, 0, 0, NULL};
+    return trainer_train_ex(cfg, c, out, &none, NULL);
 }
 
-int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_train_opts *o)
+int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_train_opts *o,
+                     trainer_train_result *res)
 {
+    trainer_train_result result = {0, 0, 0};
+    int opened = 0; /* run.dir is set up: status is written from here on */
     run r = {0};
     io_config cfgv = *cfg_in; /* a resume at another world size adjusts data.batch_size */
     const io_config *cfg = &cfgv;
@@ -898,6 +977,8 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         rc = resume_open(&r, o->resume, &rd, &start);
         if (rc) goto done;
         if (start.has && start.finished) {
+            result.finished = 1;
+            result.global_step = start.global_step;
             if (r.out)
                 fprintf(r.out, "strata: %s: the run already finished (global step %ld); nothing to resume\n",
                         rd ? io_ckpt_path(rd) : o->resume, start.global_step);
@@ -939,8 +1020,20 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         if (rank == 0) rc = ckpt_init_from(&r, cfg->model.init_from);
         rc = comm_agree(c, rc, NULL);
     }
+    /* Every phase's settings are checked before anything is written to run.dir. */
+    io_phase phases[IO_MAX_PHASES];
+    const int nphases = phases_of(cfg, phases);
+    for (int p = 0; p < nphases && !rc; p++) {
+        float a[NN_MAX_GROUPS], b[NN_MAX_GROUPS], d[NN_MAX_GROUPS];
+        int w;
+        rc = phase_setup(&r, &phases[p], p, a, b, d, &w);
+    }
+    if (!rc) rc = nn_model_freeze_to(r.m, 0, NULL);
+    rc = comm_agree(c, rc, NULL);
     if (!rc) rc = run_sync_replicas(&r);
-    if (!rc) rc = run_open_dir(&r);
+    if (!rc) rc = run_open_dir(&r, !start.has);
+    if (!rc) write_status(&r, "running");
+    opened = !rc;
     if (!rc && start.has && r.metrics && io_ckpt_info(rd)->metrics) {
         /* metrics.jsonl continues the checkpoint's history (lines written after it by the
          * run that stopped are dropped). */
@@ -952,8 +1045,6 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     if (rc) goto done;
     const int B = cfg->data.batch_size, A = cfg->train.accumulate;
     int per_rank = 0;
-    io_phase phases[IO_MAX_PHASES];
-    const int nphases = phases_of(cfg, phases);
     if (r.out) {
         fprintf(r.out, "strata: %s, %d layer groups, %zu parameters; %d rank(s) x batch %d = global batch %d\n",
                 r.m->arch, r.m->ngroups, nn_model_numel(r.m), world, B, B * world);
@@ -974,24 +1065,7 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         const io_phase *ph = &phases[p];
         const int resuming = start.has && p == start.phase;
         int warn = 0;
-        rc = nn_model_freeze_to(r.m, ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to, &warn);
-        if (rc) {
-            char msg[1024];
-            snprintf(msg, sizeof msg, "%s", nn_errmsg());
-            if (ph->has_freeze_to)
-                rc = nn_err(rc, "train.phases.%d.freeze_to: %s", p, msg);
-            else
-                rc = nn_err(rc, "groups.freeze_to: %s", msg);
-        }
-        const io_hparam *hl = ph->lr.kind ? &ph->lr : &cfg->groups.lr;
-        char lrkey[64];
-        if (ph->lr.kind)
-            snprintf(lrkey, sizeof lrkey, "train.phases.%d.lr", p);
-        else
-            snprintf(lrkey, sizeof lrkey, "groups.lr");
-        if (!rc) rc = expand_hp(lr_max, G, hl, cfg, lrkey);
-        if (!rc) rc = expand_hp(wd, G, &cfg->groups.wd, cfg, "groups.wd");
-        if (!rc) rc = expand_hp(mom_base, G, &cfg->groups.momentum, cfg, "groups.momentum");
+        rc = phase_setup(&r, ph, p, lr_max, wd, mom_base, &warn);
         if (!rc) rc = check_phase(&r, p);
         long per_epoch = 0;
         trainer_sched sched;
@@ -1082,6 +1156,13 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
                 const int by_steps = cfg->checkpoint.every_steps > 0 && !last &&
                                      r.global_step % cfg->checkpoint.every_steps == 0;
                 stopped = o->stop_after > 0 && r.global_step >= o->stop_after;
+                if (o->stop_signal) {
+                    /* A signal on any rank stops every rank after this same step. */
+                    int32_t sig[1] = {*o->stop_signal};
+                    rc = comm_allreduce_max_i32(c, sig, 1);
+                    if (rc) break;
+                    if (sig[0] > 0) stopped = 1, result.signal = sig[0];
+                }
                 if (by_steps || stopped) {
                     at.epoch_in_phase = e;
                     at.epoch = r.epoch;
@@ -1139,10 +1220,16 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         fprintf(r.out, "  exposed (waiting after backward): %.3f s; spent in MPI during backward: %.3f s\n",
                 comm_reducer_exposed_seconds(r.red), comm_reducer_progress_seconds(r.red));
     }
-    if (!rc && stopped) {
+    if (!rc && stopped && result.signal) {
+        if (r.out)
+            fprintf(r.out, "strata: stopped on signal %d after global step %ld, checkpoint saved; continue with --resume auto\n",
+                    result.signal, r.global_step);
+        write_status(&r, "preempted");
+    } else if (!rc && stopped) {
         if (r.out)
             fprintf(r.out, "strata: stopped after global step %ld as asked (--stop-after); continue with --resume auto\n",
                     r.global_step);
+        write_status(&r, "stopped");
     } else if (!rc) {
         /* The final checkpoint (marked finished), then weights.h5: every replica holds the
          * same weights, and the BN statistics were averaged by the save. */
@@ -1155,8 +1242,20 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
             if (!rc && r.out) fprintf(r.out, "strata: weights written to %s\n", path);
         }
         rc = comm_agree(c, rc, NULL);
+        if (!rc) write_status(&r, "finished");
+        result.finished = rc == 0;
+    }
+    result.global_step = r.global_step;
+    if (rc && opened) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", nn_errmsg());
+        for (char *q = msg; *q; q++)
+            if (*q == '\n') *q = ' ';
+        write_status(&r, "failed: %s", msg);
+        nn_err(rc, "%s", msg);
     }
 done:
+    if (res) *res = result;
     io_ckpt_close(rd);
     run_free(&r);
     return rc;
@@ -1251,7 +1350,7 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     double *lrs = NULL, *losses = NULL, *smooth = NULL;
     int rc = comm_agree(c, run_setup(&r, 1), NULL);
     if (!rc) rc = run_sync_replicas(&r);
-    if (!rc) rc = run_open_dir(&r);
+    if (!rc) rc = run_open_dir(&r, 0);
     if (rc) goto done;
     const int G = r.m->ngroups;
     rc = nn_model_freeze_to(r.m, cfg->groups.freeze_to, NULL);
