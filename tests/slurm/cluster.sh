@@ -162,6 +162,8 @@ SwitchType=switch/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/builtin
+# Look at pending jobs every 2 s (default 60), so a requeued job starts as soon as it may.
+SchedulerParameters=sched_interval=2
 # Requeued jobs (exit status 75 in launch/slurm/*.sbatch) come back; big sweeps fit.
 JobRequeue=1
 MaxArraySize=100001
