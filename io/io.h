@@ -71,4 +71,6 @@ void io_dataset_to_float(float *out, const io_dataset *ds, const int *indices, i
 #include "io/io_weights.h"
 
 #include "io/io_ckpt.h"
+
+#include "io/io_sweep.h"
 #endif /* STRATA_IO_H */

@@ -7,6 +7,8 @@
  *   strata lr-find CONFIG [--start LR] [--end LR] [--num-it N] [--set ...]
  *   strata data convert --images IDX --labels IDX --out FILE.h5
  *   strata inspect CKPT [--verify]
+ *   strata sweep plan SWEEP | strata sweep report DIR
+ *   strata train CONFIG --sweep SWEEP [--sweep-index I]
  *
  * Exit status: 0 success, 1 failure (bad config, model, data; on every rank), 2 bad command
  * line, 75 stopped on SIGTERM/SIGUSR1 after saving a checkpoint (train: resume with
@@ -21,6 +23,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +58,8 @@ static void usage(FILE *f)
             "  eval CONFIG          evaluate run.dir/weights.h5 (or --weights PATH) on data.valid\n"
             "  lr-find CONFIG       fastai's learning-rate finder; writes lr_find.csv and .png\n"
             "  data convert         --images IDX --labels IDX --out FILE.h5: IDX to strata's HDF5\n"
+            "  sweep plan SWEEP     the runs of a sweep file (index and overrides) and their count\n"
+            "  sweep report DIR     every run of a sweep: report.csv, a table best first, heatmap.png, curves.png\n"
             "  inspect CKPT         a checkpoint's groups, hyperparameters, parameters and train state;\n"
             "                       --verify reads every dataset and checks its checksum\n"
             "  version              print the version\n"
@@ -66,6 +71,8 @@ static void usage(FILE *f)
             "                       or from the beginning when there is none)\n"
             "  --regroup            train: resume into the config's layer groups when the checkpoint's differ\n"
             "  --stop-after N       train: save a checkpoint and stop after global step N\n"
+            "  --sweep SWEEP        train: run one run of a sweep file, in its directory DIR/run-III\n"
+            "  --sweep-index I      train: which run (0-based; default $SLURM_ARRAY_TASK_ID)\n"
             "  --threads N          OpenBLAS threads per process (default 1, or STRATA_BLAS_THREADS)\n"
             "  --weights PATH       eval: the weights file (default run.dir/weights.h5)\n"
             "  --start LR --end LR --num-it N   lr-find: the sweep (default 1e-7, 10, 100)\n"
@@ -287,12 +294,15 @@ typedef struct {
     const char *weights;
     trainer_lr_find_opts lrf;
     trainer_train_opts train;
+    const char *sweep;
+    long sweep_index; /* -1: from SLURM_ARRAY_TASK_ID */
 } run_args;
 
 static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
 {
     memset(a, 0, sizeof *a);
     a->lrf = (trainer_lr_find_opts){1e-7, 10.0, 100, NULL};
+    a->sweep_index = -1;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
@@ -335,6 +345,12 @@ static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
                 return -1;
             }
             a->train.resume = val;
+        } else if (!strcmp(key, "--sweep") && !strcmp(cmd, "train")) {
+            a->sweep = val;
+        } else if (!strcmp(key, "--sweep-index") && !strcmp(cmd, "train")) {
+            int n;
+            if (parse_int(&n, key, val, 0, INT_MAX)) return -1;
+            a->sweep_index = n;
         } else if (!strcmp(key, "--stop-after") && !strcmp(cmd, "train")) {
             int n;
             if (parse_int(&n, key, val, 1, INT_MAX)) return -1;
@@ -356,6 +372,10 @@ static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
     }
     if (!a->config) {
         fprintf(stderr, "strata %s: missing CONFIG (a YAML file; see docs/config.md)\n", cmd);
+        return -1;
+    }
+    if (a->sweep_index >= 0 && !a->sweep) {
+        fprintf(stderr, "strata %s: --sweep-index needs --sweep SWEEP\n", cmd);
         return -1;
     }
     if (a->train.regroup && !a->train.resume) {
@@ -383,6 +403,125 @@ static void launch_script(char *out, size_t len, const char *argv0, const char *
     (void)argv0;
 }
 
+
+/* JSON string escaping for sweep.json (keys and YAML values are plain text). */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* train --sweep: loads the sweep, picks the run (--sweep-index or SLURM_ARRAY_TASK_ID),
+ * and fills sets with the sweep's overrides, the command line's, then run.dir; *json gets
+ * the text of run.dir/sweep.json (malloc'd). */
+static int sweep_setup(io_sweep *sw, const run_args *a, const char **sets, int *nsets,
+                       char *dirset, size_t dlen, char **json)
+{
+    long i = a->sweep_index;
+    if (i < 0) {
+        const char *env = getenv("SLURM_ARRAY_TASK_ID");
+        char *end;
+        if (!env || !*env)
+            return nn_err(NN_EINVAL, "--sweep %s needs --sweep-index I or SLURM_ARRAY_TASK_ID (a job array task)", a->sweep);
+        errno = 0;
+        i = strtol(env, &end, 10);
+        if (errno || *end || i < 0)
+            return nn_err(NN_EINVAL, "SLURM_ARRAY_TASK_ID '%s' is not a run index", env);
+    }
+    int rc = io_sweep_load(sw, a->sweep);
+    int n = 0, idx[IO_SWEEP_MAX_KEYS];
+    if (!rc) rc = io_sweep_run(sw, i, sets, &n, idx);
+    if (rc) return rc;
+    for (int k = 0; k < a->nsets; k++) sets[n++] = a->sets[k];
+    char dir[600];
+    io_sweep_run_dir(dir, sizeof dir, sw, i);
+    snprintf(dirset, dlen, "run.dir=\"%s\"", dir);
+    sets[n++] = dirset;
+    *nsets = n;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return nn_err(NN_ENOMEM, "out of memory");
+    fprintf(f, "{\"index\": %ld, \"runs\": %ld, \"sweep\": ", i, sw->nruns);
+    json_str(f, sw->path);
+    fprintf(f, ", \"overrides\": {");
+    for (int k = 0; k < sw->nkeys; k++) {
+        fprintf(f, "%s", k ? ", " : "");
+        json_str(f, sw->keys[k]);
+        fprintf(f, ": ");
+        json_str(f, sw->texts[k][idx[k]]);
+    }
+    fprintf(f, "}}\n");
+    if (fclose(f)) return nn_err(NN_ENOMEM, "out of memory");
+    *json = text;
+    return 0;
+}
+
+/* strata sweep plan SWEEP | strata sweep report DIR */
+static int cmd_sweep(int argc, char **argv, char *argv0)
+{
+    if (argc != 3 || (strcmp(argv[1], "plan") && strcmp(argv[1], "report"))) {
+        fprintf(stderr, "strata sweep: expected 'plan SWEEP' or 'report DIR'\n");
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "report")) {
+        char script[1024];
+        launch_script(script, sizeof script, argv0, "sweep_report.py");
+        char *const args[] = {"/usr/bin/python3", script, argv[2], NULL};
+        execv(args[0], args);
+        fprintf(stderr, "strata sweep report: cannot run %s %s: %s (is python3 installed?)\n", args[0], script,
+                strerror(errno));
+        return 1;
+    }
+    io_sweep sw;
+    int rc = io_sweep_load(&sw, argv[2]);
+    if (rc) {
+        fprintf(stderr, "strata sweep plan: %s\n", nn_errmsg());
+        return 1;
+    }
+    const char *sets[IO_SWEEP_MAX_KEYS + 64 + 1];
+    /* Every run's overrides are checked against the base config (when the sweep names one)
+     * before anything is printed. */
+    for (long i = 0; i < sw.nruns && !rc && sw.config[0]; i++) {
+        int n;
+        io_config cfg;
+        rc = io_sweep_run(&sw, i, sets, &n, NULL);
+        if (!rc) rc = io_config_load(&cfg, sw.config, sets, n);
+        if (rc) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", nn_errmsg());
+            rc = nn_err(rc, "run %ld: %s", i, msg);
+        }
+    }
+    if (rc) {
+        fprintf(stderr, "strata sweep plan: %s\n", nn_errmsg());
+        io_sweep_free(&sw);
+        return 1;
+    }
+    printf("# sweep %s: %ld run(s) in %s/run-NNN", sw.path, sw.nruns, sw.dir);
+    if (sw.config[0]) printf(", base config %s (every run's overrides checked against it)", sw.config);
+    printf("\n");
+    for (int k = 0; k < sw.nset; k++) printf("# every run: --set %s\n", sw.set[k]);
+    for (long i = 0; i < sw.nruns; i++) {
+        int n;
+        io_sweep_run(&sw, i, sets, &n, NULL);
+        printf("%ld", i);
+        for (int k = sw.nset; k < n; k++) printf("  %s", sets[k]);
+        printf("\n");
+    }
+    printf("# %ld run(s)\n", sw.nruns);
+    io_sweep_free(&sw);
+    return rc ? 1 : 0;
+}
+
 static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
 {
     run_args a;
@@ -395,7 +534,18 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
     nn_blas_threads(a.threads);
     const int rank = comm_rank(c);
     io_config cfg;
-    int rc = io_config_load(&cfg, a.config, a.sets, a.nsets), preempted = 0;
+    /* A sweep run: the sweep's overrides first, then the command line's, then its run.dir. */
+    io_sweep sw;
+    memset(&sw, 0, sizeof sw);
+    const char **sets = a.sets;
+    int nsets = a.nsets, rc = 0, preempted = 0;
+    const char *all[256 + 2 * IO_SWEEP_MAX_KEYS + 64];
+    char dirset[700], *json = NULL;
+    if (a.sweep) {
+        rc = sweep_setup(&sw, &a, all, &nsets, dirset, sizeof dirset, &json);
+        sets = all;
+    }
+    if (!rc) rc = io_config_load(&cfg, a.config, sets, nsets);
     rc = comm_agree(c, rc, NULL);
     if (!rc && rank == 0 && !strcmp(cmd, "train")) {
         printf("# effective config (%s%s)\n", a.config, a.nsets ? " with --set overrides" : "");
@@ -412,6 +562,7 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
             sigaction(SIGTERM, &sa, NULL);
             sigaction(SIGUSR1, &sa, NULL);
             a.train.stop_signal = (const volatile int *)&stop_signal;
+            a.train.sweep_json = json;
             rc = trainer_train_ex(&cfg, c, stdout, &a.train, &res);
             if (!rc && res.signal) preempted = 1;
         } else if (!strcmp(cmd, "eval")) {
@@ -426,6 +577,8 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
         }
     }
     if (rc) fprintf(stderr, "strata %s: rank %d: %s\n", cmd, rank, nn_errmsg());
+    io_sweep_free(&sw);
+    free(json);
     comm_free(c);
     return rc ? 1 : preempted ? EXIT_PREEMPTED : 0;
 }
@@ -582,6 +735,7 @@ int main(int argc, char **argv)
         return cmd_run(cmd, argc - 1, argv + 1, argv[0]);
     if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sweep")) return cmd_sweep(argc - 1, argv + 1, argv[0]);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("strata %s\n", STRATA_VERSION);
         return 0;

@@ -27,6 +27,8 @@ typedef struct trainer_train_opts {
     const volatile int *stop_signal; /* may be NULL: a flag a signal handler sets to the
                            signal's number; checked (and agreed on by all ranks) after every
                            step: non-zero saves a checkpoint and returns (preemption) */
+    const char *sweep_json; /* may be NULL: written by rank 0 to run.dir/sweep.json once the
+                           run directory is set up (a sweep run's index and overrides) */
 } trainer_train_opts;
 
 /* How a training run ended (when it returned 0). */

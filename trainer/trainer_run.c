@@ -953,7 +953,7 @@ static int resume_open(run *r, const char *resume, io_ckpt_reader **rd, position
 
 int trainer_train(const io_config *cfg, comm *c, FILE *out)
 {
-    const trainer_train_opts none = {NULL, 0, 0, NULL};
+    const trainer_train_opts none = {NULL, 0, 0, NULL, NULL};
     return trainer_train_ex(cfg, c, out, &none, NULL);
 }
 
@@ -1034,6 +1034,14 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     if (!rc) rc = run_open_dir(&r, !start.has);
     if (!rc) write_status(&r, "running");
     opened = !rc;
+    if (!rc && rank == 0 && o->sweep_json) {
+        char path[1100];
+        snprintf(path, sizeof path, "%s/sweep.json", cfg->run.dir);
+        FILE *f = fopen(path, "w");
+        if (!f || fputs(o->sweep_json, f) < 0 || fclose(f))
+            rc = nn_err(NN_EIO, "cannot write %s: %s", path, strerror(errno));
+    }
+    rc = comm_agree(c, rc, NULL);
     if (!rc && start.has && r.metrics && io_ckpt_info(rd)->metrics) {
         /* metrics.jsonl continues the checkpoint's history (lines written after it by the
          * run that stopped are dropped). */
