@@ -16,7 +16,8 @@ and metrics.jsonl this writes
 
 and prints the table, best first: finished runs by lowest final validation loss, then runs
 still running or preempted (to be resumed), then unfinished runs, then failed ones. No run is
-ever left out. A run's status is its status file's: `finished`, `preempted`, `failed: ...`
+ever left out, not even one that has no directory yet (sweep.json says how many runs the
+grid has). A run's status is its status file's: `finished`, `preempted`, `failed: ...`
 (failed), and `running` while a process on this machine trains it (it holds the run's
 metrics.jsonl open, or its command line names the sweep and the index); `running` with no
 such process, or no status file at all, is "unfinished" (killed, or not started yet).
@@ -176,7 +177,7 @@ def live_process(run_dir, sweep_path, index):
 
 def read_run(run_dir, active_within):
     name = os.path.basename(run_dir)
-    run = {"run": name, "dir": run_dir, "index": None, "overrides": {}, "sweep": None,
+    run = {"run": name, "dir": run_dir, "index": None, "overrides": {}, "sweep": None, "runs": None,
            "status": "unfinished", "message": "", "valid": [], "last_step": None}
     m = re.fullmatch(r"run-(\d+)", name)
     if m:
@@ -189,6 +190,7 @@ def read_run(run_dir, active_within):
         if isinstance(meta.get("overrides"), dict):
             run["overrides"] = {str(k): str(v) for k, v in meta["overrides"].items()}
         run["sweep"] = meta.get("sweep")
+        run["runs"] = meta.get("runs")
     except FileNotFoundError:
         run["message"] = "no sweep.json (not started?)"
     except (OSError, ValueError) as e:
@@ -234,37 +236,30 @@ def read_run(run_dir, active_within):
 
 
 def grid_keys(runs):
-    """The grid's keys in the sweep file's order (first key varying slowest).
-
-    Read from the sweep file's `grid:` when it can be found and parsed (python3-yaml);
-    otherwise the override keys whose values differ between runs, slowest-varying first."""
-    for run in runs:
-        path = run.get("sweep")
-        if not path:
-            continue
-        candidates = [path] if os.path.isabs(path) else [path, os.path.join(os.path.dirname(run["dir"]), "..", path)]
-        for p in candidates:
-            try:
-                import yaml  # Debian's python3-yaml; optional
-                with open(p, encoding="utf-8") as f:
-                    doc = yaml.safe_load(f)
-                if isinstance(doc, dict) and isinstance(doc.get("grid"), dict):
-                    return [str(k) for k in doc["grid"]]
-            except Exception:  # noqa: BLE001 - any failure: infer instead
-                pass
-        break
-    known = [r for r in sorted(runs, key=lambda r: (r["index"] is None, r["index"] or 0)) if r["overrides"]]
-    order = []
-    for r in known:
+    """The grid's keys in the sweep file's order (first key varying slowest): sweep.json's
+    overrides hold exactly the grid keys, in that order (the sweep's `set:` is not there)."""
+    keys = []
+    for r in sorted(runs, key=lambda r: (r["index"] is None, r["index"] or 0)):
         for k in r["overrides"]:
-            if k not in order:
-                order.append(k)
-    varying = [k for k in order if len({r["overrides"].get(k) for r in known}) > 1]
+            if k not in keys:
+                keys.append(k)
+    return keys
 
-    def changes(k):
-        vals = [r["overrides"].get(k) for r in known]
-        return sum(1 for a, b in zip(vals, vals[1:]) if a != b)
-    return sorted(varying, key=lambda k: (changes(k), order.index(k)))
+
+def missing_runs(runs, sweep_dir):
+    """Runs of the sweep (sweep.json's "runs": how many the grid has) with no directory yet:
+    listed as unfinished, never dropped."""
+    total = max((r["runs"] for r in runs if isinstance(r.get("runs"), int)), default=0)
+    have = {r["index"] for r in runs}
+    out = []
+    for i in range(total):
+        if i not in have:
+            name = f"run-{i:03d}"
+            out.append({"run": name, "dir": os.path.join(sweep_dir, name), "index": i, "overrides": {},
+                        "sweep": None, "runs": total, "status": "unfinished",
+                        "message": "not started (no run directory)", "valid": [], "last_step": None,
+                        "final_loss": None, "final_acc": None, "best_acc": None})
+    return out
 
 
 def sort_key(run):
@@ -445,6 +440,7 @@ def main(argv):
 
     runs = [read_run(os.path.join(sweep_dir, n), args.active_within) for n in names]
     keys = grid_keys(runs)
+    runs += missing_runs(runs, sweep_dir)
     runs.sort(key=sort_key)
     best = next((r for r in runs if r["status"] != "failed" and r["final_loss"] is not None
                  and math.isfinite(r["final_loss"])), None)

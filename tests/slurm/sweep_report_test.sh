@@ -18,16 +18,14 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-# make_sweep DIR KEYS... : writes run-III directories from a table on stdin:
+# make_sweep DIR RUNS KEYS... : writes run-III directories of a RUNS-run grid from a table on stdin:
 #   INDEX STATUS LOSS_PER_EPOCH(comma list or -) VALUE_PER_KEY...
 make_sweep() {
-    local out=$1
-    shift
-    "$py" -c "$gen" "$out" "$@"
+    "$py" -c "$gen" "$@"
 }
 gen=$(cat <<'EOF'
 import json, os, sys
-out, keys = sys.argv[1], sys.argv[2:]
+out, runs, keys = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 os.makedirs(out, exist_ok=True)
 for line in sys.stdin:
     f = line.split()
@@ -37,8 +35,8 @@ for line in sys.stdin:
     d = os.path.join(out, f"run-{idx:03d}")
     os.makedirs(os.path.join(d, "checkpoints"), exist_ok=True)
     with open(os.path.join(d, "sweep.json"), "w") as g:
-        json.dump({"index": idx, "sweep": os.path.join(out, "sweep.yaml"),
-                   "overrides": dict({"train.epochs": "3"}, **dict(zip(keys, vals)))}, g)
+        json.dump({"index": idx, "runs": runs, "sweep": os.path.join(out, "sweep.yaml"),
+                   "overrides": dict(zip(keys, vals))}, g)
     if status != "none":
         with open(os.path.join(d, "status"), "w") as g:
             g.write(status.replace("_", " ") + "\n")
@@ -59,9 +57,9 @@ for line in sys.stdin:
 EOF
 )
 
-# A 3x2x2 grid, the first key slowest; the best run (lowest final loss) is run 7.
+# A 3x2x2 grid (sweep.json's overrides: the grid keys, in the sweep file's order), the first key slowest; the best run (lowest final loss) is run 7.
 s3="$dir/three"
-make_sweep "$s3" groups.lr.0 groups.lr.2 train.phases.1.lr <<'EOF'
+make_sweep "$s3" 12 groups.lr.0 groups.lr.2 train.phases.1.lr <<'EOF'
 0  finished            1.2,1.0,0.9        1e-4 1e-3 0.01
 1  finished            1.1,0.8,0.7        1e-4 1e-3 0.1
 2  failed:_diverged    1.0,nan            1e-4 1e-2 0.01
@@ -103,7 +101,6 @@ assert r[7]["groups.lr.0"] == "1e-3" and r[7]["groups.lr.2"] == "1e-2" and r[7][
 assert float(r[7]["final_valid_loss"]) == 0.3 and r[7]["last_step"] == "30", r[7]
 assert float(r[7]["best_valid_acc"]) == 0.9, r[7]
 assert r[2]["message"] == "diverged" and r[8]["final_valid_loss"] == "", (r[2], r[8])
-assert "train.epochs" not in cols  # the same in every run: not a grid key
 print("report.csv ok:", order)
 EOF
 grep -q "12 run(s): 7 finished" "$dir/out3.txt" || fail "summary line"
@@ -118,7 +115,7 @@ done
 grep -q '^6,run-006,running,' "$s3/report.csv" || fail "--active-within did not count run 6 as running"
 
 # Two keys (a plain heatmap) and one key (bar charts), no sweep file to read the grid from.
-make_sweep "$dir/two" groups.lr.0 groups.lr.2 <<'EOF'
+make_sweep "$dir/two" 4 groups.lr.0 groups.lr.2 <<'EOF'
 0 finished 1.0,0.5 0.1 0.01
 1 finished 1.0,0.4 0.1 0.1
 2 finished 1.0,0.6 1 0.01
@@ -126,7 +123,7 @@ make_sweep "$dir/two" groups.lr.0 groups.lr.2 <<'EOF'
 EOF
 "$py" "$report" "$dir/two" >"$dir/out2.txt" 2>&1 || { cat "$dir/out2.txt"; fail "2-key sweep"; }
 head -1 "$dir/two/report.csv" | grep -q '^index,run,status,groups.lr.0,groups.lr.2,final_valid_loss' || fail "2-key header"
-make_sweep "$dir/one" groups.lr <<'EOF'
+make_sweep "$dir/one" 5 groups.lr <<'EOF'
 0 finished 1.0,0.5 0.1
 1 finished 1.0,0.4 0.01
 2 failed:_out_of_memory 1.0 1
@@ -134,6 +131,9 @@ EOF
 "$py" "$report" "$dir/one" >"$dir/out1.txt" 2>&1 || { cat "$dir/out1.txt"; fail "1-key sweep"; }
 [[ -s "$dir/one/heatmap.png" && -s "$dir/one/curves.png" ]] || fail "1-key plots"
 sed -n 2p "$dir/one/report.csv" | grep -q '^1,run-001,finished,0.01,' || fail "1-key order"
+# Runs 3 and 4 of 5 never started (no directory): listed as unfinished, not dropped.
+grep -q '^3,run-003,unfinished,,.*not started' "$dir/one/report.csv" &&
+    grep -q '^4,run-004,unfinished,' "$dir/one/report.csv" || { cat "$dir/one/report.csv"; fail "runs not started are missing"; }
 
 # Clear errors: no such directory; a directory without run-* directories.
 rc=0
