@@ -398,6 +398,7 @@ static int attr_read_str(hid_t obj, const char *name, char *buf, size_t len)
             char *s = NULL;
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(t)); /* h5py writes Python strs as UTF-8 */
             if (H5Aread(a, mt, &s) >= 0 && s) {
                 snprintf(buf, len, "%s", s);
                 H5free_memory(s);
@@ -437,6 +438,7 @@ static int dset_read_strs(hid_t f, const char *path, char ***out, int *n)
         if (v && H5Tis_variable_str(t) > 0) {
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(t));
             if (H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
                 rc = 0;
                 for (hssize_t i = 0; i < np; i++) {
@@ -550,6 +552,28 @@ static herr_t collect_buffer(hid_t g, const char *name, const H5L_info_t *info, 
     if (np < 0) return (l->bad = 1), -1;
     b->numel = (size_t)np;
     l->n++;
+    return 0;
+}
+
+/* Counts the datasets below a group. */
+typedef struct {
+    const io_ckpt *ck;
+    int n;
+    char unlisted[256]; /* a dataset no group lists, if any */
+} count_job;
+
+static herr_t count_datasets(hid_t g, const char *name, const H5O_info_t *info, void *ud)
+{
+    count_job *c = ud;
+    if (info->type != H5O_TYPE_DATASET) return 0;
+    c->n++;
+    int listed = 0;
+    char p[300];
+    for (int i = 0; i < c->ck->nparams && !listed; i++) {
+        snprintf(p, sizeof p, "group%d/%s", c->ck->params[i].group, c->ck->params[i].name);
+        listed = !strcmp(p, name);
+    }
+    if (!listed && !c->unlisted[0]) snprintf(c->unlisted, sizeof c->unlisted, "%s", name);
     return 0;
 }
 
@@ -677,8 +701,17 @@ static int reader_load(io_ckpt_reader *r)
                               path, k, sizeof pa->name - 1);
             }
             snprintf(pa->name, sizeof pa->name, "%s", names[i]);
-            snprintf(p, sizeof p, "params/group%d/%s", k, pa->name);
-            if (H5Lexists(f, "params", H5P_DEFAULT) <= 0 || H5Lexists(f, p, H5P_DEFAULT) <= 0 ||
+            for (int q = 0; q < ck->nparams - 1; q++)
+                if (!strcmp(ck->params[q].name, pa->name)) {
+                    strs_free(names, n);
+                    return nn_err(NN_EFORMAT, "%s: parameter '%s' is listed by group %d and by group %d",
+                                  path, pa->name, ck->params[q].group, k);
+                }
+            char gp[64];
+            snprintf(gp, sizeof gp, "params/group%d", k);
+            snprintf(p, sizeof p, "%s/%s", gp, pa->name);
+            /* H5Lexists needs every link on the way to exist. */
+            if (H5Lexists(f, "params", H5P_DEFAULT) <= 0 || H5Lexists(f, gp, H5P_DEFAULT) <= 0 ||
                 H5Lexists(f, p, H5P_DEFAULT) <= 0) {
                 strs_free(names, n);
                 return nn_err(NN_EFORMAT, "%s: group %d lists parameter '%s' but dataset /%s is missing",
@@ -704,6 +737,16 @@ static int reader_load(io_ckpt_reader *r)
         if (sum != gr->numel)
             return nn_err(NN_EFORMAT, "%s: group %d says numel %zu but its parameters hold %zu values",
                           path, k, gr->numel, sum);
+    }
+
+    /* Every dataset under /params is one the group table lists. */
+    if (H5Lexists(f, "params", H5P_DEFAULT) > 0) {
+        count_job cj = {ck, 0, ""};
+        if (H5Ovisit_by_name(f, "params", H5_INDEX_NAME, H5_ITER_INC, count_datasets, &cj, H5P_DEFAULT) < 0)
+            return io__h5_fail(path, "cannot list /params");
+        if (cj.unlisted[0])
+            return nn_err(NN_EFORMAT, "%s: dataset /params/%s is not listed by the group table (/groups/<g>/parameters)",
+                          path, cj.unlisted);
     }
 
     /* BatchNorm buffers. */
