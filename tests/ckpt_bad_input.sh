@@ -106,6 +106,28 @@ with h5py.File(sys.argv[1], "r+") as f:
 PY
 expect "missing weight dataset" "/params/group2/head.1.weight is missing" "$strata" inspect "$dir/missing2.h5"
 
+# Written by h5py with Python strs (variable-length UTF-8 strings): reads; then an extra
+# dataset under /params that no group lists is refused by name.
+py "$dir/utf8.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    f.attrs.update(format="strata-checkpoint", format_version=1, world_size=1, kind="weights")
+    m = f.create_group("model")
+    m.attrs.update(arch="mlp", input=np.array([1, 8, 8]), classes=4, cut=5, ngroups=1)
+    g = f.create_group("groups/0")
+    g.attrs.update(index=0, name="head", first=-1, last=-1, frozen=0, lr=0.0, wd=0.0, momentum=0.0, numel=6)
+    g["parameters"] = ["head.1.weight"]
+    f["params/group0/head.1.weight"] = np.zeros((2, 3), np.float32)
+PY
+"$strata" inspect "$dir/utf8.h5" --verify > "$dir/out.log" 2>&1 && grep -q "kind weights" "$dir/out.log" &&
+    ok "a checkpoint written by h5py with UTF-8 strings reads" || bad "h5py UTF-8 strings"
+py "$dir/utf8.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    f["params/group0/stray"] = np.zeros(3, np.float32)
+PY
+expect "a dataset no group lists" "dataset /params/group0/stray is not listed by the group table" "$strata" inspect "$dir/utf8.h5"
+
 mkdir -p "$dir/adir.h5"
 expect "a directory" "adir.h5" "$strata" inspect "$dir/adir.h5"
 resume "a directory" "adir.h5" "$dir/adir.h5"
