@@ -7,7 +7,8 @@
 #   source tests/slurm/cluster.sh
 #   slurm_cluster_up DIR     # writes DIR/etc/slurm.conf, starts the daemons, exports SLURM_CONF,
 #                            # waits for the node to be idle; installs an EXIT trap that stops
-#                            # every daemon it started, by process id
+#                            # every daemon it started, by process id (a shell that has an EXIT
+#                            # trap already calls slurm_cluster_down in it instead)
 #   sbatch ...               # the client commands now talk to this cluster
 # Run on its own, it starts a cluster in a temporary directory, runs COMMAND in it (an
 # interactive shell by default), and stops the cluster when COMMAND ends:
@@ -17,6 +18,7 @@
 
 # The process ids of the daemons this shell started, stopped by slurm_cluster_down.
 SLURM_CLUSTER_PIDS=()
+SLURM_CLUSTER_WATCHDOG=
 SLURM_CLUSTER_DIR=
 
 slurm_cluster_log() { printf 'slurm-cluster: %s\n' "$*" >&2; }
@@ -64,6 +66,11 @@ slurm_cluster_wait() {
 # 10 seconds for any that is still there. Safe to call twice.
 slurm_cluster_down() {
     local pid i
+    if [[ -n "$SLURM_CLUSTER_WATCHDOG" ]]; then
+        kill "$SLURM_CLUSTER_WATCHDOG" 2>/dev/null
+        wait "$SLURM_CLUSTER_WATCHDOG" 2>/dev/null
+        SLURM_CLUSTER_WATCHDOG=
+    fi
     ((${#SLURM_CLUSTER_PIDS[@]} != 0)) || return 0
     # Jobs still running are killed with the daemons; cancel them first so slurmd ends them.
     if [[ -n "${SLURM_CONF:-}" ]]; then
@@ -97,14 +104,21 @@ slurm_cluster_logs() {
 # idle. Usage: slurm_cluster_up DIR. DIR must exist and be empty or new; its path must be
 # short enough for a Unix socket (under about 90 characters).
 slurm_cluster_up() {
-    local dir=$1
+    local dir=$1 var
     slurm_cluster_check || return 1
+    # Inside another Slurm job (or with a SLURM_CONF of a real cluster), the client commands,
+    # sbatch's option variables and mpirun would see that other cluster: forget it.
+    for var in $(compgen -e | grep '^SLURM_\|^SBATCH_\|^SALLOC_\|^SRUN_\|^SQUEUE_\|^SCANCEL_'); do
+        unset "$var"
+    done
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd -P)
     SLURM_CLUSTER_DIR=$dir
     mkdir -p "$dir"/{etc,munge,log,spool/ctld,spool/d,run}
     chmod 700 "$dir/munge"
-    trap slurm_cluster_down EXIT
+    # Stop the daemons when the shell exits; a shell with an EXIT trap of its own keeps it and
+    # must call slurm_cluster_down there.
+    [[ -n "$(trap -p EXIT)" ]] || trap slurm_cluster_down EXIT
 
     # The machine's real CPUs and memory, as slurmd itself sees them (the line starts with
     # NodeName=HOSTNAME; keep only the hardware fields).
@@ -192,6 +206,18 @@ EOF
     _slurm_cluster_idle() { [[ "$(sinfo -h -n localhost -o %t)" == idle ]]; }
     slurm_cluster_wait 60 "node localhost to be idle (sinfo)" _slurm_cluster_idle ||
         { sinfo -N -l; slurm_cluster_logs; return 1; }
+    # A watchdog for when this shell is killed without running its traps (SIGKILL, e.g. a
+    # test timeout): it stops the daemons once this shell is gone.
+    local owner=$BASHPID pids="${SLURM_CLUSTER_PIDS[*]}"
+    (
+        while kill -0 "$owner" 2>/dev/null; do sleep 1; done
+        # shellcheck disable=SC2086
+        kill -TERM $pids 2>/dev/null
+        sleep 5
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null
+    ) </dev/null >/dev/null 2>&1 &
+    SLURM_CLUSTER_WATCHDOG=$!
     slurm_cluster_log "up in $dir ($cpus CPUs, $mem MB; SLURM_CONF=$SLURM_CONF)"
 }
 
@@ -201,6 +227,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     dir=$(mktemp -d /tmp/strata-slurm.XXXXXX)
     slurm_cluster_up "$dir" || exit 1
     trap 'slurm_cluster_down; rm -rf "$dir"' EXIT
+    trap 'exit 143' TERM INT
     if (($# == 0)); then
         set -- "${SHELL:-/bin/bash}"
     fi
