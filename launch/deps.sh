@@ -20,6 +20,11 @@ STRATA_DEPS=(
     dataset-fashion-mnist
     python3 python3-matplotlib python3-h5py
 )
+# Only for the test suite, so launch/test.sh installs them and launch/quickstart.sh does not: a
+# one-node Slurm that tests/slurm/ starts to run the launch/slurm/ templates (the tests skip
+# without it). Installing slurm-wlm on a machine with systemd enables its services; they stay
+# unconfigured and idle (the tests use their own configuration in a temporary directory).
+STRATA_TEST_DEPS=(slurm-wlm munge)
 # Only needed to regenerate the PyTorch reference fixtures in tests/fixtures/ and for the
 # PyTorch comparisons in bench/. Never installed by the launch scripts.
 STRATA_OPTIONAL_DEPS=(python3-torch)
@@ -55,21 +60,31 @@ strata_apt_needs_update() {
     return 1
 }
 
-# Installs the missing packages of STRATA_DEPS. Does nothing when all are installed. As root it
-# runs apt-get (apt-get update only when needed); otherwise it prints the command to run and
-# returns 1.
+# The packages the calling script needs: STRATA_DEPS, and STRATA_TEST_DEPS for launch/test.sh
+# and for ./launch/deps.sh run on its own (every listed package).
+strata_wanted_deps() {
+    printf '%s\n' "${STRATA_DEPS[@]}"
+    case "$(basename -- "${BASH_SOURCE[-1]}")" in
+        test.sh | deps.sh) printf '%s\n' "${STRATA_TEST_DEPS[@]}" ;;
+    esac
+}
+
+# Installs the missing packages of strata_wanted_deps. Does nothing when all are installed. As
+# root it runs apt-get (apt-get update only when needed); otherwise it prints the command to
+# run and returns 1.
 strata_install_deps() {
     if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "error: dpkg-query not found: these scripts set up Debian 12 machines." >&2
         echo "Install the equivalents of these Debian packages, then build by hand (see README.md):" >&2
-        echo "  ${STRATA_DEPS[*]}" >&2
+        echo "  $(strata_wanted_deps | tr '\n' ' ')" >&2
         return 1
     fi
 
-    local missing=()
-    mapfile -t missing < <(strata_missing_pkgs "${STRATA_DEPS[@]}")
+    local wanted=() missing=()
+    mapfile -t wanted < <(strata_wanted_deps)
+    mapfile -t missing < <(strata_missing_pkgs "${wanted[@]}")
     if ((${#missing[@]} == 0)); then
-        echo "All ${#STRATA_DEPS[@]} required packages are installed."
+        echo "All ${#wanted[@]} required packages are installed."
     elif (($(id -u) != 0)); then
         {
             echo "error: missing Debian packages: ${missing[*]}"
@@ -98,7 +113,7 @@ strata_install_deps() {
                 return 1
             }
         fi
-        mapfile -t missing < <(strata_missing_pkgs "${STRATA_DEPS[@]}")
+        mapfile -t missing < <(strata_missing_pkgs "${wanted[@]}")
         if ((${#missing[@]} != 0)); then
             echo "error: still not installed after apt-get: ${missing[*]}" >&2
             return 1
