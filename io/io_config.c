@@ -1183,6 +1183,7 @@ int io_config_default(io_config *cfg, const char *arch)
     cfg->train.clip_norm = 0.0;
     cfg->comm.overlap = 1;
     cfg->comm.bucket_mb = 4.0;
+    str_set(cfg->comm.progress, sizeof cfg->comm.progress, "nonblocking");
 
     if (cfg->model.arch[0])
         snprintf(cfg->run.dir, sizeof cfg->run.dir, "runs/%s", cfg->model.arch);
@@ -1214,12 +1215,13 @@ static const char *const phase_keys[] = {"name", "epochs", "freeze_to", "lr", "s
 static const char *const fine_tune_keys[] = {"epochs", "base_lr", "freeze_epochs", "lr_mult",
                                              NULL};
 static const char *const run_keys[] = {"dir", NULL};
-static const char *const comm_keys[] = {"overlap", "bucket_mb", NULL};
+static const char *const comm_keys[] = {"overlap", "bucket_mb", "progress", NULL};
 
 static const char *const head_words[] = {"default", "fastai", "linear", "original", NULL};
 static const char *const optimizer_words[] = {"sgd", "adamw", NULL};
 static const char *const schedule_words[] = {"one_cycle", "cosine", "step", "constant", NULL};
 static const char *const preset_words[] = {"none", "fine_tune", NULL};
+static const char *const progress_words[] = {"nonblocking", "thread", NULL};
 
 /* Shorthands for the conversion code: the value of key K in map M, and its path. */
 #define GET(M, K) map_get((M), (K))
@@ -1643,6 +1645,10 @@ static int conv_comm(io_config *cfg, const cfg_node *root)
     KEYPATH(kp, path, "bucket_mb");
     if ((v = GET(m, "bucket_mb")) != NULL)
         if ((rc = read_double(v, kp, R_POS, &cfg->comm.bucket_mb)) < 0) return rc;
+    KEYPATH(kp, path, "progress");
+    if ((v = GET(m, "progress")) != NULL)
+        if ((rc = read_enum(v, kp, progress_words, cfg->comm.progress, sizeof cfg->comm.progress)) < 0)
+            return rc;
     return 0;
 }
 
@@ -2000,6 +2006,7 @@ int io_config_write(const io_config *cfg, FILE *f)
     fprintf(f, "comm:\n");
     put_bool(f, 2, "overlap", cfg->comm.overlap, "reduce while lower groups run backward");
     put_double(f, 2, "bucket_mb", cfg->comm.bucket_mb, "largest all-reduce, MiB");
+    put_kv(f, 2, "progress", cfg->comm.progress, "nonblocking or thread: who drives the overlap");
 
     fprintf(f, "run:\n");
     put_str(f, 2, "dir", cfg->run.dir, NULL);
