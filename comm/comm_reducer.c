@@ -10,7 +10,11 @@
  *   blocking MPI_Allreduces on its buckets; finish waits until the queue is drained. Only
  *   one thread calls MPI at a time, so MPI_THREAD_SERIALIZED is enough.
  *
- * bench/bench_comm.c measures the three modes against each other. */
+ * Why nonblocking is the default (comm.progress), measured with bench/bench_comm.c
+ * (docs/comm.md, docs/performance.md): the thread was not clearly better. With one rank per
+ * core the thread's copies, sums and busy polling run on the core that computes backward,
+ * as MPI_Testall's work does, plus thread switches: the mlp's 2-rank step was 3-5 ms
+ * longer with the thread, and the cnn's gain was within the noise of a shared machine. */
 #include "comm/comm.h"
 
 #include "nn/nn.h"
