@@ -17,9 +17,10 @@
  *      0.25 to 64 MiB, the two calls the reducer issues without and with overlap;
  *   b-d) training: `strata train` itself (trainer_train, what the CLI calls after loading
  *      the config) on Fashion-MNIST with bench/configs/{mlp,cnn}.yaml, batch 128 and 64 per
- *      rank, for a fixed number of steps, with comm.overlap on, off, and with the body frozen
- *      (groups.freeze_to -1). Step time, exposed communication (comm_exposed_seconds), bytes
- *      and collectives per step come from the run's metrics.jsonl, over the steps after the
+ *      rank, for a fixed number of steps, with comm.overlap on (comm.progress nonblocking, and,
+ *      on 2 or more ranks, thread), off, and with the body frozen (groups.freeze_to -1).
+ *      Step time, exposed communication (comm_exposed_seconds), bytes and collectives per
+ *      step come from the run's metrics.jsonl, over the steps after the
  *      first log window (warm-up excluded): a line's cumulative samples_per_s gives the time
  *      at that step, and the differences between the first and last kept lines give the
  *      per-step numbers.
@@ -276,7 +277,8 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
         nbk[b] = 0;
         for (int g = 0; g < G; g++) nbk[b] += (int)((counts[g] + be - 1) / be);
         for (int ov = 0; ov < 2; ov++) {
-            rc = comm_reducer_init(&red[2 * b + ov], c, G, slabs, counts, be, ov == 0);
+            rc = comm_reducer_init(&red[2 * b + ov], c, G, slabs, counts, be,
+                                   ov == 0 ? COMM_REDUCE_NONBLOCKING : COMM_REDUCE_AFTER);
             if (rc) fail(c, "comm_reducer_init", rc);
         }
     }
@@ -418,7 +420,7 @@ static void bench_mpi_sizes(comm *c, const bench_opts *o, sbuf *js, int *first)
 
 typedef struct {
     const char *model; /* mlp, cnn */
-    const char *variant; /* overlap, no_overlap, frozen */
+    const char *variant; /* overlap, no_overlap, thread, frozen */
 } train_case;
 
 typedef struct {
@@ -530,6 +532,8 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
     snprintf(sets[ns++], sizeof sets[0], "train.log_every=%d", steps >= 100 ? 10 : 5);
     snprintf(sets[ns++], sizeof sets[0], "comm.overlap=%s",
              strcmp(tc->variant, "no_overlap") ? "true" : "false");
+    snprintf(sets[ns++], sizeof sets[0], "comm.progress=%s",
+             strcmp(tc->variant, "thread") ? "nonblocking" : "thread");
     snprintf(sets[ns++], sizeof sets[0], "groups.freeze_to=%d", strcmp(tc->variant, "frozen") ? 0 : -1);
     snprintf(sets[ns++], sizeof sets[0], "run.dir=%s", dir);
     if (o->bucket_mb > 0) snprintf(sets[ns++], sizeof sets[0], "comm.bucket_mb=%g", o->bucket_mb);
@@ -578,7 +582,7 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
 static void bench_train(comm *c, const bench_opts *o, sbuf *js, int *first)
 {
     const int rank = comm_rank(c), world = comm_size(c);
-    train_case cases[6];
+    train_case cases[8];
     int nc = 0;
     static const char *const models[] = {"mlp", "cnn"};
     for (int mi = 0; mi < 2; mi++) {
@@ -586,10 +590,12 @@ static void bench_train(comm *c, const bench_opts *o, sbuf *js, int *first)
         cases[nc++] = (train_case){models[mi], "overlap"};
         /* On one rank the reducer sends nothing either way. */
         if (world > 1) cases[nc++] = (train_case){models[mi], "no_overlap"};
+        /* Overlap by the reducer's communication thread (comm.progress: thread). */
+        if (world > 1) cases[nc++] = (train_case){models[mi], "thread"};
         cases[nc++] = (train_case){models[mi], "frozen"};
     }
     if (!nc) return;
-    static train_rep reps[6][MAX_REPS];
+    static train_rep reps[8][MAX_REPS];
     for (int k = 0; k < o->reps; k++)
         for (int i = 0; i < nc; i++) run_train(c, o, &cases[i], k, &reps[i][k]);
     if (rank) return;
@@ -839,30 +845,33 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
     printf("samples/s of all ranks: the best run (the median run in brackets); 'other load' is the "
            "CPU other processes used during the best runs, in cores (1 rank / 2 ranks with "
            "overlap).\n\n");
-    printf("| model | batch/rank | strata 1 rank | strata 2 ranks, overlap on | 2/1 | strata 2 ranks, "
-           "overlap off | 2/1 | other load | DDP 1 process | DDP 2 ranks | DDP 2/1 | issue's DDP "
-           "2/1 | target >= 1.9x (overlap on) |\n"
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    printf("| model | batch/rank | strata 1 rank | strata 2 ranks, overlap on (nonblocking) | 2/1 | "
+           "strata 2 ranks, overlap on (thread) | 2/1 | strata 2 ranks, overlap off | 2/1 | other "
+           "load | DDP 1 process | DDP 2 ranks | DDP 2/1 | issue's DDP 2/1 | target >= 1.9x "
+           "(overlap on, nonblocking) |\n"
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     static const char *const models[] = {"mlp", "cnn"};
     static const double issue_ddp[] = {0.69, 1.88};
     double ratio[2] = {NAN, NAN};
     for (int mi = 0; mi < 2; mi++) {
-        char k1[64], k0[64];
+        char k1[64], k0[64], kt[64];
         snprintf(k1, sizeof k1, "train.%s.overlap", models[mi]);
         snprintf(k0, sizeof k0, "train.%s.no_overlap", models[mi]);
+        snprintf(kt, sizeof kt, "train.%s.thread", models[mi]);
         double b = at_best(&in, 1, k1, "batch");
         if (isnan(b)) b = at_best(&in, 2, k1, "batch");
         /* samples/s of the best run and of the median run (from the median step time) */
         double s1 = at_best(&in, 1, k1, "samples_per_s"), s2 = at_best(&in, 2, k1, "samples_per_s");
-        double s0 = at_best(&in, 2, k0, "samples_per_s");
+        double s0 = at_best(&in, 2, k0, "samples_per_s"), st = at_best(&in, 2, kt, "samples_per_s");
         double m1 = b / (over_lines(&in, 1, k1, "ms_per_step_median", 0) * 1e-3);
         double m2 = 2 * b / (over_lines(&in, 2, k1, "ms_per_step_median", 0) * 1e-3);
         double m0 = 2 * b / (over_lines(&in, 2, k0, "ms_per_step_median", 0) * 1e-3);
+        double mt = 2 * b / (over_lines(&in, 2, kt, "ms_per_step_median", 0) * 1e-3);
         if (isnan(s1) && isnan(s2)) continue;
         ratio[mi] = s2 / s1;
         double dsingle = jget(in.ddp, models[mi], "single_samples_per_s");
         double d2 = jget(in.ddp, models[mi], "world2_samples_per_s");
-        char c[9][64];
+        char c[11][64];
         snprintf(c[0], 64, "%.0f (%.0f)", s1, m1);
         snprintf(c[1], 64, "%.0f (%.0f)", s2, m2);
         snprintf(c[2], 64, "%.2fx (%.2fx)", s2 / s1, m2 / m1);
@@ -873,10 +882,13 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
         fmt(c[6], 64, "%.0f", dsingle);
         fmt(c[7], 64, "%.0f", d2);
         fmt(c[8], 64, "%.2fx", d2 / dsingle);
-        for (int i = 0; i < 9; i++)
+        snprintf(c[9], 64, "%.0f (%.0f)", st, mt);
+        snprintf(c[10], 64, "%.2fx (%.2fx)", st / s1, mt / m1);
+        for (int i = 0; i < 11; i++)
             if (strstr(c[i], "nan")) snprintf(c[i], 64, "-");
-        printf("| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2fx | %s |\n", models[mi],
-               b, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], issue_ddp[mi],
+        printf("| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2fx | %s |\n",
+               models[mi], b, c[0], c[1], c[2], c[9], c[10], c[3], c[4], c[5], c[6], c[7], c[8],
+               issue_ddp[mi],
                isnan(ratio[mi]) ? "not measured" : ratio[mi] >= 1.9 ? "met" : "NOT met");
     }
 
@@ -885,10 +897,13 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
     printf("| model | overlap | ms/step | exposed ms/step | exposed share | comm ms/step per group, "
            "head first (first bucket start to last completion) | bytes/step | collectives/step |\n"
            "|---|---|---:|---:|---:|---|---:|---:|\n");
+    /* The 2-rank training variants: key suffix and how the table names them. */
+    static const char *const vkeys[] = {"overlap", "thread", "no_overlap"};
+    static const char *const vnames[] = {"on (nonblocking)", "on (thread)", "off"};
     for (int mi = 0; mi < 2; mi++)
-        for (int ov = 0; ov < 2; ov++) {
+        for (int v = 0; v < 3; v++) {
             char key[64];
-            snprintf(key, sizeof key, "train.%s.%s", models[mi], ov ? "overlap" : "no_overlap");
+            snprintf(key, sizeof key, "train.%s.%s", models[mi], vkeys[v]);
             double ms = at_best(&in, 2, key, "ms_per_step");
             if (isnan(ms)) continue;
             double ex = at_best(&in, 2, key, "exposed_ms");
@@ -900,7 +915,7 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
                 if (!isnan(x)) n += snprintf(gm + n, sizeof gm - (size_t)n, "%s%.3f", n ? ", " : "", x);
             }
             printf("| %s | %s | %.3f (%.3f) | %.3f (%.3f) | %.0f%% | %s | %.0f | %.1f |\n", models[mi],
-                   ov ? "on" : "off", ms, over_lines(&in, 2, key, "ms_per_step_median", 0), ex,
+                   vnames[v], ms, over_lines(&in, 2, key, "ms_per_step_median", 0), ex,
                    over_lines(&in, 2, key, "exposed_ms_median", 0), 100.0 * ex / ms, gm,
                    at_best(&in, 2, key, "bytes_per_step"), at_best(&in, 2, key, "collectives_per_step"));
         }
@@ -931,15 +946,14 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
     printf("| model | overlap | 1-rank ms/step | 2-rank ms/step | extra | of which exposed comm | "
            "the rest |\n|---|---|---:|---:|---:|---:|---:|\n");
     for (int mi = 0; mi < 2; mi++)
-        for (int ov = 1; ov >= 0; ov--) {
+        for (int v = 0; v < 3; v++) {
             char k1[64], k2[64];
             snprintf(k1, sizeof k1, "train.%s.overlap", models[mi]);
-            snprintf(k2, sizeof k2, "train.%s.%s", models[mi], ov ? "overlap" : "no_overlap");
+            snprintf(k2, sizeof k2, "train.%s.%s", models[mi], vkeys[v]);
             double m1 = at_best(&in, 1, k1, "ms_per_step"), m2 = at_best(&in, 2, k2, "ms_per_step");
             double ex = at_best(&in, 2, k2, "exposed_ms");
             if (isnan(m1) || isnan(m2)) continue;
-            printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f |\n", models[mi], ov ? "on" : "off",
-                   m1, m2, m2 - m1, ex, m2 - m1 - ex);
+            printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f |\n", models[mi], vnames[v], m1, m2, m2 - m1, ex, m2 - m1 - ex);
         }
 
     printf("\nTargets:\n");

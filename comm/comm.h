@@ -48,13 +48,26 @@ int comm_agree(comm *c, int status, int *who);
 
 /* ---------------------------------------------------------------------------------------
  * The group reducer. It averages each layer group's gradient slab across ranks, as one
- * buffer or a few buckets that never cross a group, head first and down the body. With
- * overlap, a group's nonblocking all-reduces start as soon as its backward ends and are
- * driven forward (MPI_Testall) while the groups below run backward; without, every
- * reduction runs blocking in comm_reducer_finish. Groups not marked active (frozen) send
+ * buffer or a few buckets that never cross a group, head first and down the body. How the
+ * reductions run is the reducer's mode (below). Groups not marked active (frozen) send
  * nothing.
  */
 typedef struct comm_reducer comm_reducer;
+
+/* When and by whom a group's all-reduces run. The values of AFTER and NONBLOCKING are the
+ * old `overlap` flag (0 and 1). */
+typedef enum comm_reduce_mode {
+    /* No overlap: every bucket is a blocking MPI_Allreduce inside comm_reducer_finish. */
+    COMM_REDUCE_AFTER = 0,
+    /* Overlap by nonblocking MPI: a group's MPI_Iallreduces start in group_done and are
+     * driven by MPI_Testall in comm_reducer_progress (between layers' backward). */
+    COMM_REDUCE_NONBLOCKING = 1,
+    /* Overlap by a communication thread the reducer owns: group_done queues the group, the
+     * thread runs blocking MPI_Allreduces on its buckets in the order reported, and
+     * progress does nothing. Needs MPI_THREAD_SERIALIZED (comm_init asks for it), and the
+     * calling thread must make no MPI call between begin and finish. */
+    COMM_REDUCE_THREAD = 2,
+} comm_reduce_mode;
 
 typedef struct comm_group_stats {
     uint64_t bytes;       /* payload bytes all-reduced for this group */
@@ -63,25 +76,36 @@ typedef struct comm_group_stats {
 } comm_group_stats;
 
 /* Splits each group's slab slabs[g][0..counts[g]) into buckets of at most bucket_elems
- * floats. The slabs must stay valid for the reducer's lifetime. */
+ * floats. The slabs must stay valid for the reducer's lifetime. COMM_REDUCE_THREAD starts
+ * the communication thread here (on more than one rank) and fails with NN_EMPI if MPI
+ * provides less than MPI_THREAD_SERIALIZED. Free with comm_reducer_free (joins the thread). */
 int comm_reducer_init(comm_reducer **out, comm *c, int ngroups, float *const *slabs,
-                      const size_t *counts, size_t bucket_elems, int overlap);
+                      const size_t *counts, size_t bucket_elems, comm_reduce_mode mode);
 void comm_reducer_free(comm_reducer *r);
+/* Parses "nonblocking" or "thread" (the config's comm.progress) into *mode; NN_EINVAL
+ * otherwise. */
+int comm_reduce_mode_parse(comm_reduce_mode *mode, const char *name);
 /* Marks which groups send this step (1) and which are silent (0); resets the step. */
 void comm_reducer_begin(comm_reducer *r, const int *active);
-/* Group g's gradients are final: with overlap its all-reduces start now. Idempotent. */
+/* Group g's gradients are final: with overlap its all-reduces start (or, in thread mode,
+ * are queued) now. Idempotent. */
 int comm_reducer_group_done(comm_reducer *r, int g);
-/* Drives the all-reduces in flight (call between layers' backward). */
+/* Drives the nonblocking all-reduces in flight (call between layers' backward); does
+ * nothing in the other modes. */
 int comm_reducer_progress(comm_reducer *r);
 /* Completes every reduction of the step (starting those not yet started, in the order the
- * groups were reported done) and multiplies the active slabs by scale (1/world averages). */
+ * groups were reported done; in thread mode, waiting until the thread has drained its
+ * queue) and multiplies the active slabs by scale (1/world averages). An MPI error of the
+ * thread is returned here, with MPI's message. */
 int comm_reducer_finish(comm_reducer *r, float scale);
 /* Counters since init for group g, and the seconds spent blocked in comm_reducer_finish
- * (the communication backward did not hide). */
+ * (the communication backward did not hide). Read them outside begin..finish. */
 const comm_group_stats *comm_reducer_stats(const comm_reducer *r, int g);
 double comm_reducer_exposed_seconds(const comm_reducer *r);
-/* Seconds spent starting and driving reductions during backward (group_done and progress):
- * the MPI copies and sums that overlap does not hide on a core that also trains. */
+/* Seconds the calling thread spent starting and driving reductions during backward
+ * (group_done and progress): the MPI copies and sums that nonblocking overlap does not hide
+ * on a core that also trains. In thread mode only the queueing (the thread's MPI time is in
+ * the per-group seconds). */
 double comm_reducer_progress_seconds(const comm_reducer *r);
 
 #endif

@@ -13,7 +13,8 @@
 struct comm {
     MPI_Comm world;
     int rank, size;
-    int started_mpi; /* comm_init called MPI_Init, so comm_free finalizes */
+    int started_mpi; /* comm_init called MPI_Init_thread, so comm_free finalizes */
+    int thread_level; /* what MPI provides: MPI_THREAD_SINGLE .. MPI_THREAD_MULTIPLE */
 };
 
 /* Turns an MPI return code into NN_EMPI with MPI's own message. */
@@ -40,17 +41,22 @@ int comm_init(comm **out, int *argc, char ***argv)
          * 73-105% (docs/performance.md). A value the user set wins. */
         setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0);
 #endif
-        int rc = MPI_Init(argc, argv);
+        /* SERIALIZED, not MULTIPLE: the reducer's communication thread (COMM_REDUCE_THREAD)
+         * calls MPI only while the main thread does not. */
+        int provided = MPI_THREAD_SINGLE;
+        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
         if (rc != MPI_SUCCESS) {
             free(c);
-            return nn_err(NN_EMPI, "MPI_Init failed (code %d): is Open MPI installed and, as root, "
-                                   "OMPI_ALLOW_RUN_AS_ROOT set?",
+            return nn_err(NN_EMPI, "MPI_Init_thread failed (code %d): is Open MPI installed and, "
+                                   "as root, OMPI_ALLOW_RUN_AS_ROOT set?",
                           rc);
         }
         c->started_mpi = 1;
     }
     c->world = MPI_COMM_WORLD;
-    int rc = mpi_check(MPI_Comm_set_errhandler(c->world, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    int rc = mpi_check(MPI_Query_thread(&c->thread_level), "MPI_Query_thread");
+    if (!rc)
+        rc = mpi_check(MPI_Comm_set_errhandler(c->world, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
     if (!rc) rc = mpi_check(MPI_Comm_rank(c->world, &c->rank), "MPI_Comm_rank");
     if (!rc) rc = mpi_check(MPI_Comm_size(c->world, &c->size), "MPI_Comm_size");
     if (rc) {
@@ -77,6 +83,13 @@ MPI_Comm comm__mpi(comm *c);
 MPI_Comm comm__mpi(comm *c)
 {
     return c->world;
+}
+
+/* The thread level MPI provides (MPI_THREAD_*), for the reducer; not public. */
+int comm__thread_level(const comm *c);
+int comm__thread_level(const comm *c)
+{
+    return c->thread_level;
 }
 
 int comm_rank(const comm *c)

@@ -1,23 +1,34 @@
-/* The group reducer: per-group buckets, nonblocking all-reduces started as each group's
- * backward ends, progressed between layers, completed before the optimizer step.
+/* The group reducer: per-group buckets, reduced as each group's backward ends, completed
+ * before the optimizer step. Three modes (comm_reduce_mode):
  *
- * Why nonblocking MPI rather than a communication thread: Open MPI makes progress on a
- * nonblocking collective only inside MPI calls, so the reducer calls MPI_Testall after each
- * child's backward (through nn's backward hook). A thread would need MPI_THREAD_MULTIPLE
- * and, with one rank per core, would compete with backward for the same core.
- * bench/bench_comm.c measures the exposed communication with and without overlap. */
+ * - after (no overlap): one blocking MPI_Allreduce per bucket inside finish;
+ * - nonblocking (the default): MPI_Iallreduce started in group_done, driven by MPI_Testall
+ *   after each child's backward (nn's backward hook), since Open MPI makes progress on a
+ *   nonblocking collective only inside MPI calls;
+ * - thread: a pthread owned by the reducer (started in init, joined in free) takes each
+ *   group from a queue (mutex + condition variable) as it is reported done and runs
+ *   blocking MPI_Allreduces on its buckets; finish waits until the queue is drained. Only
+ *   one thread calls MPI at a time, so MPI_THREAD_SERIALIZED is enough.
+ *
+ * Why nonblocking is the default (comm.progress), measured with bench/bench_comm.c
+ * (docs/comm.md, docs/performance.md): the thread was not clearly better. With one rank per
+ * core the thread's copies, sums and busy polling run on the core that computes backward,
+ * as MPI_Testall's work does, plus thread switches: the mlp's 2-rank step was 3-5 ms
+ * longer with the thread, and the cnn's gain was within the noise of a shared machine. */
 #include "comm/comm.h"
 
 #include "nn/nn.h"
 
 #include <limits.h>
 #include <mpi.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-MPI_Comm comm__mpi(comm *c); /* comm_mpi.c */
+MPI_Comm comm__mpi(comm *c);                /* comm_mpi.c */
+int comm__thread_level(const comm *c);      /* comm_mpi.c */
 
 typedef struct {
     float *data;
@@ -27,7 +38,8 @@ typedef struct {
 
 struct comm_reducer {
     comm *c;
-    int ngroups, overlap;
+    int ngroups;
+    comm_reduce_mode mode;
     float **slabs;
     size_t *counts;
     bucket *buckets;
@@ -40,6 +52,20 @@ struct comm_reducer {
     comm_group_stats *stats;
     double exposed;  /* seconds blocked in finish */
     double progress; /* seconds inside progress and group_done (MPI work during backward) */
+
+    /* Thread mode. order[0..norder) is the queue and order[0..next) what the thread has
+     * taken; every field below, and norder, order, started, completed and stats while the
+     * thread runs, are guarded by mu. */
+    int has_thread;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* the main thread queued a group, or quit is set */
+    pthread_cond_t idle; /* the thread emptied the queue */
+    int next;            /* groups of order[] the thread has taken */
+    int busy;            /* the thread is reducing a group */
+    int quit;            /* free asks the thread to end */
+    int err;             /* the thread's first error code of the step, 0 if none */
+    char errmsg[512];    /* and its message (nn_err's buffer is per thread) */
 };
 
 static double now_s(void)
@@ -57,18 +83,92 @@ static int mpi_fail(int rc, const char *what)
     return nn_err(NN_EMPI, "%s failed: %s", what, msg);
 }
 
+/* The communication thread: takes each queued group in order and reduces its buckets with
+ * blocking all-reduces. After an error it empties the queue without sending (finish
+ * reports the error). On quit it first drains the queue, so that a reducer freed in the
+ * middle of a step still issues on every rank the collectives every rank queued (as
+ * nonblocking mode waits for its requests in free). */
+static void *reduce_thread(void *arg)
+{
+    comm_reducer *r = arg;
+    MPI_Comm w = comm__mpi(r->c);
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->quit && r->next == r->norder) pthread_cond_wait(&r->work, &r->mu);
+        if (r->next == r->norder) break; /* quit, and nothing left */
+        const int g = r->order[r->next++], skip = r->err != 0;
+        r->busy = 1;
+        pthread_mutex_unlock(&r->mu);
+
+        int rc = 0, sent = 0;
+        const double t0 = now_s();
+        for (int k = r->first_bucket[g]; k < r->first_bucket[g] + r->nb[g] && !skip; k++) {
+            bucket *b = &r->buckets[k];
+            int mrc = MPI_Allreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w);
+            if (mrc != MPI_SUCCESS) {
+                rc = mpi_fail(mrc, "MPI_Allreduce (communication thread)");
+                break;
+            }
+            sent++;
+        }
+        const double t1 = now_s();
+
+        pthread_mutex_lock(&r->mu);
+        for (int k = r->first_bucket[g]; k < r->first_bucket[g] + sent; k++) {
+            r->stats[g].bytes += (uint64_t)r->buckets[k].count * sizeof(float);
+            r->stats[g].collectives++;
+        }
+        if (!skip) {
+            r->t_start[g] = t0;
+            r->stats[g].seconds += t1 - t0;
+        }
+        r->completed[g] = !skip && !rc;
+        if (rc && !r->err) {
+            r->err = rc;
+            snprintf(r->errmsg, sizeof r->errmsg, "%s", nn_errmsg());
+        }
+        r->busy = 0;
+        if (r->next == r->norder) pthread_cond_broadcast(&r->idle);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Thread mode: blocks (r->mu held) until the thread has taken and finished every queued
+ * group. */
+static void wait_idle(comm_reducer *r)
+{
+    while (r->next < r->norder || r->busy) pthread_cond_wait(&r->idle, &r->mu);
+}
+
+int comm_reduce_mode_parse(comm_reduce_mode *mode, const char *name)
+{
+    if (!strcmp(name, "nonblocking")) *mode = COMM_REDUCE_NONBLOCKING;
+    else if (!strcmp(name, "thread")) *mode = COMM_REDUCE_THREAD;
+    else return nn_err(NN_EINVAL, "comm progress '%s': expected nonblocking or thread", name);
+    return 0;
+}
+
 int comm_reducer_init(comm_reducer **out, comm *c, int ngroups, float *const *slabs,
-                      const size_t *counts, size_t bucket_elems, int overlap)
+                      const size_t *counts, size_t bucket_elems, comm_reduce_mode mode)
 {
     *out = NULL;
     if (ngroups <= 0 || bucket_elems == 0)
         return nn_err(NN_EINVAL, "reducer: %d groups, bucket of %zu elements", ngroups, bucket_elems);
+    if (mode != COMM_REDUCE_AFTER && mode != COMM_REDUCE_NONBLOCKING && mode != COMM_REDUCE_THREAD)
+        return nn_err(NN_EINVAL, "reducer: unknown mode %d", (int)mode);
+    if (mode == COMM_REDUCE_THREAD && comm__thread_level(c) < MPI_THREAD_SERIALIZED)
+        return nn_err(NN_EMPI, "reducer: a communication thread (comm.progress: thread) needs "
+                               "MPI_THREAD_SERIALIZED, but MPI provides only %s; use "
+                               "comm.progress: nonblocking",
+                      comm__thread_level(c) == MPI_THREAD_SINGLE ? "MPI_THREAD_SINGLE"
+                                                                 : "MPI_THREAD_FUNNELED");
     if (bucket_elems > INT_MAX) bucket_elems = INT_MAX;
     comm_reducer *r = calloc(1, sizeof *r);
     if (!r) return nn_err(NN_ENOMEM, "cannot allocate a reducer");
     r->c = c;
     r->ngroups = ngroups;
-    r->overlap = overlap != 0;
+    r->mode = mode;
     int nb = 0;
     for (int g = 0; g < ngroups; g++) nb += (int)((counts[g] + bucket_elems - 1) / bucket_elems);
     r->slabs = calloc(ngroups, sizeof(float *));
@@ -100,6 +200,27 @@ int comm_reducer_init(comm_reducer **out, comm *c, int ngroups, float *const *sl
         r->nb[g] = k - r->first_bucket[g];
     }
     r->nbuckets = nb;
+    /* A singleton sends nothing, so it needs no thread. */
+    if (mode == COMM_REDUCE_THREAD && comm_size(c) > 1) {
+        int e = pthread_mutex_init(&r->mu, NULL);
+        if (!e) {
+            e = pthread_cond_init(&r->work, NULL);
+            if (!e) {
+                e = pthread_cond_init(&r->idle, NULL);
+                if (!e) {
+                    e = pthread_create(&r->thread, NULL, reduce_thread, r);
+                    if (e) pthread_cond_destroy(&r->idle);
+                }
+                if (e) pthread_cond_destroy(&r->work);
+            }
+            if (e) pthread_mutex_destroy(&r->mu);
+        }
+        if (e) {
+            comm_reducer_free(r);
+            return nn_err(NN_ENOMEM, "reducer: cannot start the communication thread: %s", strerror(e));
+        }
+        r->has_thread = 1;
+    }
     *out = r;
     return 0;
 }
@@ -107,6 +228,16 @@ int comm_reducer_init(comm_reducer **out, comm *c, int ngroups, float *const *sl
 void comm_reducer_free(comm_reducer *r)
 {
     if (!r) return;
+    if (r->has_thread) {
+        pthread_mutex_lock(&r->mu);
+        r->quit = 1;
+        pthread_cond_signal(&r->work);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->thread, NULL);
+        pthread_cond_destroy(&r->idle);
+        pthread_cond_destroy(&r->work);
+        pthread_mutex_destroy(&r->mu);
+    }
     for (int k = 0; k < r->nbuckets; k++)
         if (r->req && r->req[k] != MPI_REQUEST_NULL) MPI_Wait(&r->req[k], MPI_STATUS_IGNORE);
     free(r->slabs);
@@ -126,43 +257,72 @@ void comm_reducer_free(comm_reducer *r)
 
 void comm_reducer_begin(comm_reducer *r, const int *active)
 {
+    if (r->has_thread) {
+        pthread_mutex_lock(&r->mu);
+        wait_idle(r); /* nothing is queued after finish; this only guards a missing finish */
+    }
     for (int g = 0; g < r->ngroups; g++) {
         r->active[g] = active[g] != 0;
         r->started[g] = r->completed[g] = 0;
     }
     r->norder = 0;
+    if (r->has_thread) {
+        r->next = 0;
+        pthread_mutex_unlock(&r->mu);
+    }
 }
 
-/* Starts group g's buckets: nonblocking with overlap, else blocking right away. */
+/* Starts group g's buckets: nonblocking MPI_Iallreduce, or blocking MPI_Allreduce right
+ * away in the mode without overlap. Not used in thread mode. */
 static int start_group(comm_reducer *r, int g)
 {
     MPI_Comm w = comm__mpi(r->c);
+    const int nonblocking = r->mode == COMM_REDUCE_NONBLOCKING;
     r->started[g] = 1;
     r->t_start[g] = now_s();
     for (int k = r->first_bucket[g]; k < r->first_bucket[g] + r->nb[g]; k++) {
         bucket *b = &r->buckets[k];
-        int rc = r->overlap
+        int rc = nonblocking
                      ? MPI_Iallreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w, &r->req[k])
                      : MPI_Allreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w);
-        if (rc != MPI_SUCCESS) return mpi_fail(rc, r->overlap ? "MPI_Iallreduce" : "MPI_Allreduce");
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, nonblocking ? "MPI_Iallreduce" : "MPI_Allreduce");
         r->stats[g].bytes += (uint64_t)b->count * sizeof(float);
         r->stats[g].collectives++;
     }
-    if (!r->overlap) {
+    if (!nonblocking) {
         r->completed[g] = 1;
         r->stats[g].seconds += now_s() - r->t_start[g];
     }
     return 0;
 }
 
+/* Thread mode: appends g to the queue unless it is there already (r->mu held). */
+static void enqueue(comm_reducer *r, int g)
+{
+    for (int i = 0; i < r->norder; i++)
+        if (r->order[i] == g) return;
+    r->order[r->norder++] = g;
+    r->started[g] = 1;
+    pthread_cond_signal(&r->work);
+}
+
 int comm_reducer_group_done(comm_reducer *r, int g)
 {
     if (g < 0 || g >= r->ngroups) return nn_err(NN_ERANGE, "reducer: group %d of %d", g, r->ngroups);
-    if (!r->active[g] || r->started[g] || comm_size(r->c) == 1) return 0;
+    if (!r->active[g] || comm_size(r->c) == 1) return 0;
+    if (r->has_thread) {
+        const double t0 = now_s();
+        pthread_mutex_lock(&r->mu);
+        enqueue(r, g);
+        pthread_mutex_unlock(&r->mu);
+        r->progress += now_s() - t0;
+        return 0;
+    }
+    if (r->started[g]) return 0;
     for (int i = 0; i < r->norder; i++)
         if (r->order[i] == g) return 0;
     r->order[r->norder++] = g;
-    if (!r->overlap) return 0;
+    if (r->mode != COMM_REDUCE_NONBLOCKING) return 0;
     const double t0 = now_s();
     int rc = start_group(r, g);
     r->progress += now_s() - t0;
@@ -184,7 +344,7 @@ static int test_group(comm_reducer *r, int g)
 
 int comm_reducer_progress(comm_reducer *r)
 {
-    if (!r->overlap) return 0;
+    if (r->mode != COMM_REDUCE_NONBLOCKING) return 0;
     const double t0 = now_s();
     int rc = 0;
     for (int i = 0; i < r->norder && !rc; i++) {
@@ -195,10 +355,29 @@ int comm_reducer_progress(comm_reducer *r)
     return rc;
 }
 
+/* Thread mode's finish: queues the groups never reported (head first, as below) and waits
+ * until the thread has reduced everything; returns the thread's error, if any. */
+static int finish_thread(comm_reducer *r)
+{
+    pthread_mutex_lock(&r->mu);
+    for (int g = r->ngroups - 1; g >= 0; g--)
+        if (r->active[g]) enqueue(r, g);
+    wait_idle(r);
+    const int err = r->err;
+    char msg[sizeof r->errmsg];
+    snprintf(msg, sizeof msg, "%s", r->errmsg);
+    r->err = 0;
+    pthread_mutex_unlock(&r->mu);
+    return err ? nn_err(err, "%s", msg) : 0;
+}
+
 int comm_reducer_finish(comm_reducer *r, float scale)
 {
     const double t0 = now_s();
-    if (comm_size(r->c) > 1) {
+    if (r->has_thread) {
+        int rc = finish_thread(r);
+        if (rc) return rc;
+    } else if (comm_size(r->c) > 1) {
         /* Groups that were never reported done (a caller without the hook) go last, head
          * first, so every rank issues the same collectives in the same order. */
         for (int g = r->ngroups - 1; g >= 0; g--)

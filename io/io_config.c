@@ -1183,6 +1183,7 @@ int io_config_default(io_config *cfg, const char *arch)
     cfg->train.clip_norm = 0.0;
     cfg->comm.overlap = 1;
     cfg->comm.bucket_mb = 4.0;
+    str_set(cfg->comm.progress, sizeof cfg->comm.progress, "nonblocking");
     cfg->checkpoint.every_steps = 0;
     cfg->checkpoint.every_epochs = 1;
     cfg->checkpoint.keep = 3;
@@ -1218,12 +1219,13 @@ static const char *const fine_tune_keys[] = {"epochs", "base_lr", "freeze_epochs
                                              NULL};
 static const char *const run_keys[] = {"dir", NULL};
 static const char *const checkpoint_keys[] = {"every_steps", "every_epochs", "keep", NULL};
-static const char *const comm_keys[] = {"overlap", "bucket_mb", NULL};
+static const char *const comm_keys[] = {"overlap", "bucket_mb", "progress", NULL};
 
 static const char *const head_words[] = {"default", "fastai", "linear", "original", NULL};
 static const char *const optimizer_words[] = {"sgd", "adamw", NULL};
 static const char *const schedule_words[] = {"one_cycle", "cosine", "step", "constant", NULL};
 static const char *const preset_words[] = {"none", "fine_tune", NULL};
+static const char *const progress_words[] = {"nonblocking", "thread", NULL};
 
 /* Shorthands for the conversion code: the value of key K in map M, and its path. */
 #define GET(M, K) map_get((M), (K))
@@ -1651,6 +1653,10 @@ static int conv_comm(io_config *cfg, const cfg_node *root)
     KEYPATH(kp, path, "bucket_mb");
     if ((v = GET(m, "bucket_mb")) != NULL)
         if ((rc = read_double(v, kp, R_POS, &cfg->comm.bucket_mb)) < 0) return rc;
+    KEYPATH(kp, path, "progress");
+    if ((v = GET(m, "progress")) != NULL)
+        if ((rc = read_enum(v, kp, progress_words, cfg->comm.progress, sizeof cfg->comm.progress)) < 0)
+            return rc;
     return 0;
 }
 
@@ -2028,6 +2034,7 @@ int io_config_write(const io_config *cfg, FILE *f)
     fprintf(f, "comm:\n");
     put_bool(f, 2, "overlap", cfg->comm.overlap, "reduce while lower groups run backward");
     put_double(f, 2, "bucket_mb", cfg->comm.bucket_mb, "largest all-reduce, MiB");
+    put_kv(f, 2, "progress", cfg->comm.progress, "nonblocking or thread: who drives the overlap");
 
     fprintf(f, "checkpoint:\n");
     put_int(f, 2, "every_steps", cfg->checkpoint.every_steps, "0: not by steps");

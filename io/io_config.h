@@ -138,6 +138,8 @@ typedef struct io_config {
     struct {
         int overlap;             /* reduce a group while the groups below run backward (true) */
         double bucket_mb;        /* largest all-reduce in MiB; buckets never cross a group (4) */
+        char progress[16];       /* who drives overlapped reductions: nonblocking (default:
+                                    MPI_Iallreduce + MPI_Testall between layers) or thread */
     } comm;
     struct {
         int every_steps;  /* save every N optimizer steps; 0: not by steps (0) */

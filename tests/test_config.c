@@ -550,6 +550,10 @@ static void test_error_range(void **state)
     expect_at(3, "train.clip_norm");
     assert_int_equal(load(&c, "model: {arch: cnn}\ncomm:\n  overlap: maybe\n"), NN_EINVAL);
     expect_at(3, "comm.overlap");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ncomm:\n  overlap: true\n  progress: threads\n"),
+                     NN_EINVAL);
+    expect_exact("4: comm.progress: must be one of nonblocking, thread; did you mean 'thread'? "
+                 "(got 'threads')");
 
     /* Split points: strictly increasing and positive. */
     assert_int_equal(load(&c, "model:\n  arch: cnn\n  split:\n    - 4\n    - 4\n"), NN_ERANGE);
@@ -705,6 +709,15 @@ static void test_set(void **state)
     assert_int_equal(load_set(&c, file, "comm={overlap: false, bucket_mb: 0.5}"), 0);
     assert_int_equal(c.comm.overlap, 0);
     assert_true(c.comm.bucket_mb == 0.5);
+    assert_string_equal(c.comm.progress, "nonblocking");
+    assert_int_equal(load_set(&c, file, "comm.progress=thread"), 0);
+    assert_string_equal(c.comm.progress, "thread");
+    assert_int_equal(c.comm.overlap, 1);
+    {
+        io_config back; /* io_config_write keeps it */
+        write_and_reload(&c, &back);
+        assert_string_equal(back.comm.progress, "thread");
+    }
     assert_int_equal(load_set(&c, file, "train.accumulate=4"), 0);
     assert_int_equal(c.train.accumulate, 4);
     assert_int_equal(load_set(&c, file, "train.clip_norm=1.5"), 0);

@@ -5,8 +5,9 @@
  * every active slab must equal the average computed here serially from the same formula.
  * The values are multiples of 1/4 small enough that every partial sum is exact in float, so
  * the sum does not depend on MPI's reduction order and the comparison is exact. Inactive
- * (frozen) groups keep their data bit for bit and their counters stay at 0. Registered in
- * CTest alone and under mpiexec at 1, 2, 3 and 4 ranks. */
+ * (frozen) groups keep their data bit for bit and their counters stay at 0. Every case runs
+ * in the three modes: reduce after backward, nonblocking overlap, and the communication
+ * thread. Registered in CTest alone and under mpiexec at 1, 2, 3 and 4 ranks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -44,18 +45,18 @@ static float expected(int g, size_t i, int s, int world, float scale)
 typedef struct {
     float *slab[NG];
     comm_reducer *red;
-    int overlap;
+    comm_reduce_mode mode;
 } fixture;
 
-static void fixture_init(fixture *f, int overlap)
+static void fixture_init(fixture *f, comm_reduce_mode mode)
 {
     memset(f, 0, sizeof *f);
-    f->overlap = overlap;
+    f->mode = mode;
     for (int g = 0; g < NG; g++) {
         f->slab[g] = malloc(sizeof(float) * COUNTS[g]);
         assert_non_null(f->slab[g]);
     }
-    assert_int_equal(comm_reducer_init(&f->red, C, NG, f->slab, COUNTS, BUCKET, overlap), 0);
+    assert_int_equal(comm_reducer_init(&f->red, C, NG, f->slab, COUNTS, BUCKET, mode), 0);
 }
 
 static void fixture_free(fixture *f)
@@ -81,9 +82,9 @@ static void check_slabs(const fixture *f, const int *active, int s, float scale)
         for (size_t i = 0; i < COUNTS[g]; i++) {
             const float want = active[g] ? expected(g, i, s, world, scale) : value(r, g, i, s);
             if (f->slab[g][i] != want) {
-                print_error("rank %d of %d, overlap %d, step %d: group %d (%s) element %zu is "
+                print_error("rank %d of %d, mode %d, step %d: group %d (%s) element %zu is "
                             "%.9g, expected %.9g\n",
-                            r, world, f->overlap, s, g, active[g] ? "active" : "inactive", i,
+                            r, world, (int)f->mode, s, g, active[g] ? "active" : "inactive", i,
                             (double)f->slab[g][i], (double)want);
                 bad[0] = 1;
                 break;
@@ -106,9 +107,9 @@ static void check_stats(const fixture *f, const int *active, int steps)
         const uint64_t bytes = sends ? (uint64_t)steps * COUNTS[g] * sizeof(float) : 0;
         const uint64_t coll = sends ? (uint64_t)steps * ((COUNTS[g] + BUCKET - 1) / BUCKET) : 0;
         if (st->bytes != bytes || st->collectives != coll)
-            fail_msg("world %d, overlap %d: group %d (%s) counters: %llu bytes, %llu collectives; "
+            fail_msg("world %d, mode %d: group %d (%s) counters: %llu bytes, %llu collectives; "
                      "expected %llu bytes, %llu collectives",
-                     world, f->overlap, g, active[g] ? "active" : "inactive",
+                     world, (int)f->mode, g, active[g] ? "active" : "inactive",
                      (unsigned long long)st->bytes, (unsigned long long)st->collectives,
                      (unsigned long long)bytes, (unsigned long long)coll);
         if (!sends) assert_true(st->seconds == 0.0);
@@ -136,10 +137,10 @@ static void step_all_reported(fixture *f, const int *active, int s)
     check_slabs(f, active, s, scale);
 }
 
-static void run_all_reported(int overlap)
+static void run_all_reported(comm_reduce_mode mode)
 {
     fixture f;
-    fixture_init(&f, overlap);
+    fixture_init(&f, mode);
     const int all[NG] = {1, 1, 1, 1};
     for (int s = 0; s < 3; s++) step_all_reported(&f, all, s);
     check_stats(&f, all, 3);
@@ -148,20 +149,25 @@ static void run_all_reported(int overlap)
 
 static void test_average_overlap(void **state)
 {
-    run_all_reported(1);
+    run_all_reported(COMM_REDUCE_NONBLOCKING);
 }
 
 static void test_average_no_overlap(void **state)
 {
-    run_all_reported(0);
+    run_all_reported(COMM_REDUCE_AFTER);
+}
+
+static void test_average_thread(void **state)
+{
+    run_all_reported(COMM_REDUCE_THREAD);
 }
 
 /* Groups 0 and 1 frozen (the body below the head's neighbour): their data is untouched
  * and their counters stay at 0 bytes and 0 collectives, step after step. */
-static void run_frozen(int overlap)
+static void run_frozen(comm_reduce_mode mode)
 {
     fixture f;
-    fixture_init(&f, overlap);
+    fixture_init(&f, mode);
     const int active[NG] = {0, 0, 1, 1};
     for (int s = 0; s < 2; s++) step_all_reported(&f, active, s);
     check_stats(&f, active, 2);
@@ -174,19 +180,24 @@ static void run_frozen(int overlap)
 
 static void test_frozen_overlap(void **state)
 {
-    run_frozen(1);
+    run_frozen(COMM_REDUCE_NONBLOCKING);
 }
 
 static void test_frozen_no_overlap(void **state)
 {
-    run_frozen(0);
+    run_frozen(COMM_REDUCE_AFTER);
+}
+
+static void test_frozen_thread(void **state)
+{
+    run_frozen(COMM_REDUCE_THREAD);
 }
 
 /* A caller that reports only the head and group 2: finish still reduces groups 1 and 0. */
-static void run_unreported(int overlap)
+static void run_unreported(comm_reduce_mode mode)
 {
     fixture f;
-    fixture_init(&f, overlap);
+    fixture_init(&f, mode);
     const int active[NG] = {1, 1, 1, 1};
     const float scale = 1.0f / (float)comm_size(C);
     fill(&f, 4);
@@ -208,20 +219,25 @@ static void run_unreported(int overlap)
 
 static void test_unreported_overlap(void **state)
 {
-    run_unreported(1);
+    run_unreported(COMM_REDUCE_NONBLOCKING);
 }
 
 static void test_unreported_no_overlap(void **state)
 {
-    run_unreported(0);
+    run_unreported(COMM_REDUCE_AFTER);
+}
+
+static void test_unreported_thread(void **state)
+{
+    run_unreported(COMM_REDUCE_THREAD);
 }
 
 /* Scale 1 leaves the plain sum (the trainer divides by world * accumulate elsewhere only
  * through scale); a group index out of range is an error, not a crash. */
-static void test_sum_and_bad_group(void **state)
+static void run_sum_and_bad_group(comm_reduce_mode mode)
 {
     fixture f;
-    fixture_init(&f, 1);
+    fixture_init(&f, mode);
     const int active[NG] = {1, 0, 1, 1};
     fill(&f, 9);
     comm_reducer_begin(f.red, active);
@@ -231,6 +247,46 @@ static void test_sum_and_bad_group(void **state)
     assert_int_equal(comm_reducer_finish(f.red, 1.0f), 0);
     check_slabs(&f, active, 9, 1.0f);
     fixture_free(&f);
+}
+
+static void test_sum_and_bad_group(void **state)
+{
+    run_sum_and_bad_group(COMM_REDUCE_NONBLOCKING);
+}
+
+static void test_sum_and_bad_group_thread(void **state)
+{
+    run_sum_and_bad_group(COMM_REDUCE_THREAD);
+}
+
+/* Thread mode: a reducer freed in the middle of a step (every group queued, no finish)
+ * still reduces what was queued before its thread ends, so the slabs hold the plain sums
+ * and no rank is left waiting; a new reducer works after it. Unknown progress names are
+ * refused. */
+static void test_thread_free_mid_step(void **state)
+{
+    comm_reducer *red;
+    float *slab[NG];
+    for (int g = 0; g < NG; g++) assert_non_null(slab[g] = malloc(sizeof(float) * COUNTS[g]));
+    fixture f = {.mode = COMM_REDUCE_THREAD};
+    assert_int_equal(comm_reducer_init(&red, C, NG, slab, COUNTS, BUCKET, COMM_REDUCE_THREAD), 0);
+    memcpy(f.slab, slab, sizeof slab);
+    const int all[NG] = {1, 1, 1, 1};
+    fill(&f, 2);
+    comm_reducer_begin(red, all);
+    for (int g = NG - 1; g >= 0; g--) assert_int_equal(comm_reducer_group_done(red, g), 0);
+    comm_reducer_free(red);
+    check_slabs(&f, all, 2, 1.0f);
+    for (int g = 0; g < NG; g++) free(slab[g]);
+    run_all_reported(COMM_REDUCE_THREAD);
+
+    comm_reduce_mode m = COMM_REDUCE_AFTER;
+    assert_int_equal(comm_reduce_mode_parse(&m, "thread"), 0);
+    assert_int_equal(m, COMM_REDUCE_THREAD);
+    assert_int_equal(comm_reduce_mode_parse(&m, "nonblocking"), 0);
+    assert_int_equal(m, COMM_REDUCE_NONBLOCKING);
+    assert_int_equal(comm_reduce_mode_parse(&m, "threads"), NN_EINVAL);
+    assert_non_null(strstr(nn_errmsg(), "'threads'"));
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -293,7 +349,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_frozen_no_overlap),
         cmocka_unit_test(test_unreported_overlap),
         cmocka_unit_test(test_unreported_no_overlap),
+        cmocka_unit_test(test_average_thread),
+        cmocka_unit_test(test_frozen_thread),
+        cmocka_unit_test(test_unreported_thread),
         cmocka_unit_test(test_sum_and_bad_group),
+        cmocka_unit_test(test_sum_and_bad_group_thread),
+        cmocka_unit_test(test_thread_free_mid_step),
         cmocka_unit_test(test_shard_union),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

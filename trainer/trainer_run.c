@@ -161,8 +161,12 @@ static int run_setup(run *r, int need_train)
         counts[g] = r->m->groups[g].numel;
     }
     size_t bucket = (size_t)(cfg->comm.bucket_mb * 1048576.0 / sizeof(float));
-    rc = comm_reducer_init(&r->red, r->c, r->m->ngroups, slabs, counts, bucket ? bucket : 1,
-                           cfg->comm.overlap);
+    comm_reduce_mode mode = COMM_REDUCE_AFTER;
+    if (cfg->comm.overlap) {
+        rc = comm_reduce_mode_parse(&mode, cfg->comm.progress);
+        if (rc) return rc;
+    }
+    rc = comm_reducer_init(&r->red, r->c, r->m->ngroups, slabs, counts, bucket ? bucket : 1, mode);
     if (rc) return rc;
     const int world = comm_size(r->c), B = cfg->data.batch_size;
     if (need_train) {
@@ -1217,7 +1221,10 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     }
     if (!rc && r.out) {
         fprintf(r.out, "strata: gradient reduction per layer group (%d rank(s), %s, buckets of at most %g MiB):\n",
-                world, cfg->comm.overlap ? "overlapped with backward" : "after backward",
+                world,
+                !cfg->comm.overlap                         ? "after backward"
+                : !strcmp(cfg->comm.progress, "thread")    ? "overlapped with backward by a communication thread"
+                                                           : "overlapped with backward",
                 cfg->comm.bucket_mb);
         fprintf(r.out, "  group        bytes  collectives   seconds\n");
         for (int g = G - 1; g >= 0; g--) {
