@@ -53,6 +53,12 @@ grep -q "max lr per group 0.02, 0.02, 0.05;" "$dir/r4.log" && grep -q "max lr pe
     grep -qF '"overrides": {"groups.lr": "[0.02, 0.02, 0.05]", "groups.momentum": "0.8"}' "$dir/runs/run-004/sweep.json" &&
     ok "runs 1 and 4: their learning rates and momentum, status finished, sweep.json" || bad "sweep runs"
 
+# Without CONFIG the sweep's own config is used; another CONFIG than the sweep's is refused.
+"$strata" train --sweep "$dir/lr.yaml" --sweep-index 0 > "$dir/r0.log" 2>&1 && [ "$(cat "$dir/runs/run-000/status")" = finished ] &&
+    ok "train --sweep without CONFIG uses the sweep's config" || { tail -3 "$dir/r0.log"; bad "train --sweep without CONFIG"; }
+cp "$dir/base.yaml" "$dir/other_base.yaml"
+expect "a CONFIG that is not the sweep's" "is not the sweep's config" \
+    "$strata" train "$dir/other_base.yaml" --sweep "$dir/lr.yaml" --sweep-index 2
 printf '' > "$dir/empty.yaml"
 expect "empty sweep file" "the sweep file is empty" "$strata" sweep plan "$dir/empty.yaml"
 printf 'grid: [1\n' > "$dir/broken.yaml"

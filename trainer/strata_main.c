@@ -14,6 +14,7 @@
  * line, 75 stopped on SIGTERM/SIGUSR1 after saving a checkpoint (train: resume with
  * --resume auto).
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "nn/nn.h"
 #include "trainer/trainer.h"
 
@@ -370,7 +371,7 @@ static int parse_run_args(run_args *a, const char *cmd, int argc, char **argv)
             return -1;
         }
     }
-    if (!a->config) {
+    if (!a->config && !a->sweep) {
         fprintf(stderr, "strata %s: missing CONFIG (a YAML file; see docs/config.md)\n", cmd);
         return -1;
     }
@@ -544,6 +545,19 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
     if (a.sweep) {
         rc = sweep_setup(&sw, &a, all, &nsets, dirset, sizeof dirset, &json);
         sets = all;
+        /* The config is the sweep's (what `sweep plan` checked) unless CONFIG names the same
+         * file. */
+        if (!rc && !a.config && !sw.config[0])
+            rc = nn_err(NN_EINVAL, "--sweep %s: the sweep file names no config: give CONFIG or add config: to it", a.sweep);
+        if (!rc && !a.config) a.config = sw.config;
+        if (!rc && sw.config[0]) {
+            char *x = realpath(a.config, NULL), *y = realpath(sw.config, NULL);
+            if (x && y && strcmp(x, y))
+                rc = nn_err(NN_EINVAL, "CONFIG %s is not the sweep's config %s (%s): train a sweep with its own config, or drop CONFIG",
+                            a.config, sw.config, a.sweep);
+            free(x);
+            free(y);
+        }
     }
     if (!rc) rc = io_config_load(&cfg, a.config, sets, nsets);
     rc = comm_agree(c, rc, NULL);

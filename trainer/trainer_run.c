@@ -611,6 +611,15 @@ static void progress(run *r, int phase, int nphases, int epoch, int epochs, int 
     fflush(r->out);
 }
 
+/* A number in metrics.jsonl: JSON has no NaN or infinity, so those are null. */
+static void json_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.9g", v);
+    else
+        fputs("null", f);
+}
+
 static void metrics_lr(FILE *f, const float *lr, int n)
 {
     fputc('[', f);
@@ -1142,8 +1151,12 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
                     if (!rc) progress(&r, p, nphases, e, ph->epochs, (int)b + 1, (int)per_epoch,
                                       sums[0] / sums[2], sps, lr);
                     if (log && r.metrics) {
-                        fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"train_loss\": %.9g, \"train_acc\": %.9g, \"lr\": ",
-                                r.global_step, r.epoch, p, sums[0] / sums[2], sums[1] / sums[2]);
+                        fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"train_loss\": ",
+                                r.global_step, r.epoch, p);
+                        json_num(r.metrics, sums[0] / sums[2]);
+                        fprintf(r.metrics, ", \"train_acc\": ");
+                        json_num(r.metrics, sums[1] / sums[2]);
+                        fprintf(r.metrics, ", \"lr\": ");
                         metrics_lr(r.metrics, lr, G);
                         fprintf(r.metrics, ", \"frozen\": [");
                         for (int g = 0, k = 0; g < G; g++)
@@ -1196,8 +1209,12 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
                     fprintf(r.out, "phase %d/%d epoch %d/%d valid loss %.4f valid accuracy %.4f (%.1f s)\n",
                             p + 1, nphases, e + 1, ph->epochs, vl, va, now_s() - t0);
                 if (r.metrics) {
-                    fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"valid_loss\": %.9g, \"valid_acc\": %.9g}\n",
-                            r.global_step, r.epoch, p, vl, va);
+                    fprintf(r.metrics, "{\"step\": %ld, \"epoch\": %d, \"phase\": %d, \"valid_loss\": ",
+                            r.global_step, r.epoch, p);
+                    json_num(r.metrics, vl);
+                    fprintf(r.metrics, ", \"valid_acc\": ");
+                    json_num(r.metrics, va);
+                    fprintf(r.metrics, "}\n");
                     fflush(r.metrics);
                 }
             }
