@@ -140,6 +140,7 @@ typedef struct {
     char where[640]; /* what was being written when something failed */
     uint8_t *chunk;  /* scratch for a chunk and its checksum, grown as needed */
     size_t chunk_cap;
+    io_ckpt_scratch *keep; /* may be NULL */
 } save_job;
 
 /* HDF5's Fletcher-32 checksum (H5_checksum_fletcher32: 16-bit big-endian words, both sums
@@ -273,7 +274,8 @@ static int build_image(hid_t f, save_job *job, const char *path);
 typedef struct {
     void *mem;
     size_t cap;
-    void *closed; /* the image HDF5 let go of at close */
+    void *closed;          /* the image HDF5 let go of at close */
+    io_ckpt_scratch *keep; /* may be NULL: where the mapping stays between saves */
 } image_mem;
 
 static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
@@ -281,6 +283,13 @@ static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void
     image_mem *m = udata;
     if (size == 0) size = 1;
     void *p;
+    if (ptr == NULL && m->keep && m->keep->image) { /* the kept mapping, grown if need be */
+        ptr = m->keep->image;
+        m->mem = ptr;
+        m->cap = m->keep->image_cap;
+        m->keep->image = NULL;
+        if (size <= m->cap) return ptr;
+    }
     if (ptr == NULL) {
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     } else {
@@ -312,9 +321,10 @@ static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
     if (ptr == NULL) return 0;
     if (ptr != m->mem) return -1;
     if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE) {
-        m->closed = ptr; /* written out and unmapped by write_file */
+        m->closed = ptr; /* written out, then kept or unmapped, by write_file */
         return 0;
     }
+    if (m->keep) return 0; /* write_file keeps it */
     munmap(ptr, m->cap);
     m->mem = NULL;
     m->cap = 0;
@@ -344,7 +354,7 @@ static int write_file(const char *tmp, const char *path, void *ud)
     for (int i = 0; i < job->ck->nparams; i++)
         est += job->ck->params[i].numel * sizeof(float) * (size_t)(1 + job->ck->nstates) + 1024;
     for (int i = 0; i < job->ck->nbuffers; i++) est += job->ck->buffers[i].numel * sizeof(float) + 1024;
-    image_mem mem = {NULL, 0, NULL};
+    image_mem mem = {NULL, 0, NULL, job->keep};
     H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
                                       image_udata_copy, image_udata_free, &mem};
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -363,7 +373,12 @@ static int write_file(const char *tmp, const char *path, void *ud)
     if (!rc && (!mem.closed || (size_t)len > mem.cap))
         rc = nn_err(NN_EHDF5, "%s: HDF5 did not hand back the in-memory file at close", path);
     if (!rc) rc = write_bytes(tmp, path, mem.closed, (size_t)len);
-    if (mem.mem) munmap(mem.mem, mem.cap);
+    if (mem.mem && job->keep) {
+        job->keep->image = mem.mem;
+        job->keep->image_cap = mem.cap;
+    } else if (mem.mem) {
+        munmap(mem.mem, mem.cap);
+    }
     return rc;
 }
 
@@ -521,16 +536,34 @@ fail:;
 
 int io_ckpt_save(const char *path, const io_ckpt *ck)
 {
+    return io_ckpt_save_reuse(path, ck, NULL);
+}
+
+void io_ckpt_scratch_free(io_ckpt_scratch *s)
+{
+    if (!s) return;
+    if (s->image) munmap(s->image, s->image_cap);
+    free(s->chunk);
+    memset(s, 0, sizeof *s);
+}
+
+int io_ckpt_save_reuse(const char *path, const io_ckpt *ck, io_ckpt_scratch *keep)
+{
     if (!path || !ck) return nn_err(NN_EINVAL, "io_ckpt_save: NULL argument");
     if (ck->ngroups < 1 || ck->ngroups > IO_CKPT_MAX_GROUPS || ck->nstates < 0 ||
         ck->nstates > IO_CKPT_MAX_STATES)
         return nn_err(NN_EINVAL, "%s: a checkpoint of %d groups and %d optimizer states", path,
                       ck->ngroups, ck->nstates);
-    save_job job = {ck, {0}, NULL, 0};
+    save_job job = {ck, {0}, keep ? keep->chunk : NULL, keep ? keep->chunk_cap : 0, keep};
     io__h5_quiet q;
     io__h5_quiet_begin(&q);
     int rc = io__write_atomic(path, write_file, &job);
-    free(job.chunk);
+    if (keep) {
+        keep->chunk = job.chunk;
+        keep->chunk_cap = job.chunk_cap;
+    } else {
+        free(job.chunk);
+    }
     io__h5_quiet_end(&q);
     return rc;
 }

@@ -96,6 +96,20 @@ typedef struct io_ckpt {
  * either the old file or the new one at path. */
 int io_ckpt_save(const char *path, const io_ckpt *ck);
 
+/* Memory a process keeps from one save to the next (the in-memory file, a chunk buffer), so
+ * that saves after the first touch no fresh memory: on some machines faulting in a fresh
+ * 200 MB buffer costs more than writing it to disk. Zero-initialise; io_ckpt_scratch_free
+ * releases it. Peak memory is the same as without: a save needs the image anyway. */
+typedef struct io_ckpt_scratch {
+    void *image;
+    size_t image_cap;
+    unsigned char *chunk;
+    size_t chunk_cap;
+} io_ckpt_scratch;
+void io_ckpt_scratch_free(io_ckpt_scratch *s);
+/* io_ckpt_save keeping its memory in keep (NULL: io_ckpt_save). */
+int io_ckpt_save_reuse(const char *path, const io_ckpt *ck, io_ckpt_scratch *keep);
+
 /* An open checkpoint. io_ckpt_open checks the format name and version and reads the tables
  * (root attributes, config, groups, parameter names and shapes, optimizer settings, train
  * state, metrics) into an io_ckpt whose data pointers are NULL; tensors are read on demand.

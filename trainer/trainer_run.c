@@ -47,6 +47,7 @@ typedef struct {
     comm_reducer *red;
     int active[NN_MAX_GROUPS]; /* groups whose gradients are reduced this step */
     int nonfinite_ok;          /* lr-find: a non-finite loss ends the sweep, not the run */
+    io_ckpt_scratch ckpt_mem;  /* rank 0: memory kept between checkpoint saves */
 } run;
 
 static double now_s(void)
@@ -207,6 +208,7 @@ static int run_sync_replicas(run *r)
 
 static void run_free(run *r)
 {
+    io_ckpt_scratch_free(&r->ckpt_mem);
     free(r->mean);
     free(r->std);
     free(r->pad);
@@ -795,7 +797,7 @@ static int ckpt_save(run *r, const position *at, const float *lr, const float *w
     snprintf(file, sizeof file, "ckpt-%09ld.h5", at->global_step);
     snprintf(path, sizeof path, "%s/%s", dir, file);
     rc = make_dirs(dir);
-    if (!rc) rc = io_ckpt_save(path, &ck);
+    if (!rc) rc = io_ckpt_save_reuse(path, &ck, &r->ckpt_mem);
     if (!rc) rc = io_ckpt_set_latest(dir, file);
     if (!rc) rc = io_ckpt_prune(dir, cfg->checkpoint.keep, NULL);
     if (!rc && r->out) fprintf(r->out, "strata: checkpoint %s (step %ld)\n", path, at->global_step);
