@@ -133,6 +133,7 @@ int trainer_ckpt_load(nn_model *m, trainer_opt *opt, io_ckpt_reader *rd, int onl
         rc = io_ckpt_read_param(rd, k, -1, p->data);
         for (int s = 0; opt && !rc && s < info->nstates; s++)
             rc = io_ckpt_read_param(rd, k, s, opt_state_of(m, opt, p, s));
+        if (rc) break;
         (*nloaded)++;
         *vloaded += p->numel;
     }
