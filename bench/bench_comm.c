@@ -34,12 +34,14 @@
  * rounds) and prints the combined table with 2-rank/1-rank ratios and the verdicts; --ddp FILE
  * adds PyTorch DDP's numbers from bench/ddp_ref.py.
  */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "comm/comm.h"
 #include "io/io.h"
 #include "nn/nn.h"
 #include "trainer/trainer.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdarg.h>
@@ -416,6 +418,19 @@ static void bench_mpi_sizes(comm *c, const bench_opts *o, sbuf *js, int *first)
     if (rank == 0) fflush(stdout);
 }
 
+/* rm -rf path (the bench's own scratch directory). */
+static int remove_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(p); /* best effort: what cannot be removed makes strata train say so */
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* ---- b-d) training through trainer_train ------------------------------------------------- */
 
 typedef struct {
@@ -549,6 +564,9 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
             fprintf(stderr, "strata_bench_comm: cannot create %s: %s\n", o->run_dir, strerror(errno));
             comm_abort(c, 1, "run dir");
         }
+        /* strata train refuses a run.dir that holds a run's checkpoints: each repetition
+         * starts from an empty one (the last repetition's stays for KEEP). */
+        remove_tree(dir);
         snprintf(lp, sizeof lp, "%s/np%d-%s-%s.log", o->run_dir, world, tc->model, tc->variant);
         log = fopen(lp, "w");
         if (!log) log = fopen("/dev/null", "w");
