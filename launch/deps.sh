@@ -24,10 +24,11 @@ STRATA_DEPS=(
 # one-node Slurm that tests/slurm/ starts to run the launch/slurm/ templates (the tests skip
 # without it). Installing slurm-wlm on a machine with systemd enables its services; they stay
 # unconfigured and idle (the tests use their own configuration in a temporary directory).
-STRATA_TEST_DEPS=(slurm-wlm munge)
-# Only needed to regenerate the PyTorch reference fixtures in tests/fixtures/ and for the
-# PyTorch comparisons in bench/. Never installed by the launch scripts.
-STRATA_OPTIONAL_DEPS=(python3-torch)
+# python3-torch and python3-torchvision run the torchvision converter's round trip
+# (tests/convert_roundtrip.sh: launch/torchvision_convert.py is a torch tool; the numerical
+# tests read committed fixtures and need no torch); they are also what tests/make_fixtures.py
+# and the PyTorch comparisons in bench/ use.
+STRATA_TEST_DEPS=(slurm-wlm munge python3-torch python3-torchvision)
 
 # Prints a step header.
 strata_step() {
@@ -118,13 +119,6 @@ strata_install_deps() {
             echo "error: still not installed after apt-get: ${missing[*]}" >&2
             return 1
         fi
-    fi
-
-    local optional=()
-    mapfile -t optional < <(strata_missing_pkgs "${STRATA_OPTIONAL_DEPS[@]}")
-    if ((${#optional[@]} != 0)); then
-        echo "Optional, not installed (only to regenerate test fixtures and for bench/ comparisons" \
-            "with PyTorch): ${optional[*]}"
     fi
 }
 
