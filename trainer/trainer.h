@@ -45,6 +45,11 @@ typedef struct trainer_train_result {
  * this run's checkpoints (continue those with resume "auto"). */
 int trainer_train_ex(const io_config *cfg, comm *c, FILE *out, const trainer_train_opts *o,
                      trainer_train_result *res);
+/* The model spec the config describes, for data of c x h x w samples and `classes` classes
+ * (model.input and model.classes, when set, must agree with the data: NN_ESHAPE names both).
+ * spec->arch points into cfg. */
+int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, int w,
+                       int classes);
 /* Loads weights (NULL: run.dir/weights.h5) and evaluates on data.valid across all ranks. */
 int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, double *loss,
                  double *acc);

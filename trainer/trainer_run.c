@@ -76,6 +76,31 @@ static int make_dirs(const char *path)
     return 0;
 }
 
+int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, int w,
+                       int classes)
+{
+    nn_model_spec_default(spec);
+    spec->arch = cfg->model.arch;
+    spec->in_c = cfg->model.input[0] ? cfg->model.input[0] : c;
+    spec->in_h = cfg->model.input[1] ? cfg->model.input[1] : h;
+    spec->in_w = cfg->model.input[2] ? cfg->model.input[2] : w;
+    if (spec->in_c != c || spec->in_h != h || spec->in_w != w)
+        return nn_err(NN_ESHAPE, "model.input %dx%dx%d does not match the data's %dx%dx%d (%s)",
+                      spec->in_c, spec->in_h, spec->in_w, c, h, w, cfg->data.train);
+    spec->classes = cfg->model.classes ? cfg->model.classes : classes;
+    spec->cut = cfg->model.cut;
+    spec->nsplit = cfg->model.nsplit;
+    memcpy(spec->split, cfg->model.split, sizeof spec->split);
+    spec->head = !strcmp(cfg->model.head, "fastai")     ? NN_HEAD_FASTAI
+                 : !strcmp(cfg->model.head, "linear")   ? NN_HEAD_LINEAR
+                 : !strcmp(cfg->model.head, "original") ? NN_HEAD_ORIGINAL
+                                                        : NN_HEAD_DEFAULT;
+    spec->nwidths = cfg->model.nwidths;
+    memcpy(spec->widths, cfg->model.widths, sizeof(int) * (size_t)cfg->model.nwidths);
+    spec->small_stem = cfg->model.small_stem;
+    return 0;
+}
+
 /* Loads train and valid data on every rank, builds the model and the optimizer. */
 static int run_setup(run *r, int need_train)
 {
@@ -118,26 +143,8 @@ static int run_setup(run *r, int need_train)
         r->pad[i] = shape->images ? -r->mean[i] / r->std[i] : 0.0f;
 
     nn_model_spec spec;
-    nn_model_spec_default(&spec);
-    spec.arch = cfg->model.arch;
-    spec.in_c = cfg->model.input[0] ? cfg->model.input[0] : shape->c;
-    spec.in_h = cfg->model.input[1] ? cfg->model.input[1] : shape->h;
-    spec.in_w = cfg->model.input[2] ? cfg->model.input[2] : shape->w;
-    if (spec.in_c != shape->c || spec.in_h != shape->h || spec.in_w != shape->w)
-        return nn_err(NN_ESHAPE, "model.input %dx%dx%d does not match the data's %dx%dx%d (%s)",
-                      spec.in_c, spec.in_h, spec.in_w, shape->c, shape->h, shape->w,
-                      cfg->data.train);
-    spec.classes = cfg->model.classes ? cfg->model.classes : shape->classes;
-    spec.cut = cfg->model.cut;
-    spec.nsplit = cfg->model.nsplit;
-    memcpy(spec.split, cfg->model.split, sizeof spec.split);
-    spec.head = !strcmp(cfg->model.head, "fastai")     ? NN_HEAD_FASTAI
-                : !strcmp(cfg->model.head, "linear")   ? NN_HEAD_LINEAR
-                : !strcmp(cfg->model.head, "original") ? NN_HEAD_ORIGINAL
-                                                       : NN_HEAD_DEFAULT;
-    spec.nwidths = cfg->model.nwidths;
-    memcpy(spec.widths, cfg->model.widths, sizeof(int) * cfg->model.nwidths);
-    spec.small_stem = cfg->model.small_stem;
+    rc = trainer_model_spec(&spec, cfg, shape->c, shape->h, shape->w, shape->classes);
+    if (rc) return rc;
     rc = io_check_labels(&r->train, spec.classes, cfg->data.train);
     if (!rc && r->has_valid) rc = io_check_labels(&r->valid, spec.classes, cfg->data.valid);
     if (rc) return rc;
