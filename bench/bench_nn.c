@@ -1,5 +1,8 @@
 /*
  * strata_bench: training-step throughput of single layers and whole models on one core.
+ * The models: the mlp (784-1024-1024-10, batch 128), the cnn (batch 64) and resnet18 with a
+ * small-input stem and torchvision's head (3x32x32, batch 32). --json FILE writes every
+ * result as one JSON line (bench/run reads it).
  *
  * A step is what training does per batch: forward, loss (cross-entropy for models; a fixed
  * upstream gradient dy for single layers), zero_grad, backward, and an SGD update with
@@ -46,6 +49,7 @@ typedef struct {
     double min_time;
     const char *only;      /* comma-separated ids or groups ("layers", "models"), NULL: all */
     const char *torch;     /* JSON file from torch_ref.py, NULL: none */
+    const char *json;      /* write every result here as one JSON line, NULL: none */
     int breakdown;
 } bench_opts;
 
@@ -313,6 +317,7 @@ typedef struct {
     double shape_gflops; /* sgemm rate on the layer's own GEMM shapes, 0 for models */
     double shape_share;  /* time those GEMMs take / step time */
     double torch_sps;    /* 0: not measured */
+    float target;        /* models: strata/PyTorch the issue asks for */
 } result;
 
 #define MAX_RESULTS 16
@@ -466,16 +471,34 @@ static double layer_flops(const nn_layer *l, int N)
     return f + 2.0 * mnk * gemms;
 }
 
-static void model_setup(model_bench *b, const char *arch, int batch)
+/* The whole-model cases: the issue's three models at their per-rank batches. The resnet18 is
+ * torchvision's with a small-input stem (conv1 3x3 stride 1, no max pool) and its own head
+ * (average pool, fc), on 3x32x32 inputs: bench/torch_ref.py builds the same model. */
+typedef struct {
+    const char *id;
+    int in_c, in_hw, batch, head, small_stem;
+    float target; /* strata/PyTorch samples/s the issue asks for */
+} model_case;
+
+static const model_case model_cases[] = {
+    {"mlp", 1, 28, 128, NN_HEAD_LINEAR, 0, 1.0f},
+    {"cnn", 1, 28, 64, NN_HEAD_LINEAR, 0, 1.5f},
+    {"resnet18", 3, 32, 32, NN_HEAD_ORIGINAL, 1, 1.5f},
+};
+
+static void model_setup(model_bench *b, const model_case *mc)
 {
     memset(b, 0, sizeof *b);
+    const char *arch = mc->id;
+    const int batch = mc->batch;
     nn_model_spec spec;
     nn_model_spec_default(&spec);
     spec.arch = arch;
-    spec.in_c = 1;
-    spec.in_h = spec.in_w = 28;
+    spec.in_c = mc->in_c;
+    spec.in_h = spec.in_w = mc->in_hw;
     spec.classes = 10;
-    spec.head = NN_HEAD_LINEAR;
+    spec.head = mc->head;
+    spec.small_stem = mc->small_stem;
     if (!strcmp(arch, "mlp")) {
         spec.nwidths = 2;
         spec.widths[0] = spec.widths[1] = 1024;
@@ -489,7 +512,7 @@ static void model_setup(model_bench *b, const char *arch, int batch)
         b->mom[g] = 0.9f;
         b->wd[g] = 0.0f;
     }
-    if (!rc) rc = nn_tensor_resize(&b->x, batch, 1, 28, 28);
+    if (!rc) rc = nn_tensor_resize(&b->x, batch, mc->in_c, mc->in_hw, mc->in_hw);
     if (rc) die(arch, rc);
     nn_rng_fill_normal(&b->rng, b->x.data, nn_tensor_numel(&b->x), 1.0f);
     b->labels = xcalloc((size_t)batch, sizeof(int32_t));
@@ -626,16 +649,19 @@ static void print_breakdown(model_bench *b, const char *arch, int batch, const b
            best.sgd / steps * 1e3, 100.0 * best.sgd / steps * 1e3 / tot);
 }
 
-static void bench_model(const char *arch, int batch, const bench_opts *o, const torch_ref *tr,
+static void bench_model(const model_case *mc, const bench_opts *o, const torch_ref *tr,
                         nn_rng *rng)
 {
+    const char *arch = mc->id;
+    const int batch = mc->batch;
     model_bench b;
-    model_setup(&b, arch, batch);
+    model_setup(&b, mc);
     result *r = &results[nresults++];
     snprintf(r->name, sizeof r->name, "%s (whole step)", arch);
     r->id = arch;
     r->batch = batch;
     r->is_model = 1;
+    r->target = mc->target;
     r->t = time_steps(model_step, &b, o);
     r->flops = layer_flops(b.m->body, batch) + layer_flops(b.m->head, batch);
     r->torch_sps = torch_samples(tr, arch, batch);
@@ -673,15 +699,43 @@ static void print_machine(void)
 #endif
 }
 
+/* Every result as one JSON line: {"bench": "nn", "sgemm_gflops": ..., "results": {id: {...}}}.
+ * samples_per_s is from the best repetition; torch_samples_per_s is 0 when not measured. */
+static int write_json(const char *path, const bench_opts *o, const torch_ref *tr, double sgemm0,
+                      double sgemm1)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f, "{\"bench\":\"nn\",\"reps\":%d,\"min_time\":%g,\"blas\":\"%s\",\"blas_core\":\"%s\","
+               "\"sgemm_gflops_before\":%.4g,\"sgemm_gflops_after\":%.4g,\"torch\":\"%s\",\"results\":{",
+            o->reps, o->min_time, openblas_get_config(), openblas_get_corename(), sgemm0, sgemm1,
+            tr->text ? tr->version : "");
+    for (int i = 0; i < nresults; i++) {
+        const result *r = &results[i];
+        const double sps = r->batch / r->t.best;
+        fprintf(f, "%s\"%s\":{\"name\":\"%s\",\"batch\":%d,\"model\":%s,\"ms_per_step\":%.6g,"
+                   "\"ms_per_step_median\":%.6g,\"samples_per_s\":%.6g,\"gemm_gflops\":%.4g,"
+                   "\"torch_samples_per_s\":%.6g,\"vs_torch\":%.4g",
+                i ? "," : "", r->id, r->name, r->batch, r->is_model ? "true" : "false",
+                r->t.best * 1e3, r->t.median * 1e3, sps, r->flops / r->t.best / 1e9, r->torch_sps,
+                r->torch_sps > 0.0 ? sps / r->torch_sps : 0.0);
+        if (r->is_model) fprintf(f, ",\"target_vs_torch\":%.3g", r->target);
+        fprintf(f, "}");
+    }
+    fprintf(f, "}}\n");
+    return fclose(f);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: strata_bench [--reps N] [--min-time S] [--only LIST] [--torch FILE] "
-            "[--breakdown]\n"
+            "[--json FILE] [--breakdown]\n"
             "  --reps N       timed repetitions per case, best is reported (default 5)\n"
             "  --min-time S   seconds per repetition at least (default 0.5)\n"
             "  --only LIST    comma-separated case ids or groups (layers, models)\n"
             "  --torch FILE   the JSON line of bench/torch_ref.py, for the PyTorch columns\n"
+            "  --json FILE    also write every result (and the sgemm reference) as one JSON line\n"
             "  --breakdown    also time each child of the models and its GEMMs alone\n");
 }
 
@@ -702,6 +756,9 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--torch") && v) {
             o.torch = v;
+            i++;
+        } else if (!strcmp(a, "--json") && v) {
+            o.json = v;
             i++;
         } else if (!strcmp(a, "--breakdown")) {
             o.breakdown = 1;
@@ -732,8 +789,8 @@ int main(int argc, char **argv)
 
     for (size_t i = 0; i < sizeof layer_cases / sizeof layer_cases[0]; i++)
         if (selected(&o, layer_cases[i].id, "layers")) bench_layer(&layer_cases[i], &o, &tr, &rng);
-    if (selected(&o, "mlp", "models")) bench_model("mlp", 128, &o, &tr, &rng);
-    if (selected(&o, "cnn", "models")) bench_model("cnn", 64, &o, &tr, &rng);
+    for (size_t i = 0; i < sizeof model_cases / sizeof model_cases[0]; i++)
+        if (selected(&o, model_cases[i].id, "models")) bench_model(&model_cases[i], &o, &tr, &rng);
 
     double sgemm1 = sgemm_square_rate(1024, 10, &rng);
     double sgemm = sgemm0 > sgemm1 ? sgemm0 : sgemm1;
@@ -782,13 +839,18 @@ int main(int argc, char **argv)
                    pct >= 70.0 ? "met" : "NOT met");
             continue;
         }
-        double want = !strcmp(r->id, "cnn") ? 1.5 : 1.0;
+        double want = r->target;
         if (r->torch_sps > 0.0)
             printf("  %-26s %5.2fx PyTorch (target >= %.1fx): %s\n", r->name, sps / r->torch_sps,
                    want, sps / r->torch_sps >= want ? "met" : "NOT met");
         else
             printf("  %-26s PyTorch not measured (target >= %.1fx): not checked\n", r->name, want);
     }
+    int rc = 0;
+    if (o.json && write_json(o.json, &o, &tr, sgemm0, sgemm1)) {
+        fprintf(stderr, "strata_bench: cannot write %s: %s\n", o.json, strerror(errno));
+        rc = 1;
+    }
     free(tr.text);
-    return 0;
+    return rc;
 }

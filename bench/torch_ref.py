@@ -14,7 +14,7 @@ The result ids match bench_nn.c's case ids. Progress goes to stderr.
 Options (unknown ones are ignored, so bench/run.sh can pass the same options to both):
   --reps N        timed repetitions per case (default 5)
   --min-time S    seconds each repetition runs at least (default 0.5)
-  --only LIST     comma-separated: layers, models, mlp, cnn, or case ids
+  --only LIST     comma-separated: layers, models, mlp, cnn, resnet18, or case ids
 """
 import os
 
@@ -60,6 +60,22 @@ def cnn(in_c=1, classes=10):
     return nn.Sequential(*layers)
 
 
+def resnet18(in_c=3, classes=10):
+    """strata's resnet18 with --small-stem and --head original: torchvision's resnet18 with
+    conv1 a 3x3 stride-1 convolution and no max pool, for 32x32 inputs."""
+    import torchvision  # only this model needs it (python3-torchvision)
+    m = torchvision.models.resnet18(num_classes=classes)
+    m.conv1 = nn.Conv2d(in_c, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    m.maxpool = nn.Identity()
+    return m
+
+
+def head_of(model):
+    """The module strata's head trains when the body is frozen (freeze_to -1): the last
+    Linear of every model here (mlp's and cnn's Linear(., classes), resnet18's fc)."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
 # Single-layer cases: id, constructor, input shape of one sample, batch, whether dx is needed.
 LAYERS = [
     ("linear_784_1024", lambda: nn.Linear(784, 1024), (784,), 128, True),
@@ -70,7 +86,9 @@ LAYERS = [
     ("conv_64_64_14", lambda: nn.Conv2d(64, 64, 3, padding=1, bias=False), (64, 14, 14), 64, True),
     ("conv_64_128_7", lambda: nn.Conv2d(64, 128, 3, padding=1, bias=False), (64, 7, 7), 64, True),
 ]
-MODELS = [("mlp", mlp, 128), ("cnn", cnn, 64)]
+# Whole models: id, constructor, batch, input shape of one sample.
+MODELS = [("mlp", mlp, 128, (1, 28, 28)), ("cnn", cnn, 64, (1, 28, 28)),
+          ("resnet18", resnet18, 32, (3, 32, 32))]
 
 
 def time_steps(step, reps, min_time):
@@ -151,9 +169,9 @@ def main():
             best, med = time_steps(layer_step_fn(make(), batch, in_shape, need_dx), args.reps,
                                    args.min_time)
             record(case_id, batch, best, med)
-    for case_id, make, batch in MODELS:
+    for case_id, make, batch, in_shape in MODELS:
         if selected(only, case_id, "models"):
-            best, med = time_steps(model_step_fn(make(), batch, (1, 28, 28), 10), args.reps,
+            best, med = time_steps(model_step_fn(make(), batch, in_shape, 10), args.reps,
                                    args.min_time)
             record(case_id, batch, best, med)
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
