@@ -6,8 +6,8 @@
  * same run:
  *
  *   a) reduction bandwidth (2 or more ranks): the gradient slabs of the real models' layer
- *      groups (mlp, cnn, and resnet34 with torchvision's own head, 21.8M floats; built with
- *      skip_init, so no initialisation), reduced through comm_reducer exactly as a training
+ *      groups (mlp, cnn, resnet18 with the small stem, 11.2M floats, and resnet34 with
+ *      torchvision's own head, 21.8M floats; built with skip_init, so no initialisation), reduced through comm_reducer exactly as a training
  *      step does (begin, group_done head first, finish with scale 1/world), against one plain
  *      MPI_Allreduce(MPI_IN_PLACE) over a buffer of the same total size. Buckets of 1, 4 and
  *      16 MiB and one bucket per group, with overlap (nonblocking MPI_Iallreduce, all buckets
@@ -23,7 +23,14 @@
  *      step come from the run's metrics.jsonl, over the steps after the
  *      first log window (warm-up excluded): a line's cumulative samples_per_s gives the time
  *      at that step, and the differences between the first and last kept lines give the
- *      per-step numbers.
+ *      per-step numbers. bench/configs/resnet18.yaml (synthetic 3x32x32 data, batch 32 per
+ *      rank) runs when named in --only (its steps take seconds); --variants picks variants;
+ *   e) memory (only when named in --only, one model per process): the peak resident memory
+ *      (ru_maxrss) of every rank over a short `strata train` run, against what the model
+ *      needs: parameters, gradients, optimizer state, every tensor a training step allocates
+ *      (each layer's output and input gradient, and what layers keep inside: max-pool
+ *      indices, residual blocks' activations, im2col workspace; measured with mallinfo2 on
+ *      the same model after the run), one input batch, and the training set as loaded.
  *
  * The machine may be shared: every training run records how much CPU other processes used
  * while it ran (/proc/stat busy time minus this job's own CPU time, in cores), each case is
@@ -42,6 +49,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <malloc.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdarg.h>
@@ -63,7 +71,9 @@ typedef struct {
     const char *configs;  /* directory of mlp.yaml and cnn.yaml */
     const char *run_dir;  /* where the training runs write */
     double bucket_mb;     /* training: comm.bucket_mb override, 0: the config's */
-    int mlp_steps, cnn_steps;
+    int mlp_steps, cnn_steps, resnet18_steps;
+    const char *variants; /* training variants to run (overlap, no_overlap, thread, frozen);
+                             NULL: all */
 } bench_opts;
 
 static double now_s(void)
@@ -104,14 +114,21 @@ static int in_list(const char *list, const char *word)
     return 0;
 }
 
-/* --only names sections (reduce, train) and models (mlp, cnn, resnet34): a section runs when
- * it is named or no section is, a model when it is named or no model is. */
+/* --only names sections (reduce, train, memory) and models (mlp, cnn, resnet18, resnet34): a
+ * section runs when it is named or no section is (memory only when named), a model when it is
+ * named or no model is (resnet18's training only when named). */
 static int wanted(const bench_opts *o, const char *section, const char *model)
 {
+    if (!strcmp(section, "memory") && (!o->only || !in_list(o->only, "memory"))) return 0;
+    /* resnet18's steps take seconds: its training runs only when it is named */
+    if (!strcmp(section, "train") && !strcmp(model, "resnet18") &&
+        (!o->only || !in_list(o->only, "resnet18")))
+        return 0;
     if (!o->only) return 1;
-    const int any_section = in_list(o->only, "reduce") || in_list(o->only, "train");
+    const int any_section = in_list(o->only, "reduce") || in_list(o->only, "train") ||
+                            in_list(o->only, "memory");
     const int any_model = in_list(o->only, "mlp") || in_list(o->only, "cnn") ||
-                          in_list(o->only, "resnet34");
+                          in_list(o->only, "resnet18") || in_list(o->only, "resnet34");
     return (!any_section || in_list(o->only, section)) && (!any_model || in_list(o->only, model));
 }
 
@@ -222,13 +239,15 @@ static void load_end(const load_mark *m, double *other, double *steal)
 
 typedef struct {
     const char *arch;
-    int in_c, in_hw, classes, head;
+    int in_c, in_hw, classes, head, small_stem;
 } slab_model;
 
 static const slab_model slab_models[] = {
-    {"mlp", 1, 28, 10, NN_HEAD_DEFAULT},
-    {"cnn", 1, 28, 10, NN_HEAD_DEFAULT},
-    {"resnet34", 3, 224, 1000, NN_HEAD_ORIGINAL}, /* torchvision's 21.8M parameters */
+    {"mlp", 1, 28, 10, NN_HEAD_DEFAULT, 0},
+    {"cnn", 1, 28, 10, NN_HEAD_DEFAULT, 0},
+    /* bench/configs/resnet18.yaml's model: 11.2M parameters */
+    {"resnet18", 3, 32, 10, NN_HEAD_ORIGINAL, 1},
+    {"resnet34", 3, 224, 1000, NN_HEAD_ORIGINAL, 0}, /* torchvision's 21.8M parameters */
 };
 
 /* Bucket sizes in MiB; 0 stands for one bucket per group. */
@@ -253,6 +272,7 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
     spec.in_h = spec.in_w = sm->in_hw;
     spec.classes = sm->classes;
     spec.head = sm->head;
+    spec.small_stem = sm->small_stem;
     spec.skip_init = 1;
     nn_model *m;
     int rc = nn_model_init(&m, &spec, NULL);
@@ -534,17 +554,27 @@ static int read_metrics(train_rep *out, const char *path, int batch, int world)
     return 0;
 }
 
+/* The training models, each with its bench/configs/<model>.yaml. */
+static const char *const train_models[] = {"mlp", "cnn", "resnet18"};
+#define NTRAIN_MODELS ((int)(sizeof train_models / sizeof train_models[0]))
+
+static int model_steps(const bench_opts *o, const char *model)
+{
+    return !strcmp(model, "mlp") ? o->mlp_steps : !strcmp(model, "cnn") ? o->cnn_steps : o->resnet18_steps;
+}
+
 static void run_train(comm *c, const bench_opts *o, const train_case *tc, int rep, train_rep *out)
 {
     const int rank = comm_rank(c), world = comm_size(c);
-    const int steps = !strcmp(tc->model, "mlp") ? o->mlp_steps : o->cnn_steps;
+    const int steps = model_steps(o, tc->model);
     char path[1024], dir[1024], sets[8][1100];
     const char *setp[8];
     int ns = 0;
     snprintf(path, sizeof path, "%s/%s.yaml", o->configs, tc->model);
     snprintf(dir, sizeof dir, "%s/np%d-%s-%s", o->run_dir, world, tc->model, tc->variant);
     snprintf(sets[ns++], sizeof sets[0], "train.max_steps=%d", steps);
-    snprintf(sets[ns++], sizeof sets[0], "train.log_every=%d", steps >= 100 ? 10 : 5);
+    /* at least 3 progress lines after the first (dropped) one */
+    snprintf(sets[ns++], sizeof sets[0], "train.log_every=%d", steps >= 100 ? 10 : steps >= 30 ? 5 : 2);
     snprintf(sets[ns++], sizeof sets[0], "comm.overlap=%s",
              strcmp(tc->variant, "no_overlap") ? "true" : "false");
     snprintf(sets[ns++], sizeof sets[0], "comm.progress=%s",
@@ -600,20 +630,23 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
 static void bench_train(comm *c, const bench_opts *o, sbuf *js, int *first)
 {
     const int rank = comm_rank(c), world = comm_size(c);
-    train_case cases[8];
+    train_case cases[4 * NTRAIN_MODELS];
     int nc = 0;
-    static const char *const models[] = {"mlp", "cnn"};
-    for (int mi = 0; mi < 2; mi++) {
-        if (!wanted(o, "train", models[mi])) continue;
-        cases[nc++] = (train_case){models[mi], "overlap"};
+    /* --variants: a variant runs when it is listed or no list was given */
+#define VARIANT(v) (!o->variants || in_list(o->variants, v))
+    for (int mi = 0; mi < NTRAIN_MODELS; mi++) {
+        const char *model = train_models[mi];
+        if (!wanted(o, "train", model)) continue;
+        if (VARIANT("overlap")) cases[nc++] = (train_case){model, "overlap"};
         /* On one rank the reducer sends nothing either way. */
-        if (world > 1) cases[nc++] = (train_case){models[mi], "no_overlap"};
+        if (world > 1 && VARIANT("no_overlap")) cases[nc++] = (train_case){model, "no_overlap"};
         /* Overlap by the reducer's communication thread (comm.progress: thread). */
-        if (world > 1) cases[nc++] = (train_case){models[mi], "thread"};
-        cases[nc++] = (train_case){models[mi], "frozen"};
+        if (world > 1 && VARIANT("thread")) cases[nc++] = (train_case){model, "thread"};
+        if (VARIANT("frozen")) cases[nc++] = (train_case){model, "frozen"};
     }
+#undef VARIANT
     if (!nc) return;
-    static train_rep reps[8][MAX_REPS];
+    static train_rep reps[4 * NTRAIN_MODELS][MAX_REPS];
     for (int k = 0; k < o->reps; k++)
         for (int i = 0; i < nc; i++) run_train(c, o, &cases[i], k, &reps[i][k]);
     if (rank) return;
@@ -660,6 +693,225 @@ static void bench_train(comm *c, const bench_opts *o, sbuf *js, int *first)
         *first = 0;
     }
     fflush(stdout);
+}
+
+/* ---- e) peak memory per rank against what the model needs ---------------------------------- */
+
+/* A line of /proc/self/status ("VmRSS:", "VmHWM:"), in KiB; 0 when absent. */
+static double proc_status_kib(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0.0;
+    char line[256];
+    double v = 0.0;
+    const size_t n = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n)) {
+            v = atof(line + n);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* The bytes of every y and dx tensor a layer subtree owns (views, cap 0, own nothing). */
+static size_t layer_tensor_bytes(const nn_layer *l)
+{
+    size_t b = (l->y.cap + l->dx.cap) * sizeof(float);
+    for (int i = 0; i < l->nkids; i++) b += layer_tensor_bytes(l->kids[i]);
+    return b;
+}
+
+typedef struct {
+    double params, grads, opt;  /* parameter slabs, gradient slabs, optimizer state */
+    double act_visible;         /* every layer's y and dx, and the model's dlogits */
+    double act_internal;        /* what layers keep besides: max-pool indices, residual blocks'
+                                   activations and gradient staging, im2col workspace, BN stats */
+    double input;               /* one batch of inputs and labels */
+    double data;                /* the training set as held in memory, on every rank */
+    double need;                /* the sum */
+} mem_need;
+
+/* What training cfg's model needs on one rank, in bytes: builds the same model and optimizer
+ * as trainer_train, runs training steps at the batch size and measures the heap they took
+ * (mallinfo2: every allocation, big mmap'd ones included) besides what the walk of the layers
+ * sees; the data set's size from loading it as the trainer does. */
+static int memory_need(mem_need *nd, const io_config *cfg)
+{
+    memset(nd, 0, sizeof *nd);
+    io_synthetic_opts syn = {cfg->data.synthetic.samples, cfg->data.synthetic.classes,
+                             cfg->data.synthetic.input[0], cfg->data.synthetic.input[1],
+                             cfg->data.synthetic.input[2], cfg->data.synthetic.seed};
+    io_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    int rc = io_data_open(&ds, cfg->data.train, cfg->data.dir, 1, &syn);
+    if (rc) return rc;
+    const double pix = (double)ds.n * ds.c * ds.h * ds.w;
+    nd->data = pix * (ds.images ? 1.0 : sizeof(float)) + (double)ds.n * sizeof(int32_t);
+    nn_model_spec spec;
+    nn_model_spec_default(&spec);
+    spec.arch = cfg->model.arch;
+    spec.in_c = cfg->model.input[0] ? cfg->model.input[0] : ds.c;
+    spec.in_h = cfg->model.input[1] ? cfg->model.input[1] : ds.h;
+    spec.in_w = cfg->model.input[2] ? cfg->model.input[2] : ds.w;
+    spec.classes = cfg->model.classes ? cfg->model.classes : ds.classes;
+    spec.cut = cfg->model.cut;
+    spec.nsplit = cfg->model.nsplit;
+    memcpy(spec.split, cfg->model.split, sizeof spec.split);
+    spec.head = !strcmp(cfg->model.head, "fastai")     ? NN_HEAD_FASTAI
+                : !strcmp(cfg->model.head, "linear")   ? NN_HEAD_LINEAR
+                : !strcmp(cfg->model.head, "original") ? NN_HEAD_ORIGINAL
+                                                       : NN_HEAD_DEFAULT;
+    spec.nwidths = cfg->model.nwidths;
+    memcpy(spec.widths, cfg->model.widths, sizeof(int) * (size_t)cfg->model.nwidths);
+    spec.small_stem = cfg->model.small_stem;
+    io_dataset_free(&ds);
+
+    const int N = cfg->data.batch_size;
+    nn_tensor x = {0}, dlogits = {0};
+    int32_t *labels = xcalloc((size_t)N, sizeof(int32_t));
+    rc = nn_tensor_resize(&x, N, spec.in_c, spec.in_h, spec.in_w);
+    if (!rc) rc = nn_tensor_resize(&dlogits, N, spec.classes, 1, 1);
+    if (rc) {
+        nn_tensor_free(&x);
+        free(labels);
+        return rc;
+    }
+    nn_rng rng;
+    nn_rng_seed(&rng, 3);
+    nn_rng_fill_normal(&rng, x.data, nn_tensor_numel(&x), 1.0f);
+    for (int i = 0; i < N; i++) labels[i] = (int32_t)(nn_rng_next(&rng) % (uint64_t)spec.classes);
+    nd->input = (double)nn_tensor_numel(&x) * sizeof(float) + (double)N * sizeof(int32_t);
+
+    struct mallinfo2 before = mallinfo2();
+    nn_model *m = NULL;
+    trainer_opt opt;
+    int type = TRAINER_OPT_SGD, have_opt = 0;
+    rc = nn_model_init(&m, &spec, &rng);
+    if (!rc) rc = trainer_opt_parse_type(&type, cfg->optimizer.type);
+    if (!rc) rc = trainer_opt_init(&opt, m, type, cfg->optimizer.nesterov, cfg->optimizer.beta2,
+                                   cfg->optimizer.eps, cfg->optimizer.decay_bn_bias);
+    have_opt = rc == 0;
+    if (!rc) rc = nn_model_freeze_to(m, cfg->groups.freeze_to, NULL);
+    if (!rc) {
+        nn_model_set_train_bn(m, cfg->groups.train_bn);
+        nn_model_set_training(m, 1);
+    }
+    float lr[NN_MAX_GROUPS], mom[NN_MAX_GROUPS], wd[NN_MAX_GROUPS];
+    for (int g = 0; g < NN_MAX_GROUPS; g++) lr[g] = 1e-3f, mom[g] = 0.9f, wd[g] = 0.0f;
+    nn_ctx ctx = {&rng};
+    for (int step = 0; step < 2 && !rc; step++) { /* the second step allocates nothing new */
+        const nn_tensor *logits;
+        float loss;
+        rc = nn_model_forward(&logits, m, &x, &ctx);
+        if (!rc) rc = nn_cross_entropy(&loss, &dlogits, NULL, logits, labels);
+        if (!rc) {
+            nn_model_zero_grad(m);
+            rc = nn_model_backward(m, &dlogits);
+        }
+        if (!rc) trainer_opt_step(&opt, m, lr, mom, wd);
+    }
+    if (!rc) {
+        struct mallinfo2 after = mallinfo2();
+        const double heap = (double)(after.uordblks + after.hblkhd) - (double)(before.uordblks + before.hblkhd);
+        for (int g = 0; g < m->ngroups; g++) {
+            nd->params += (double)m->groups[g].numel * sizeof(float);
+            nd->grads += (double)m->groups[g].numel * sizeof(float);
+            if (opt.state1[g]) nd->opt += (double)m->groups[g].numel * sizeof(float);
+            if (opt.state2[g]) nd->opt += (double)m->groups[g].numel * sizeof(float);
+        }
+        nd->act_visible = (double)(layer_tensor_bytes(m->body) + layer_tensor_bytes(m->head) +
+                                   m->dlogits.cap * sizeof(float));
+        nd->act_internal = heap - nd->params - nd->grads - nd->opt - nd->act_visible;
+        if (nd->act_internal < 0) nd->act_internal = 0;
+        nd->need = nd->params + nd->grads + nd->opt + nd->act_visible + nd->act_internal +
+                   nd->input + nd->data;
+    }
+    if (have_opt) trainer_opt_free(&opt);
+    nn_model_free(m);
+    nn_tensor_free(&x);
+    nn_tensor_free(&dlogits);
+    free(labels);
+    return rc;
+}
+
+/* Peak resident memory of every rank over one short training run (trainer_train, overlap
+ * on), against memory_need. Run one model per process (bench/run does): ru_maxrss is the
+ * process's peak, so a second model here would be measured on top of the first. */
+static void bench_memory(comm *c, const bench_opts *o, double start_kib, sbuf *js, int *first)
+{
+    const int rank = comm_rank(c), world = comm_size(c);
+    int done = 0;
+    for (int mi = 0; mi < NTRAIN_MODELS; mi++) {
+        const char *model = train_models[mi];
+        if (!wanted(o, "memory", model)) continue;
+        if (done++ && rank == 0)
+            fprintf(stderr, "strata_bench_comm: memory of %s is measured after another model's in "
+                    "the same process: its peak includes the earlier one's (use one model per run)\n",
+                    model);
+        const int steps = !strcmp(model, "mlp") ? 20 : !strcmp(model, "cnn") ? 8 : 3;
+        char path[1024], dir[1024], sets[3][1100];
+        const char *setp[3];
+        snprintf(path, sizeof path, "%s/%s.yaml", o->configs, model);
+        snprintf(dir, sizeof dir, "%s/np%d-%s-memory", o->run_dir, world, model);
+        snprintf(sets[0], sizeof sets[0], "train.max_steps=%d", steps);
+        snprintf(sets[1], sizeof sets[1], "train.log_every=%d", steps);
+        snprintf(sets[2], sizeof sets[2], "run.dir=%s", dir);
+        for (int i = 0; i < 3; i++) setp[i] = sets[i];
+        io_config cfg;
+        int rc = io_config_load(&cfg, path, setp, 3);
+        rc = comm_agree(c, rc, NULL);
+        if (rc) fail(c, path, rc);
+        FILE *log = NULL;
+        if (rank == 0) {
+            char lp[1100];
+            if (make_dirs(o->run_dir)) comm_abort(c, 1, "run dir");
+            remove_tree(dir); /* strata train refuses a run.dir holding a run's checkpoints */
+            snprintf(lp, sizeof lp, "%s/np%d-%s-memory.log", o->run_dir, world, model);
+            log = fopen(lp, "w");
+            if (!log) log = fopen("/dev/null", "w");
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        rc = trainer_train(&cfg, c, log);
+        if (log) fclose(log);
+        if (rc) fail(c, "strata train", rc);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double mine[2] = {(double)ru.ru_maxrss, start_kib}; /* KiB */
+        double all[2 * 64] = {0};
+        if (world > 64) fail(c, "memory: more than 64 ranks", NN_ERANGE);
+        MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        mem_need nd;
+        rc = memory_need(&nd, &cfg);
+        rc = comm_agree(c, rc, NULL);
+        if (rc) fail(c, "memory need", rc);
+        if (rank) continue;
+        printf("\nPeak memory, %s, batch %d per rank, %d steps on %d rank(s) (ru_maxrss):\n", model,
+               cfg.data.batch_size, steps, world);
+        printf("  need %.1f MB = parameters %.1f + gradients %.1f + optimizer state %.1f + layer "
+               "outputs and input gradients (y, dx) %.1f + other tensors layers keep (saved "
+               "indices, block activations, im2col workspace) %.1f + one input batch %.1f + "
+               "the training set %.1f\n",
+               nd.need / 1e6, nd.params / 1e6, nd.grads / 1e6, nd.opt / 1e6, nd.act_visible / 1e6,
+               nd.act_internal / 1e6, nd.input / 1e6, nd.data / 1e6);
+        sb_add(js, "%s\"memory.%s\":{\"batch\":%d,\"steps\":%d,\"params_bytes\":%.0f,\"grads_bytes\":%.0f,"
+               "\"opt_bytes\":%.0f,\"act_visible_bytes\":%.0f,\"act_internal_bytes\":%.0f,"
+               "\"input_bytes\":%.0f,\"data_bytes\":%.0f,\"need_bytes\":%.0f,\"ranks\":[",
+               *first ? "" : ",", model, cfg.data.batch_size, steps, nd.params, nd.grads, nd.opt,
+               nd.act_visible, nd.act_internal, nd.input, nd.data, nd.need);
+        *first = 0;
+        for (int r = 0; r < world; r++) {
+            const double peak = all[2 * r] * 1024.0, start = all[2 * r + 1] * 1024.0;
+            printf("  rank %d: peak %.1f MB (%.2fx the need); %.1f MB at start (libraries, MPI), "
+                   "peak - start %.1f MB (%.2fx)\n",
+                   r, peak / 1e6, peak / nd.need, start / 1e6, (peak - start) / 1e6,
+                   (peak - start) / nd.need);
+            sb_add(js, "%s{\"peak_bytes\":%.0f,\"start_bytes\":%.0f,\"ratio\":%.4g}", r ? "," : "",
+                   peak, start, peak / nd.need);
+        }
+        sb_add(js, "]}");
+        fflush(stdout);
+    }
 }
 
 /* ---- --report: the 1-rank and 2-rank JSON lines (and DDP's) in one table ------------------ */
@@ -795,7 +1047,7 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
     }
 
     /* a) reduction bandwidth */
-    static const char *const archs[] = {"mlp", "cnn", "resnet34"};
+    static const char *const archs[] = {"mlp", "cnn", "resnet18", "resnet34"};
     static const char *const bks[] = {"1", "4", "16", "group"};
     int red_ok = 1, red_any = 0;
     printf("\n## Reduction bandwidth, 2 ranks: comm_reducer (begin, group_done head first, finish) "
@@ -804,7 +1056,7 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
            "brackets).\n\n");
     printf("| model | MB | plain MPI_Allreduce ms (GB/s) | bucket | buckets | overlap (Iallreduce) "
            "%% of plain | blocking (Allreduce) %% of plain |\n|---|---:|---:|---|---:|---:|---:|\n");
-    for (int a = 0; a < 3; a++) {
+    for (int a = 0; a < 4; a++) {
         char key[64];
         snprintf(key, sizeof key, "reduce.%s.plain", archs[a]);
         double floats = over_lines(&in, 2, key, "floats", 0);
@@ -868,10 +1120,10 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
            "load | DDP 1 process | DDP 2 ranks | DDP 2/1 | issue's DDP 2/1 | target >= 1.9x "
            "(overlap on, nonblocking) |\n"
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
-    static const char *const models[] = {"mlp", "cnn"};
-    static const double issue_ddp[] = {0.69, 1.88};
-    double ratio[2] = {NAN, NAN};
-    for (int mi = 0; mi < 2; mi++) {
+    static const char *const *const models = train_models;
+    static const double issue_ddp[NTRAIN_MODELS] = {0.69, 1.88, NAN}; /* resnet18: none given */
+    double ratio[NTRAIN_MODELS] = {NAN, NAN, NAN};
+    for (int mi = 0; mi < NTRAIN_MODELS; mi++) {
         char k1[64], k0[64], kt[64];
         snprintf(k1, sizeof k1, "train.%s.overlap", models[mi]);
         snprintf(k0, sizeof k0, "train.%s.no_overlap", models[mi]);
@@ -904,9 +1156,11 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
         snprintf(c[10], 64, "%.2fx (%.2fx)", st / s1, mt / m1);
         for (int i = 0; i < 11; i++)
             if (strstr(c[i], "nan")) snprintf(c[i], 64, "-");
-        printf("| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2fx | %s |\n",
+        char issue[16];
+        fmt(issue, sizeof issue, "%.2fx", issue_ddp[mi]);
+        printf("| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
                models[mi], b, c[0], c[1], c[2], c[9], c[10], c[3], c[4], c[5], c[6], c[7], c[8],
-               issue_ddp[mi],
+               issue,
                isnan(ratio[mi]) ? "not measured" : ratio[mi] >= 1.9 ? "met" : "NOT met");
     }
 
@@ -918,7 +1172,7 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
     /* The 2-rank training variants: key suffix and how the table names them. */
     static const char *const vkeys[] = {"overlap", "thread", "no_overlap"};
     static const char *const vnames[] = {"on (nonblocking)", "on (thread)", "off"};
-    for (int mi = 0; mi < 2; mi++)
+    for (int mi = 0; mi < NTRAIN_MODELS; mi++)
         for (int v = 0; v < 3; v++) {
             char key[64];
             snprintf(key, sizeof key, "train.%s.%s", models[mi], vkeys[v]);
@@ -943,7 +1197,7 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
     printf("| model | ranks | unfrozen ms/step | unfrozen bytes/step | frozen ms/step | frozen "
            "bytes/step | frozen exposed ms/step | step time frozen/unfrozen |\n"
            "|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (int mi = 0; mi < 2; mi++)
+    for (int mi = 0; mi < NTRAIN_MODELS; mi++)
         for (int w = 1; w <= 2; w++) {
             char ku[64], kf[64];
             snprintf(ku, sizeof ku, "train.%s.overlap", models[mi]);
@@ -963,7 +1217,7 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
     printf("\n## Where the 2-rank step's extra time goes (best runs)\n\n");
     printf("| model | overlap | 1-rank ms/step | 2-rank ms/step | extra | of which exposed comm | "
            "the rest |\n|---|---|---:|---:|---:|---:|---:|\n");
-    for (int mi = 0; mi < 2; mi++)
+    for (int mi = 0; mi < NTRAIN_MODELS; mi++)
         for (int v = 0; v < 3; v++) {
             char k1[64], k2[64];
             snprintf(k1, sizeof k1, "train.%s.overlap", models[mi]);
@@ -981,7 +1235,7 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
                red_ok ? "met" : "NOT met");
     else
         printf("  reduction bandwidth: not measured (needs a 2-rank run)\n");
-    for (int mi = 0; mi < 2; mi++)
+    for (int mi = 0; mi < NTRAIN_MODELS; mi++)
         printf("  %s 2-rank/1-rank throughput >= 1.9x: %s\n", models[mi],
                isnan(ratio[mi]) ? "not measured"
                                 : ratio[mi] >= 1.9 ? "met" : "NOT met");
@@ -997,16 +1251,20 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: mpirun -np N strata_bench_comm [--reps N] [--reduce-reps N] [--only LIST]\n"
             "                 [--configs DIR] [--run-dir DIR] [--bucket-mb X] [--mlp-steps N]\n"
-            "                 [--cnn-steps N] [--json FILE]\n"
+            "                 [--cnn-steps N] [--resnet18-steps N] [--variants LIST] [--json FILE]\n"
             "       strata_bench_comm --report FILE... [--ddp FILE]\n"
             "  --reps N         training runs per case, interleaved (default 3)\n"
             "  --reduce-reps N  timed reductions per variant (default 15)\n"
-            "  --only LIST      sections (reduce, train) and models (mlp, cnn, resnet34)\n"
+            "  --only LIST      sections (reduce, train, memory) and models (mlp, cnn, resnet18,\n"
+            "                   resnet34); memory runs only when named (one model per process),\n"
+            "                   resnet18's training only when named\n"
             "  --configs DIR    where mlp.yaml and cnn.yaml are (default bench/configs)\n"
             "  --run-dir DIR    where the training runs write (default runs/bench_comm)\n"
             "  --bucket-mb X    training: comm.bucket_mb (default: the config's)\n"
             "  --mlp-steps N    steps of each mlp run (default 200)\n"
             "  --cnn-steps N    steps of each cnn run (default 60)\n"
+            "  --resnet18-steps N  steps of each resnet18 run (default 12)\n"
+            "  --variants LIST  training variants: overlap, no_overlap, thread, frozen (default all)\n"
             "  --json FILE      append the result's JSON line to FILE\n"
             "  --report FILE... combine JSON lines of 1- and 2-rank runs into the final table\n"
             "  --ddp FILE       with --report: bench/ddp_ref.py's JSON line\n");
@@ -1015,7 +1273,8 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     bench_opts o = {.reps = 3, .reduce_reps = 15, .configs = "bench/configs",
-                    .run_dir = "runs/bench_comm", .mlp_steps = 200, .cnn_steps = 60};
+                    .run_dir = "runs/bench_comm", .mlp_steps = 200, .cnn_steps = 60,
+                    .resnet18_steps = 12};
     const char *files[MAX_LINES];
     int nfiles = 0, report_mode = 0;
     const char *ddp = NULL;
@@ -1046,6 +1305,10 @@ int main(int argc, char **argv)
             o.mlp_steps = atoi(v), i++;
         } else if (!strcmp(a, "--cnn-steps") && v) {
             o.cnn_steps = atoi(v), i++;
+        } else if (!strcmp(a, "--resnet18-steps") && v) {
+            o.resnet18_steps = atoi(v), i++;
+        } else if (!strcmp(a, "--variants") && v) {
+            o.variants = v, i++;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -1063,14 +1326,15 @@ int main(int argc, char **argv)
         return report(files, nfiles, ddp);
     }
     if (o.reps < 1 || o.reps > MAX_REPS || o.reduce_reps < 1 || o.reduce_reps > 4 * MAX_REPS ||
-        o.mlp_steps < 30 || o.cnn_steps < 15) {
+        o.mlp_steps < 30 || o.cnn_steps < 15 || o.resnet18_steps < 6) {
         fprintf(stderr, "strata_bench_comm: --reps 1..%d, --reduce-reps 1..%d, --mlp-steps >= 30, "
-                "--cnn-steps >= 15\n", MAX_REPS, 4 * MAX_REPS);
+                "--cnn-steps >= 15, --resnet18-steps >= 6\n", MAX_REPS, 4 * MAX_REPS);
         return 2;
     }
     comm *c = NULL;
     int rc = comm_init(&c, &argc, &argv);
     if (rc) fail(NULL, "comm_init", rc);
+    const double start_kib = proc_status_kib("VmRSS:"); /* before anything of strata's */
     nn_blas_threads(1);
     const int rank = comm_rank(c), world = comm_size(c);
     char loadavg[64] = "?";
@@ -1100,7 +1364,8 @@ int main(int argc, char **argv)
            world, STRATA_VERSION, lib, o.reps, o.reduce_reps, loadavg);
     int first = 1;
     if (world > 1) {
-        const int sections = o.only && (in_list(o.only, "reduce") || in_list(o.only, "train"));
+        const int sections = o.only && (in_list(o.only, "reduce") || in_list(o.only, "train") ||
+                                         in_list(o.only, "memory"));
         if (!sections || in_list(o.only, "reduce")) bench_mpi_sizes(c, &o, &js, &first);
         for (size_t i = 0; i < sizeof slab_models / sizeof slab_models[0]; i++)
             if (wanted(&o, "reduce", slab_models[i].arch))
@@ -1109,6 +1374,7 @@ int main(int argc, char **argv)
         printf("\n(reduction bandwidth needs 2 or more ranks: skipped)\n");
     }
     bench_train(c, &o, &js, &first);
+    bench_memory(c, &o, start_kib, &js, &first);
     sb_add(&js, "}}");
     if (rank == 0) {
         printf("\n%s\n", js.s);
