@@ -457,11 +457,14 @@ static void round_run(bench *b, series *s, int rep, int record)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--dir DIR] [--reps N] [--arch NAME] [--json FILE] [--keep]\n"
+            "usage: %s [--dir DIR] [--reps N] [--arch NAME] [--input CxHxW] [--classes K]\n"
+            "       [--head NAME] [--small-stem] [--json FILE] [--keep]\n"
             "  --dir DIR    where the checkpoint and the raw file go (default: a fresh directory\n"
             "               under $TMPDIR, or next to this program when TMPDIR is unset)\n"
             "  --reps N     timed rounds after one warm-up (default 5, at most %d)\n"
             "  --arch NAME  the model (default resnet34: 3x224x224, 1000 classes)\n"
+            "  --input CxHxW, --classes K, --head fastai|linear|original, --small-stem\n"
+            "               the model's input, classes, head and resnet stem, as for strata model\n"
             "  --json FILE  also write the results as JSON\n"
             "  --keep       leave the files (and a directory this program made) in place\n",
             prog, MAX_REPS);
@@ -471,6 +474,8 @@ int main(int argc, char **argv)
 {
     const char *dir_opt = NULL, *json = NULL, *arch = "resnet34";
     int reps = 5, keep = 0;
+    nn_model_spec spec;
+    nn_model_spec_default(&spec);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -478,6 +483,30 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--keep")) {
             keep = 1;
+        } else if (!strcmp(a, "--small-stem")) {
+            spec.small_stem = 1;
+        } else if (i + 1 < argc && !strcmp(a, "--input")) {
+            if (sscanf(argv[++i], "%dx%dx%d", &spec.in_c, &spec.in_h, &spec.in_w) != 3 ||
+                spec.in_c < 1 || spec.in_h < 1 || spec.in_w < 1) {
+                fprintf(stderr, "%s: --input %s: expected CxHxW\n", prog, argv[i]);
+                return 2;
+            }
+        } else if (i + 1 < argc && !strcmp(a, "--classes")) {
+            spec.classes = atoi(argv[++i]);
+            if (spec.classes < 1) {
+                fprintf(stderr, "%s: --classes %s: expected a positive count\n", prog, argv[i]);
+                return 2;
+            }
+        } else if (i + 1 < argc && !strcmp(a, "--head")) {
+            const char *h = argv[++i];
+            spec.head = !strcmp(h, "fastai")     ? NN_HEAD_FASTAI
+                        : !strcmp(h, "linear")   ? NN_HEAD_LINEAR
+                        : !strcmp(h, "original") ? NN_HEAD_ORIGINAL
+                                                 : -1;
+            if (spec.head < 0) {
+                fprintf(stderr, "%s: --head %s: expected fastai, linear or original\n", prog, h);
+                return 2;
+            }
         } else if (i + 1 < argc && !strcmp(a, "--dir")) {
             dir_opt = argv[++i];
         } else if (i + 1 < argc && !strcmp(a, "--json")) {
@@ -543,8 +572,6 @@ int main(int argc, char **argv)
 
     /* The model: skip_init, then random parameters, buffers and momentum. */
     nn_blas_threads(1);
-    nn_model_spec spec;
-    nn_model_spec_default(&spec);
     spec.arch = arch;
     spec.skip_init = 1;
     nn_rng rng;
