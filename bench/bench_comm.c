@@ -749,23 +749,9 @@ static int memory_need(mem_need *nd, const io_config *cfg)
     const double pix = (double)ds.n * ds.c * ds.h * ds.w;
     nd->data = pix * (ds.images ? 1.0 : sizeof(float)) + (double)ds.n * sizeof(int32_t);
     nn_model_spec spec;
-    nn_model_spec_default(&spec);
-    spec.arch = cfg->model.arch;
-    spec.in_c = cfg->model.input[0] ? cfg->model.input[0] : ds.c;
-    spec.in_h = cfg->model.input[1] ? cfg->model.input[1] : ds.h;
-    spec.in_w = cfg->model.input[2] ? cfg->model.input[2] : ds.w;
-    spec.classes = cfg->model.classes ? cfg->model.classes : ds.classes;
-    spec.cut = cfg->model.cut;
-    spec.nsplit = cfg->model.nsplit;
-    memcpy(spec.split, cfg->model.split, sizeof spec.split);
-    spec.head = !strcmp(cfg->model.head, "fastai")     ? NN_HEAD_FASTAI
-                : !strcmp(cfg->model.head, "linear")   ? NN_HEAD_LINEAR
-                : !strcmp(cfg->model.head, "original") ? NN_HEAD_ORIGINAL
-                                                       : NN_HEAD_DEFAULT;
-    spec.nwidths = cfg->model.nwidths;
-    memcpy(spec.widths, cfg->model.widths, sizeof(int) * (size_t)cfg->model.nwidths);
-    spec.small_stem = cfg->model.small_stem;
+    rc = trainer_model_spec(&spec, cfg, ds.c, ds.h, ds.w, ds.classes);
     io_dataset_free(&ds);
+    if (rc) return rc;
 
     const int N = cfg->data.batch_size;
     nn_tensor x = {0}, dlogits = {0};
