@@ -824,7 +824,8 @@ static int memory_need(mem_need *nd, const io_config *cfg)
 /* Peak resident memory of every rank over one short training run (trainer_train, overlap
  * on), against memory_need. Run one model per process (bench/run does): ru_maxrss is the
  * process's peak, so a second model here would be measured on top of the first. */
-static void bench_memory(comm *c, const bench_opts *o, double start_kib, sbuf *js, int *first)
+static void bench_memory(comm *c, const bench_opts *o, const double *start_kib, sbuf *js,
+                         int *first)
 {
     const int rank = comm_rank(c), world = comm_size(c);
     int done = 0;
@@ -863,10 +864,11 @@ static void bench_memory(comm *c, const bench_opts *o, double start_kib, sbuf *j
         if (rc) fail(c, "strata train", rc);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        double mine[2] = {(double)ru.ru_maxrss, start_kib}; /* KiB */
-        double all[2 * 64] = {0};
+        /* KiB: the peak, then at the start VmRSS, RssAnon, RssFile, RssShmem */
+        double mine[5] = {(double)ru.ru_maxrss, start_kib[0], start_kib[1], start_kib[2], start_kib[3]};
+        double all[5 * 64] = {0};
         if (world > 64) fail(c, "memory: more than 64 ranks", NN_ERANGE);
-        MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        MPI_Gather(mine, 5, MPI_DOUBLE, all, 5, MPI_DOUBLE, 0, MPI_COMM_WORLD);
         mem_need nd;
         rc = memory_need(&nd, &cfg);
         rc = comm_agree(c, rc, NULL);
@@ -887,13 +889,16 @@ static void bench_memory(comm *c, const bench_opts *o, double start_kib, sbuf *j
                nd.act_visible, nd.act_internal, nd.input, nd.data, nd.need);
         *first = 0;
         for (int r = 0; r < world; r++) {
-            const double peak = all[2 * r] * 1024.0, start = all[2 * r + 1] * 1024.0;
-            printf("  rank %d: peak %.1f MB (%.2fx the need); %.1f MB at start (libraries, MPI), "
-                   "peak - start %.1f MB (%.2fx)\n",
-                   r, peak / 1e6, peak / nd.need, start / 1e6, (peak - start) / 1e6,
-                   (peak - start) / nd.need);
-            sb_add(js, "%s{\"peak_bytes\":%.0f,\"start_bytes\":%.0f,\"ratio\":%.4g}", r ? "," : "",
-                   peak, start, peak / nd.need);
+            const double *a = all + 5 * r;
+            const double peak = a[0] * 1024.0, start = a[1] * 1024.0;
+            printf("  rank %d: peak %.1f MB (%.2fx the need); %.1f MB at start (anonymous %.1f, "
+                   "files/libraries %.1f, shared memory %.1f), peak - start %.1f MB (%.2fx)\n",
+                   r, peak / 1e6, peak / nd.need, start / 1e6, a[2] * 1.024e-3, a[3] * 1.024e-3,
+                   a[4] * 1.024e-3, (peak - start) / 1e6, (peak - start) / nd.need);
+            sb_add(js, "%s{\"peak_bytes\":%.0f,\"start_bytes\":%.0f,\"start_anon_bytes\":%.0f,"
+                   "\"start_file_bytes\":%.0f,\"start_shmem_bytes\":%.0f,\"ratio\":%.4g}",
+                   r ? "," : "", peak, start, a[2] * 1024.0, a[3] * 1024.0, a[4] * 1024.0,
+                   peak / nd.need);
         }
         sb_add(js, "]}");
         fflush(stdout);
@@ -1320,7 +1325,10 @@ int main(int argc, char **argv)
     comm *c = NULL;
     int rc = comm_init(&c, &argc, &argv);
     if (rc) fail(NULL, "comm_init", rc);
-    const double start_kib = proc_status_kib("VmRSS:"); /* before anything of strata's */
+    /* Resident memory before anything of strata's: libraries' pages (RssFile), MPI's shared
+     * memory (RssShmem) and the heap so far (RssAnon). */
+    const double start_kib[4] = {proc_status_kib("VmRSS:"), proc_status_kib("RssAnon:"),
+                                 proc_status_kib("RssFile:"), proc_status_kib("RssShmem:")};
     nn_blas_threads(1);
     const int rank = comm_rank(c), world = comm_size(c);
     char loadavg[64] = "?";
