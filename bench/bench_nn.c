@@ -352,6 +352,12 @@ static const layer_case layer_cases[] = {
     {"conv_32_64_14", "Conv2d(32,64)@14x14", 1, 32, 64, 14, 64, 1},
     {"conv_64_64_14", "Conv2d(64,64)@14x14", 1, 64, 64, 14, 64, 1},
     {"conv_64_128_7", "Conv2d(64,128)@7x7", 1, 64, 128, 7, 64, 1},
+    /* resnet18 with the small stem on 32x32 inputs, batch 32: the stride-1 3x3 convolution
+     * of each stage (3 of every stage's 4 convolutions; all 4 in layer1) */
+    {"conv_64_64_32", "Conv2d(64,64)@32x32", 1, 64, 64, 32, 32, 1},
+    {"conv_128_128_16", "Conv2d(128,128)@16x16", 1, 128, 128, 16, 32, 1},
+    {"conv_256_256_8", "Conv2d(256,256)@8x8", 1, 256, 256, 8, 32, 1},
+    {"conv_512_512_4", "Conv2d(512,512)@4x4", 1, 512, 512, 4, 32, 1},
 };
 
 typedef struct {

@@ -85,6 +85,12 @@ LAYERS = [
     ("conv_32_64_14", lambda: nn.Conv2d(32, 64, 3, padding=1, bias=False), (32, 14, 14), 64, True),
     ("conv_64_64_14", lambda: nn.Conv2d(64, 64, 3, padding=1, bias=False), (64, 14, 14), 64, True),
     ("conv_64_128_7", lambda: nn.Conv2d(64, 128, 3, padding=1, bias=False), (64, 7, 7), 64, True),
+    # resnet18 (small stem, 32x32, batch 32): each stage's stride-1 3x3 convolution
+    ("conv_64_64_32", lambda: nn.Conv2d(64, 64, 3, padding=1, bias=False), (64, 32, 32), 32, True),
+    ("conv_128_128_16", lambda: nn.Conv2d(128, 128, 3, padding=1, bias=False), (128, 16, 16), 32,
+     True),
+    ("conv_256_256_8", lambda: nn.Conv2d(256, 256, 3, padding=1, bias=False), (256, 8, 8), 32, True),
+    ("conv_512_512_4", lambda: nn.Conv2d(512, 512, 3, padding=1, bias=False), (512, 4, 4), 32, True),
 ]
 # Whole models: id, constructor, batch, input shape of one sample.
 MODELS = [("mlp", mlp, 128, (1, 28, 28)), ("cnn", cnn, 64, (1, 28, 28)),
