@@ -8,7 +8,8 @@
  *   a) reduction bandwidth (2 or more ranks): the gradient slabs of the real models' layer
  *      groups (mlp, cnn, resnet18 with the small stem, 11.2M floats, and resnet34 with
  *      torchvision's own head, 21.8M floats; built with skip_init, so no initialisation), reduced through comm_reducer exactly as a training
- *      step does (begin, group_done head first, finish with scale 1/world), against one plain
+ *      step does (begin, group_done head first, finish with scale 1: the trainer scales the
+ *      loss gradient by 1/world before backward, so no averaging pass), against one plain
  *      MPI_Allreduce(MPI_IN_PLACE) over a buffer of the same total size. Buckets of 1, 4 and
  *      16 MiB and one bucket per group, with overlap (nonblocking MPI_Iallreduce, all buckets
  *      in flight) and without (blocking MPI_Allreduce per bucket). All variants of a model
@@ -264,7 +265,7 @@ static double max_over_ranks(double t)
 static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *o, sbuf *js,
                                int *first)
 {
-    const int rank = comm_rank(c), world = comm_size(c);
+    const int rank = comm_rank(c);
     nn_model_spec spec;
     nn_model_spec_default(&spec);
     spec.arch = sm->arch;
@@ -287,9 +288,9 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
         total += counts[g];
         largest = counts[g] > largest ? counts[g] : largest;
         active[g] = 1;
-        /* The average of equal values is the value: the slabs stay 1.0 however often they
-         * are reduced, and every page is touched before timing. */
-        for (size_t i = 0; i < counts[g]; i++) slabs[g][i] = 1.0f;
+        /* Zeros stay zeros however often they are summed, and every page is touched before
+         * timing. */
+        for (size_t i = 0; i < counts[g]; i++) slabs[g][i] = 0.0f;
     }
     float *plain = xcalloc(total, sizeof(float)); /* zeros stay zeros */
     comm_reducer *red[2 * NBUCKETS];
@@ -304,8 +305,8 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
             if (rc) fail(c, "comm_reducer_init", rc);
         }
     }
-    /* The reducer's averaging pass over the slabs, timed on its own (what finish adds to the
-     * all-reduces). */
+    /* An averaging pass over the slabs, timed on its own: what finish would add with a scale
+     * other than 1 (the trainer passes 1 since the loss gradient carries the 1/world). */
     double tscale[MAX_REPS * 4];
     static double t[NVARIANTS][MAX_REPS * 4];
     const int R = o->reduce_reps;
@@ -323,7 +324,8 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
                 comm_reducer *r = red[v - 1];
                 comm_reducer_begin(r, active);
                 for (int g = G - 1; g >= 0 && !rc; g--) rc = comm_reducer_group_done(r, g);
-                if (!rc) rc = comm_reducer_finish(r, 1.0f / (float)world);
+                /* scale 1, as trainer_train calls it (the sum is already the average) */
+                if (!rc) rc = comm_reducer_finish(r, 1.0f);
                 if (rc) fail(c, "comm_reducer", rc);
             }
             double dt = max_over_ranks(now_s() - t0);
