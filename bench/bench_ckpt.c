@@ -43,6 +43,8 @@
 #include "nn/nn.h"
 #include "trainer/trainer.h"
 
+#include "bench/bench_util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -76,22 +78,6 @@ static void die_sys(const char *what, const char *path)
 {
     fprintf(stderr, "%s: %s %s: %s\n", prog, what, path, strerror(errno));
     exit(1);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "%s: out of memory (%zu bytes)\n", prog, n);
-        exit(1);
-    }
-    return p;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* ---- the model, its optimizer and the checkpoint they fill ------------------------------- */
@@ -295,7 +281,7 @@ static double resident_fraction(const char *path)
     if (map != MAP_FAILED) {
         long pg = sysconf(_SC_PAGESIZE);
         size_t npages = (len + (size_t)pg - 1) / (size_t)pg;
-        unsigned char *vec = xmalloc(npages);
+        unsigned char *vec = bench_xcalloc(prog, npages, 1);
         if (mincore(map, len, vec) == 0) {
             size_t in = 0;
             for (size_t i = 0; i < npages; i++) in += vec[i] & 1;
@@ -357,7 +343,7 @@ static void series_finish(series *s)
 {
     double v[MAX_REPS];
     memcpy(v, s->t, sizeof(double) * (size_t)s->n);
-    qsort(v, (size_t)s->n, sizeof v[0], cmp_double);
+    qsort(v, (size_t)s->n, sizeof v[0], bench_cmp_double);
     s->best = v[0];
     s->worst = v[s->n - 1];
     s->median = s->n % 2 ? v[s->n / 2] : 0.5 * (v[s->n / 2 - 1] + v[s->n / 2]);
@@ -615,8 +601,8 @@ int main(int argc, char **argv)
     time_save(&b);
     b.bytes = file_size(ckpt);
     b.cap = b.bytes + 1; /* one more, so a file that grew is noticed */
-    b.wbuf = xmalloc(b.bytes);
-    b.rbuf = xmalloc(b.cap);
+    b.wbuf = bench_xcalloc(prog, b.bytes, 1);
+    b.rbuf = bench_xcalloc(prog, b.cap, 1);
     /* Random bytes for the raw file, and both buffers touched once so no page faults are
      * timed (load writes into the model's memory, which exists already). */
     {

@@ -48,6 +48,8 @@
 #include "nn/nn.h"
 #include "trainer/trainer.h"
 
+#include "bench/bench_util.h"
+
 #include <errno.h>
 #include <ftw.h>
 #include <malloc.h>
@@ -84,18 +86,12 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median_of(const double *v, int n)
 {
     double s[MAX_REPS * 4];
     if (n <= 0) return 0.0;
     memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof s[0], cmp_double);
+    qsort(s, (size_t)n, sizeof s[0], bench_cmp_double);
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
@@ -141,16 +137,6 @@ static void fail(comm *c, const char *what, int rc)
     if (c) comm_abort(c, 1, msg);
     fprintf(stderr, "%s\n", msg);
     exit(1);
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "strata_bench_comm: out of memory (%zu x %zu bytes)\n", n, size);
-        exit(1);
-    }
-    return p;
 }
 
 /* ---- the JSON line, built in a growing buffer ------------------------------------------- */
@@ -292,7 +278,7 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
          * timing. */
         for (size_t i = 0; i < counts[g]; i++) slabs[g][i] = 0.0f;
     }
-    float *plain = xcalloc(total, sizeof(float)); /* zeros stay zeros */
+    float *plain = bench_xcalloc("strata_bench_comm", total, sizeof(float)); /* zeros stay zeros */
     comm_reducer *red[2 * NBUCKETS];
     int nbk[NBUCKETS];
     for (int b = 0; b < NBUCKETS; b++) {
@@ -409,7 +395,7 @@ static void bench_mpi_sizes(comm *c, const bench_opts *o, sbuf *js, int *first)
                R);
     for (size_t i = 0; i < sizeof mib / sizeof mib[0]; i++) {
         const size_t n = (size_t)(mib[i] * MIB_FLOATS);
-        float *x = xcalloc(n, sizeof(float));
+        float *x = bench_xcalloc("strata_bench_comm", n, sizeof(float));
         double t[2][MAX_REPS * 4];
         for (int k = -2; k < R; k++)
             for (int v = 0; v < 2; v++) {
@@ -757,7 +743,7 @@ static int memory_need(mem_need *nd, const io_config *cfg)
 
     const int N = cfg->data.batch_size;
     nn_tensor x = {0}, dlogits = {0};
-    int32_t *labels = xcalloc((size_t)N, sizeof(int32_t));
+    int32_t *labels = bench_xcalloc("strata_bench_comm", (size_t)N, sizeof(int32_t));
     rc = nn_tensor_resize(&x, N, spec.in_c, spec.in_h, spec.in_w);
     if (!rc) rc = nn_tensor_resize(&dlogits, N, spec.classes, 1, 1);
     if (rc) {
@@ -923,7 +909,7 @@ static char *read_text(const char *path)
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 1 << 16, len = 0, got;
-    char *s = xcalloc(cap, 1);
+    char *s = bench_xcalloc("strata_bench_comm", cap, 1);
     while ((got = fread(s + len, 1, cap - 1 - len, f)) > 0) {
         len += got;
         if (len + 1 == cap) {

@@ -29,6 +29,8 @@
 #include "nn/nn.h"
 #include "trainer/trainer.h"
 
+#include "bench/bench_util.h"
+
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
@@ -66,22 +68,6 @@ static void die(const char *what, int rc)
     exit(1);
 }
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "strata_bench: out of memory (%zu x %zu bytes)\n", n, size);
-        exit(1);
-    }
-    return p;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* ---- timing ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -111,7 +97,7 @@ static timing time_steps(step_fn fn, void *ud, const bench_opts *o)
         for (long i = 0; i < r.steps; i++) fn(ud);
         per[k] = (now_s() - t0) / (double)r.steps;
     }
-    qsort(per, (size_t)o->reps, sizeof per[0], cmp_double);
+    qsort(per, (size_t)o->reps, sizeof per[0], bench_cmp_double);
     r.best = per[0];
     r.median = o->reps % 2 ? per[o->reps / 2] : 0.5 * (per[o->reps / 2 - 1] + per[o->reps / 2]);
     return r;
@@ -158,9 +144,9 @@ static void gemm_list_alloc(gemm_list *L, nn_rng *rng)
         if (b > nb) nb = b;
         if (c > nc) nc = c;
     }
-    L->a = xcalloc(na, sizeof(float));
-    L->b = xcalloc(nb, sizeof(float));
-    L->c = xcalloc(nc, sizeof(float));
+    L->a = bench_xcalloc("strata_bench", na, sizeof(float));
+    L->b = bench_xcalloc("strata_bench", nb, sizeof(float));
+    L->c = bench_xcalloc("strata_bench", nc, sizeof(float));
     nn_rng_fill_normal(rng, L->a, na, 1.0f);
     nn_rng_fill_normal(rng, L->b, nb, 1.0f);
 }
@@ -254,7 +240,7 @@ static void torch_load(torch_ref *t, const char *path)
         return;
     }
     size_t cap = 1 << 16, len = 0;
-    char *s = xcalloc(cap, 1);
+    char *s = bench_xcalloc("strata_bench", cap, 1);
     size_t got;
     while ((got = fread(s + len, 1, cap - 1 - len, f)) > 0) {
         len += got;
@@ -393,7 +379,7 @@ static void bench_layer(const layer_case *c, const bench_opts *o, const torch_re
     if (rc) die(c->name, rc);
     if (!c->need_dx) nn_layer_plan_backward(b.l, 0);
     b.numel = nn_layer_numel(b.l);
-    b.vel = xcalloc(b.numel, sizeof(float));
+    b.vel = bench_xcalloc("strata_bench", b.numel, sizeof(float));
     rc = nn_tensor_resize(&b.x, c->batch, in[0], in[1], in[2]);
     if (!rc)
         rc = nn_tensor_resize(&b.dy, c->batch, b.l->out_shape[0], b.l->out_shape[1],
@@ -521,7 +507,7 @@ static void model_setup(model_bench *b, const model_case *mc)
     if (!rc) rc = nn_tensor_resize(&b->x, batch, mc->in_c, mc->in_hw, mc->in_hw);
     if (rc) die(arch, rc);
     nn_rng_fill_normal(&b->rng, b->x.data, nn_tensor_numel(&b->x), 1.0f);
-    b->labels = xcalloc((size_t)batch, sizeof(int32_t));
+    b->labels = bench_xcalloc("strata_bench", (size_t)batch, sizeof(int32_t));
     for (int i = 0; i < batch; i++) b->labels[i] = (int32_t)(nn_rng_next(&b->rng) % 10);
 }
 
