@@ -45,6 +45,9 @@ void comm_abort(comm *c, int code, const char *msg) __attribute__((noreturn));
  * ranks get 0 if every rank succeeded, else the first failing rank's code, and *who (may
  * be NULL) its rank. The message of a failing rank is printed by that rank. */
 int comm_agree(comm *c, int status, int *who);
+/* comm_agree that also leaves in *value (may be NULL) the largest of every rank's *value, in
+ * the same collective: a per-step agreement and a flag (a stop signal) for one message. */
+int comm_agree_max(comm *c, int status, int *who, int32_t *value);
 
 /* ---------------------------------------------------------------------------------------
  * The group reducer. It averages each layer group's gradient slab across ranks, as one

@@ -187,16 +187,22 @@ void comm_abort(comm *c, int code, const char *msg)
 
 int comm_agree(comm *c, int status, int *who)
 {
+    return comm_agree_max(c, status, who, NULL);
+}
+
+int comm_agree_max(comm *c, int status, int *who, int32_t *value)
+{
     if (who) *who = -1;
     if (c->size == 1) {
         if (status && who) *who = 0;
         return status;
     }
     /* Pack (failed, -rank) so that the max picks the lowest failing rank. */
-    int32_t v[2] = {status != 0, status != 0 ? -c->rank : INT32_MIN};
+    int32_t v[3] = {status != 0, status != 0 ? -c->rank : INT32_MIN, value ? *value : INT32_MIN};
     int32_t code[1] = {0};
-    int rc = comm_allreduce_max_i32(c, v, 2);
+    int rc = comm_allreduce_max_i32(c, v, value ? 3 : 2);
     if (rc) return rc;
+    if (value) *value = v[2];
     if (!v[0]) return 0;
     int first = -v[1];
     code[0] = c->rank == first ? -status : 0; /* codes are negative; max of positives */

@@ -62,6 +62,15 @@ static void test_agree(void **state)
     int status = r == n - 1 ? NN_ERANGE : 0;
     assert_int_equal(comm_agree(C, status, &who), NN_ERANGE);
     assert_int_equal(who, n - 1);
+    /* comm_agree_max: the same agreement, plus the largest value in one collective (a stop
+     * signal seen on one rank only reaches every rank). */
+    int32_t v = r == n - 1 ? 10 : 0;
+    assert_int_equal(comm_agree_max(C, 0, &who, &v), 0);
+    assert_int_equal(v, 10);
+    v = r;
+    assert_int_equal(comm_agree_max(C, status, &who, &v), NN_ERANGE);
+    assert_int_equal(who, n - 1);
+    assert_int_equal(v, n - 1);
     assert_int_equal(comm_barrier(C), 0);
 }
 

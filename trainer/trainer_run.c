@@ -48,6 +48,8 @@ typedef struct {
     int active[NN_MAX_GROUPS]; /* groups whose gradients are reduced this step */
     int nonfinite_ok;          /* lr-find: a non-finite loss ends the sweep, not the run */
     io_ckpt_scratch ckpt_mem;  /* rank 0: memory kept between checkpoint saves */
+    const volatile int *stop_signal; /* may be NULL: set by a signal handler */
+    int32_t stop_agreed;       /* the largest stop_signal over all ranks at the last step */
 } run;
 
 static double now_s(void)
@@ -493,7 +495,9 @@ static int step_grads(run *r, const io_dataset *ds, const int *idx, int B, int A
     for (int g = r->m->ngroups - 1; g >= 0 && rc; g--) comm_reducer_group_done(r->red, g);
     int rc2 = comm_reducer_finish(r->red, 1.0f); /* already averaged: see the loss scaling */
     if (!rc) rc = rc2;
-    rc = comm_agree(r->c, rc, NULL);
+    /* The step's agreement on errors also agrees on a stop signal seen on any rank. */
+    r->stop_agreed = r->stop_signal ? *r->stop_signal : 0;
+    rc = comm_agree_max(r->c, rc, NULL, &r->stop_agreed);
     if (!rc && r->cfg->train.clip_norm > 0.0) {
         double norm;
         clip_grads(r, r->cfg->train.clip_norm, &norm);
@@ -992,6 +996,7 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     const int rank = comm_rank(c), world = comm_size(c);
     r.out = rank == 0 ? out : NULL;
     r.tty = progress_bar_wanted(r.out);
+    r.stop_signal = o->stop_signal;
     io_ckpt_reader *rd = NULL;
     position start = {0};
     int rc = 0;
@@ -1190,13 +1195,9 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
                 const int by_steps = cfg->checkpoint.every_steps > 0 && !last &&
                                      r.global_step % cfg->checkpoint.every_steps == 0;
                 stopped = o->stop_after > 0 && r.global_step >= o->stop_after;
-                if (o->stop_signal) {
-                    /* A signal on any rank stops every rank after this same step. */
-                    int32_t sig[1] = {*o->stop_signal};
-                    rc = comm_allreduce_max_i32(c, sig, 1);
-                    if (rc) break;
-                    if (sig[0] > 0) stopped = 1, result.signal = sig[0];
-                }
+                /* A signal on any rank stops every rank after this same step (agreed on
+                 * in step_grads). */
+                if (r.stop_agreed > 0) stopped = 1, result.signal = r.stop_agreed;
                 if (by_steps || stopped) {
                     at.epoch_in_phase = e;
                     at.epoch = r.epoch;
