@@ -53,6 +53,7 @@ typedef struct {
     const char *torch;     /* JSON file from torch_ref.py, NULL: none */
     const char *json;      /* write every result here as one JSON line, NULL: none */
     int breakdown;
+    int engine;            /* NN_ENGINE_* the cases run on */
 } bench_opts;
 
 static double now_s(void)
@@ -348,6 +349,7 @@ static const layer_case layer_cases[] = {
 
 typedef struct {
     nn_layer *l;
+    nn_engine *eng;
     float *param, *grad, *vel;
     size_t numel;
     nn_tensor x, dy;
@@ -375,7 +377,8 @@ static void bench_layer(const layer_case *c, const bench_opts *o, const torch_re
     int in[3] = {c->cin, c->conv ? c->hw : 1, c->conv ? c->hw : 1};
     int rc = c->conv ? nn_conv2d_new(&b.l, c->cin, c->cout, 3, 1, 1, 0)
                      : nn_linear_new(&b.l, c->cin, c->cout, 1);
-    if (!rc) rc = nn_layer_bind_standalone(b.l, in, rng, &b.param, &b.grad);
+    if (!rc) rc = nn_engine_new(&b.eng, o->engine);
+    if (!rc) rc = nn_layer_bind_standalone(b.l, in, rng, b.eng, &b.param, &b.grad);
     if (rc) die(c->name, rc);
     if (!c->need_dx) nn_layer_plan_backward(b.l, 0);
     b.numel = nn_layer_numel(b.l);
@@ -387,6 +390,19 @@ static void bench_layer(const layer_case *c, const bench_opts *o, const torch_re
     if (rc) die(c->name, rc);
     nn_rng_fill_normal(rng, b.x.data, nn_tensor_numel(&b.x), 1.0f);
     nn_rng_fill_normal(rng, b.dy.data, nn_tensor_numel(&b.dy), 1.0f);
+    /* Inside a network the layer's input and upstream gradient come in the engine's layout
+     * (from the layers around it); give them that layout here, once, outside the timing. */
+    if (nn_engine_layout(b.eng) > 1 && c->conv) {
+        nn_tensor t = {0};
+        rc = nn_tensor_convert(&t, &b.x, nn_engine_layout(b.eng));
+        nn_tensor_free(&b.x);
+        b.x = t;
+        memset(&t, 0, sizeof t);
+        if (!rc) rc = nn_tensor_convert(&t, &b.dy, nn_engine_layout(b.eng));
+        nn_tensor_free(&b.dy);
+        b.dy = t;
+        if (rc) die(c->name, rc);
+    }
 
     gemm_list G = {0};
     if (c->conv)
@@ -410,6 +426,7 @@ static void bench_layer(const layer_case *c, const bench_opts *o, const torch_re
             r->t.best * 1e3, r->t.median * 1e3, r->t.steps, o->reps);
     gemm_list_free(&G);
     nn_layer_free(b.l);
+    nn_engine_free(b.eng);
     free(b.param);
     free(b.grad);
     free(b.vel);
@@ -478,7 +495,7 @@ static const model_case model_cases[] = {
     {"resnet18", 3, 32, 32, NN_HEAD_ORIGINAL, 1, 1.5f},
 };
 
-static void model_setup(model_bench *b, const model_case *mc)
+static void model_setup(model_bench *b, const model_case *mc, int engine)
 {
     memset(b, 0, sizeof *b);
     const char *arch = mc->id;
@@ -491,6 +508,7 @@ static void model_setup(model_bench *b, const model_case *mc)
     spec.classes = 10;
     spec.head = mc->head;
     spec.small_stem = mc->small_stem;
+    spec.engine = engine;
     if (!strcmp(arch, "mlp")) {
         spec.nwidths = 2;
         spec.widths[0] = spec.widths[1] = 1024;
@@ -561,7 +579,7 @@ static void breakdown_step(model_bench *b, breakdown *d)
         d->bwd[i] += now_s() - t;
         if (rc) die("breakdown backward", rc);
         if (!k->need_dx) break;
-        g = &k->dx;
+        g = nn_layer_grad_input(k);
     }
     t = now_s();
     trainer_opt_step(&b->opt, b->m, b->lr, b->mom, b->wd);
@@ -647,7 +665,7 @@ static void bench_model(const model_case *mc, const bench_opts *o, const torch_r
     const char *arch = mc->id;
     const int batch = mc->batch;
     model_bench b;
-    model_setup(&b, mc);
+    model_setup(&b, mc, o->engine);
     result *r = &results[nresults++];
     snprintf(r->name, sizeof r->name, "%s (whole step)", arch);
     r->id = arch;
@@ -722,18 +740,19 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: strata_bench [--reps N] [--min-time S] [--only LIST] [--torch FILE] "
-            "[--json FILE] [--breakdown]\n"
+            "[--json FILE] [--breakdown] [--engine reference|cpu]\n"
             "  --reps N       timed repetitions per case, best is reported (default 5)\n"
             "  --min-time S   seconds per repetition at least (default 0.5)\n"
             "  --only LIST    comma-separated case ids or groups (layers, models)\n"
             "  --torch FILE   the JSON line of bench/torch_ref.py, for the PyTorch columns\n"
             "  --json FILE    also write every result (and the sgemm reference) as one JSON line\n"
-            "  --breakdown    also time each child of the models and its GEMMs alone\n");
+            "  --breakdown    also time each child of the models and its GEMMs alone\n"
+            "  --engine NAME  the engine every case runs on (default cpu)\n");
 }
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {.reps = 5, .min_time = 0.5};
+    bench_opts o = {.reps = 5, .min_time = 0.5, .engine = NN_ENGINE_DEFAULT};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -751,6 +770,12 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--json") && v) {
             o.json = v;
+            i++;
+        } else if (!strcmp(a, "--engine") && v) {
+            if (nn_engine_parse(&o.engine, v)) {
+                fprintf(stderr, "strata_bench: %s\n", nn_errmsg());
+                return 2;
+            }
             i++;
         } else if (!strcmp(a, "--breakdown")) {
             o.breakdown = 1;
@@ -774,6 +799,12 @@ int main(int argc, char **argv)
     torch_load(&tr, o.torch);
 
     print_machine();
+    {
+        nn_engine *e = NULL;
+        if (nn_engine_new(&e, o.engine)) die("engine", NN_EINVAL);
+        printf("engine: %s\n", nn_engine_describe(e));
+        nn_engine_free(e);
+    }
     double sgemm0 = sgemm_square_rate(1024, 10, &rng);
     printf("sgemm 1024x1024x1024, 1 thread, best of 10: %.1f GFLOP/s (before the cases)\n",
            sgemm0);

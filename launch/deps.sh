@@ -16,7 +16,7 @@ STRATA_DEPS=(
     build-essential cmake pkg-config
     libopenmpi-dev openmpi-bin
     libhdf5-dev hdf5-tools
-    libopenblas-dev libcmocka-dev libyaml-dev zlib1g-dev
+    libopenblas-dev libdnnl-dev libcmocka-dev libyaml-dev zlib1g-dev
     dataset-fashion-mnist
     python3 python3-matplotlib python3-h5py
 )

@@ -74,30 +74,86 @@ void nn_rng_fill_uniform(nn_rng *rng, float *x, size_t n, float lo, float hi);
 void nn_rng_fill_normal(nn_rng *rng, float *x, size_t n, float std);
 
 /* ---------------------------------------------------------------------------------------
- * Tensors: float32, NCHW. A 2-D tensor (N, F) is stored as (N, F, 1, 1). A tensor either
- * owns its data (cap > 0) or is a view (cap == 0).
+ * Tensors: float32, logically (N, C, H, W). A 2-D tensor (N, F) is stored as (N, F, 1, 1).
+ * A tensor either owns its data (cap > 0) or is a view (cap == 0).
+ *
+ * Layout: blk <= 1 is plain NCHW. blk = 8 or 16 is the channel-blocked layout an engine may
+ * keep activations in between layers (oneDNN's nChw8c / nChw16c): channels are padded up to
+ * a multiple of blk with zeros and element (n, c, h, w) sits at
+ * (((n * C/blk + c/blk) * H + h) * W + w) * blk + c % blk. Only nn/ produces blocked tensors;
+ * the model's input and logits are always NCHW, and nn_tensor_to_nchw converts any other.
  */
 typedef struct nn_tensor {
     float *data;
     int n, c, h, w;
     size_t cap; /* elements allocated when owned, 0 for a view */
+    int blk;    /* channel block: 0 or 1 plain NCHW, else 8 or 16 */
 } nn_tensor;
 
+/* Logical elements, n * c * h * w. */
 static inline size_t nn_tensor_numel(const nn_tensor *t)
 {
     return (size_t)t->n * t->c * t->h * t->w;
 }
-/* Makes t hold (n, c, h, w), reallocating only when it grows. Data is left uninitialised.
- * Returns NN_ENOMEM or NN_ERANGE for a non-positive dimension. */
+/* Stored elements: numel for NCHW, with the channels padded up to blk otherwise. */
+static inline size_t nn_tensor_storage(const nn_tensor *t)
+{
+    if (t->blk <= 1) return nn_tensor_numel(t);
+    size_t cp = ((size_t)t->c + t->blk - 1) / t->blk * t->blk;
+    return (size_t)t->n * cp * t->h * t->w;
+}
+/* Makes t hold a plain NCHW (n, c, h, w), reallocating only when it grows (64-byte aligned).
+ * Data is left uninitialised. Returns NN_ENOMEM, or NN_ERANGE for a non-positive dimension. */
 int nn_tensor_resize(nn_tensor *t, int n, int c, int h, int w);
+/* The same in layout blk (0/1, 8 or 16); a blocked tensor's padding channels are zeroed. */
+int nn_tensor_resize_blk(nn_tensor *t, int n, int c, int h, int w, int blk);
 /* Frees owned data and zeroes the struct; safe on a zeroed or view tensor. */
 void nn_tensor_free(nn_tensor *t);
+/* dst (owned, resized) = src in layout blk (0/1 plain NCHW, 8, 16); a copy when src already
+ * has it. */
+int nn_tensor_convert(nn_tensor *dst, const nn_tensor *src, int blk);
+/* nn_tensor_convert to plain NCHW. */
+int nn_tensor_to_nchw(nn_tensor *dst, const nn_tensor *src);
+
+/* ---------------------------------------------------------------------------------------
+ * Engines: where and how the arithmetic of the layers runs (docs/nn.md, "Engines"). A model
+ * owns one, chosen by nn_model_spec.engine; its layers call the engine's kernels and keep
+ * their activations in its layout.
+ *   reference  im2col + OpenBLAS sgemm and plain loops, NCHW: simple, the oracle every
+ *              other engine is tested against.
+ *   cpu        oneDNN (the library PyTorch itself uses on CPUs): direct and Winograd
+ *              convolutions, BatchNorm with ReLU fused, pooling, with activations kept in
+ *              oneDNN's channel-blocked layout from layer to layer; the default.
+ */
+typedef struct nn_engine nn_engine;
+
+enum {
+    NN_ENGINE_REFERENCE = 1,
+    NN_ENGINE_CPU = 2,
+    NN_ENGINE_DEFAULT = NN_ENGINE_CPU,
+};
+
+/* "reference" or "cpu" -> *kind. Returns NN_EINVAL naming the value and the choices. */
+int nn_engine_parse(int *kind, const char *name);
+/* "reference", "cpu"; "unknown" for anything else. Never NULL. */
+const char *nn_engine_kind_name(int kind);
+/* Makes an engine of the given kind. Free with nn_engine_free. */
+int nn_engine_new(nn_engine **out, int kind);
+void nn_engine_free(nn_engine *e);
+/* The engine's kind (NN_ENGINE_*). */
+int nn_engine_kind(const nn_engine *e);
+/* One line on what the engine runs on ("cpu: oneDNN 2.6.3, avx512_core, nChw16c"). */
+const char *nn_engine_describe(const nn_engine *e);
+/* Bytes of the engine's workspace, shared by all layers of its model (its largest need). */
+size_t nn_engine_workspace_bytes(const nn_engine *e);
+/* The channel block of the layout the engine keeps activations in (1: plain NCHW). */
+int nn_engine_layout(const nn_engine *e);
 
 /* ---------------------------------------------------------------------------------------
  * BLAS. One BLAS thread per process by default; STRATA_BLAS_THREADS overrides.
  */
-/* Sets OpenBLAS's thread count: n > 0 is used as given, n == 0 reads STRATA_BLAS_THREADS
- * (default 1). Returns the count in force. */
+/* Sets the thread count of OpenBLAS and of oneDNN (OpenMP): n > 0 is used as given, n == 0
+ * reads STRATA_BLAS_THREADS (default 1). Returns the count in force. */
 int nn_blas_threads(int n);
 
 /* ---------------------------------------------------------------------------------------
@@ -156,6 +212,10 @@ typedef struct nn_layer_ops {
     /* Containers: sets need_dx on the children (see nn_layer_plan_backward). NULL for
      * leaves. */
     void (*plan)(nn_layer *l);
+    /* 1 when forward takes a channel-blocked input (and backward gives dx in the same
+     * layout); for 0, nn_layer_forward hands the layer a plain NCHW copy of a blocked input
+     * and nn_layer_backward converts its dx back. */
+    int blocked_ok;
 } nn_layer_ops;
 
 struct nn_layer {
@@ -171,7 +231,13 @@ struct nn_layer {
     int out_shape[3];
     nn_tensor y;             /* output of the last forward, owned */
     nn_tensor dx;            /* gradient w.r.t. the input, owned, valid when need_dx */
-    const nn_tensor *x;      /* input of the last forward, not owned */
+    const nn_tensor *x;      /* input of the last forward, not owned (the NCHW copy xc
+                                when the layer does not take the blocked input given) */
+    nn_tensor xc, dxc;       /* layout conversions at a blocked/plain boundary, owned */
+    int x_blk;               /* layout of the input as given to the last forward */
+    nn_engine *eng;          /* the engine whose kernels run the layer, not owned */
+    struct nn_kplan *plan;   /* that engine's plan for this layer (primitives, argmax), owned
+                                by the layer, made and freed by the engine */
     int training;            /* training mode (BatchNorm batch statistics, dropout on) */
     int need_dx;             /* backward must produce dx */
     int any_trainable;       /* this layer or a descendant has a trainable parameter */
@@ -210,9 +276,14 @@ int nn_sequential_append(nn_layer *seq, nn_layer *kid);
 int nn_basicblock_new(nn_layer **out, int in_ch, int planes, int stride);
 int nn_bottleneck_new(nn_layer **out, int in_ch, int planes, int stride);
 
-/* Forward and backward through one layer, checking shapes against infer's result. */
+/* Forward and backward through one layer, checking shapes against infer's result. The
+ * layer's engine decides the layout of y; backward's dy has the layout of y, and the
+ * gradient it gives (nn_layer_grad_input) has the layout of the forward's x. */
 int nn_layer_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx);
 int nn_layer_backward(nn_layer *l, const nn_tensor *dy);
+/* The gradient with respect to the input of the last forward, in that input's layout: l->dx,
+ * or its conversion when the layer itself runs on plain NCHW. Valid when need_dx. */
+const nn_tensor *nn_layer_grad_input(const nn_layer *l);
 
 /* Sets need_dx / any_trainable through a subtree from the params' trainable flags:
  * a child needs dx when its parent does or when a child before it has trainable params. */
@@ -220,11 +291,13 @@ void nn_layer_plan_backward(nn_layer *l, int need_dx);
 
 /* Binds every parameter of a standalone layer to freshly allocated slabs (one for data,
  * one for grads, zeroed), marks all trainable, fills them with their init from rng, infers
- * shapes from in = (C, H, W) and plans backward with need_dx = 1. For tests and benchmarks
- * of single layers; models do this per group. The caller frees both slabs with free()
- * after nn_layer_free. */
-int nn_layer_bind_standalone(nn_layer *l, const int in[3], nn_rng *rng, float **param_slab,
-                             float **grad_slab);
+ * shapes from in = (C, H, W), runs the layer on engine e (which must outlive it) and plans
+ * backward with need_dx = 1. For tests and benchmarks of single layers; models do this per
+ * group. The caller frees both slabs with free() after nn_layer_free. */
+int nn_layer_bind_standalone(nn_layer *l, const int in[3], nn_rng *rng, nn_engine *e,
+                             float **param_slab, float **grad_slab);
+/* Makes a layer and its descendants run on engine e (not owned; it must outlive them). */
+void nn_layer_set_engine(nn_layer *l, nn_engine *e);
 
 /* ---------------------------------------------------------------------------------------
  * Losses. Both return the mean loss in *loss and write dlogits/dpred scaled for that mean.
@@ -265,9 +338,11 @@ typedef struct nn_model_spec {
     int small_stem;       /* resnet: 3x3 stride-1 conv1 and no maxpool, for 28-32 px */
     float head_ps[2];     /* fastai head dropouts, default 0.25 and 0.5 (negative: default) */
     int skip_init;        /* leave parameters zero (printing, counting): no RNG draws */
+    int engine;           /* NN_ENGINE_*; 0 reads NN_ENGINE_DEFAULT */
 } nn_model_spec;
 
-/* Fills a spec with defaults: arch NULL, 3x224x224, 1000 classes, defaults everywhere. */
+/* Fills a spec with defaults: arch NULL, 3x224x224, 1000 classes, the default engine,
+ * defaults everywhere. */
 void nn_model_spec_default(nn_model_spec *spec);
 
 typedef struct nn_group {
@@ -303,6 +378,7 @@ typedef struct nn_model {
     nn_tensor dlogits;
     nn_backward_hook hook; /* may be NULL */
     void *hook_ud;
+    nn_engine *eng;       /* runs every layer, owned */
 } nn_model;
 
 /* Builds a model from a spec: architecture, cut, head, groups, slabs, initialisation from

@@ -12,16 +12,23 @@ static int same_infer(nn_layer *l, const int in[3])
 }
 
 /* ---- ReLU: in place (as PyTorch's ReLU(inplace=True)) when its container says the input
- * is a buffer nobody reads again, else out of place --------------------------------------- */
+ * is a buffer nobody reads again, else out of place; a pass-through when the container fused
+ * it into the BatchNorm before it. Elementwise, so any layout (padding channels stay 0). -- */
 
 typedef struct {
     nn_layer base;
     int inplace_ok; /* set by the container before each forward */
+    int fused;      /* the BatchNorm before it applies it */
 } nn_relu;
 
 static int relu_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
 {
-    size_t n = nn_tensor_numel(x);
+    size_t n = nn_tensor_storage(x);
+    if (((nn_relu *)l)->fused) {
+        if (l->y.cap) nn_tensor_free(&l->y);
+        nn__tensor_view(&l->y, x, x->n, x->c, x->h, x->w);
+        return 0;
+    }
     if (((nn_relu *)l)->inplace_ok) {
         if (l->y.cap) nn_tensor_free(&l->y);
         float *d = x->data;
@@ -29,8 +36,7 @@ static int relu_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
         nn__tensor_view(&l->y, x, x->n, x->c, x->h, x->w);
         return 0;
     }
-    if (l->y.cap == 0) memset(&l->y, 0, sizeof l->y); /* drop a view from an in-place pass */
-    int rc = nn__layer_resize_y(l, x->n);
+    int rc = nn__tensor_ensure(&l->y, x->n, x->c, x->h, x->w, x->blk);
     if (rc) return rc;
     const float *xs = x->data;
     float *y = l->y.data;
@@ -41,9 +47,14 @@ static int relu_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
 static int relu_backward(nn_layer *l, const nn_tensor *dy)
 {
     if (!l->need_dx) return 0;
-    int rc = nn__layer_resize_dx(l, dy->n);
+    if (((nn_relu *)l)->fused) {
+        if (l->dx.cap) nn_tensor_free(&l->dx);
+        nn__tensor_view(&l->dx, dy, dy->n, dy->c, dy->h, dy->w);
+        return 0;
+    }
+    int rc = nn__tensor_ensure(&l->dx, dy->n, dy->c, dy->h, dy->w, dy->blk);
     if (rc) return rc;
-    size_t n = nn_tensor_numel(dy);
+    size_t n = nn_tensor_storage(dy);
     const float *y = l->y.data, *g = dy->data;
     float *dx = l->dx.data;
     for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? g[i] : 0.0f;
@@ -61,6 +72,7 @@ static const nn_layer_ops relu_ops = {
     .forward = relu_forward,
     .backward = relu_backward,
     .describe = relu_describe,
+    .blocked_ok = 1,
 };
 
 int nn_relu_new(nn_layer **out)
@@ -72,6 +84,16 @@ int nn_relu_new(nn_layer **out)
 void nn__relu_allow_inplace(nn_layer *l, int ok)
 {
     if (l->ops == &relu_ops) ((nn_relu *)l)->inplace_ok = ok;
+}
+
+int nn__is_relu(const nn_layer *l)
+{
+    return l->ops == &relu_ops;
+}
+
+void nn__relu_set_fused(nn_layer *l, int fused)
+{
+    if (l->ops == &relu_ops) ((nn_relu *)l)->fused = fused != 0;
 }
 
 /* ---- Dropout: inverted dropout, the mask drawn from the RNG passed in ------------------ */
@@ -207,6 +229,7 @@ static const nn_layer_ops identity_ops = {
     .forward = view_forward,
     .backward = view_backward,
     .describe = empty_describe,
+    .blocked_ok = 1,
 };
 
 int nn_flatten_new(nn_layer **out)

@@ -1,8 +1,9 @@
-/* OpenBLAS thread control: one thread per process unless asked otherwise, since each MPI
- * rank already occupies a core. */
+/* Thread control of OpenBLAS and of oneDNN (whose runtime is OpenMP): one thread per process
+ * unless asked otherwise, since each MPI rank already occupies a core. */
 #include "nn/nn.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 
 int nn_blas_threads(int n)
@@ -13,5 +14,6 @@ int nn_blas_threads(int n)
         if (n <= 0) n = 1;
     }
     openblas_set_num_threads(n);
+    omp_set_num_threads(n);
     return n;
 }

@@ -85,18 +85,35 @@ int nn__layer_resize_dx(nn_layer *l, int n)
     return nn_tensor_resize(&l->dx, n, l->in_shape[0], l->in_shape[1], l->in_shape[2]);
 }
 
+/* Frees the layer's engine plan, if it has one. */
+static void layer_drop_plan(nn_layer *l)
+{
+    if (l->plan) l->eng->ops->plan_free(l->eng, l->plan);
+    l->plan = NULL;
+}
+
 void nn_layer_free(nn_layer *l)
 {
     if (!l) return;
     for (int i = 0; i < l->nkids; i++) nn_layer_free(l->kids[i]);
     free(l->kids);
+    layer_drop_plan(l);
     if (l->ops->free) l->ops->free(l);
     for (int i = 0; i < l->nbufs; i++) free(l->bufs[i].data);
     free(l->bufs);
     free(l->params);
     nn_tensor_free(&l->y);
     nn_tensor_free(&l->dx);
+    nn_tensor_free(&l->xc);
+    nn_tensor_free(&l->dxc);
     free(l);
+}
+
+void nn_layer_set_engine(nn_layer *l, nn_engine *e)
+{
+    if (l->eng != e) layer_drop_plan(l);
+    l->eng = e;
+    for (int i = 0; i < l->nkids; i++) nn_layer_set_engine(l->kids[i], e);
 }
 
 size_t nn_layer_numel(const nn_layer *l)
@@ -135,8 +152,21 @@ int nn_layer_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
                       l->ops->type, l->in_shape[0], l->in_shape[1], l->in_shape[2], x->n, x->c,
                       x->h, x->w);
     if (x->n <= 0) return nn_err(NN_ESHAPE, "%s got a batch of %d samples", l->ops->type, x->n);
+    if (!l->eng) return nn_err(NN_ESTATE, "%s is not bound to an engine", l->ops->type);
+    l->x_blk = x->blk > 1 ? x->blk : 1;
+    if (l->x_blk > 1 && !l->ops->blocked_ok) {
+        /* A layer that takes plain NCHW only, after one that gave the engine's layout. */
+        int rc = nn_tensor_convert(&l->xc, x, 1);
+        if (rc) return rc;
+        x = &l->xc;
+    }
     l->x = x;
     return l->ops->forward(l, x, ctx);
+}
+
+const nn_tensor *nn_layer_grad_input(const nn_layer *l)
+{
+    return l->x_blk > 1 && !l->ops->blocked_ok ? &l->dxc : &l->dx;
 }
 
 int nn_layer_backward(nn_layer *l, const nn_tensor *dy)
@@ -147,7 +177,14 @@ int nn_layer_backward(nn_layer *l, const nn_tensor *dy)
         return nn_err(NN_ESHAPE, "%s backward expects dy (%d, %d, %d, %d), got (%d, %d, %d, %d)",
                       l->ops->type, l->x->n, l->out_shape[0], l->out_shape[1], l->out_shape[2],
                       dy->n, dy->c, dy->h, dy->w);
-    return l->ops->backward(l, dy);
+    const int yblk = l->y.blk > 1 ? l->y.blk : 1;
+    if ((dy->blk > 1 ? dy->blk : 1) != yblk)
+        return nn_err(NN_ESHAPE, "%s backward got dy in layout %d, its output has layout %d",
+                      l->ops->type, dy->blk > 1 ? dy->blk : 1, yblk);
+    int rc = l->ops->backward(l, dy);
+    if (!rc && l->need_dx && l->x_blk > 1 && !l->ops->blocked_ok)
+        rc = nn_tensor_convert(&l->dxc, &l->dx, l->x_blk); /* back to the input's layout */
+    return rc;
 }
 
 int nn__subtree_trainable(const nn_layer *l)
@@ -242,10 +279,11 @@ static int nn__bind_one(void *ud, const char *name, nn_param *p)
     return 0;
 }
 
-int nn_layer_bind_standalone(nn_layer *l, const int in[3], nn_rng *rng, float **param_slab,
-                             float **grad_slab)
+int nn_layer_bind_standalone(nn_layer *l, const int in[3], nn_rng *rng, nn_engine *e,
+                             float **param_slab, float **grad_slab)
 {
     *param_slab = *grad_slab = NULL;
+    nn_layer_set_engine(l, e);
     int rc = nn_layer_infer(l, in);
     if (rc) return rc;
     size_t n = nn_layer_numel(l);
@@ -307,7 +345,7 @@ static int seq_backward(nn_layer *l, const nn_tensor *dy)
         int rc = nn_layer_backward(k, g);
         if (rc) return rc;
         if (!k->need_dx) break;
-        g = &k->dx;
+        g = nn_layer_grad_input(k);
     }
     if (l->need_dx) {
         if (l->nkids == 0)
@@ -343,7 +381,18 @@ static const nn_layer_ops seq_ops = {
     .backward = seq_backward,
     .describe = seq_describe,
     .plan = seq_plan,
+    .blocked_ok = 1,
 };
+
+/* A BatchNorm followed by a ReLU computes both (the ReLU passes through): one pass over the
+ * activation instead of two, on every engine, with the same arithmetic. */
+static void seq_fuse(nn_layer *l, int i)
+{
+    if (i < 0 || i + 1 >= l->nkids) return;
+    int fuse = nn_layer_is_batchnorm(l->kids[i]) && nn__is_relu(l->kids[i + 1]);
+    nn__bn_fuse_relu(l->kids[i], fuse);
+    if (nn__is_relu(l->kids[i + 1])) nn__relu_set_fused(l->kids[i + 1], fuse);
+}
 
 int nn_sequential_new(nn_layer **out, nn_layer **kids, int n)
 {
@@ -358,7 +407,10 @@ int nn_sequential_new(nn_layer **out, nn_layer **kids, int n)
         free(l);
         return rc;
     }
-    for (int i = 0; i < n; i++) snprintf(kids[i]->name, sizeof kids[i]->name, "%d", i);
+    for (int i = 0; i < n; i++) {
+        snprintf(kids[i]->name, sizeof kids[i]->name, "%d", i);
+        seq_fuse(l, i);
+    }
     *out = l;
     return 0;
 }
@@ -377,5 +429,6 @@ int nn_sequential_append(nn_layer *seq, nn_layer *kid)
     seq->kids = k;
     snprintf(kid->name, sizeof kid->name, "%d", seq->nkids);
     seq->kids[seq->nkids++] = kid;
+    seq_fuse(seq, seq->nkids - 2);
     return 0;
 }

@@ -1,4 +1,5 @@
-/* Conv2d through im2col and OpenBLAS sgemm.
+/* Conv2d: the layer, which hands its arithmetic to its engine, and the reference engine's
+ * kernels, im2col and OpenBLAS sgemm.
  *
  * Samples are processed in chunks of nb so that one GEMM sees at least about NN_CONV_COLS
  * output columns: late layers of a ResNet have 7x7 outputs, which alone would make GEMMs too
@@ -33,9 +34,6 @@ typedef struct {
     nn_layer base;
     int cin, cout, k, stride, pad, bias;
     int oh, ow;
-    float *col, *tmp; /* (K, nb*P) columns and (Cout, nb*P) output/gradient staging */
-    float *dwt;       /* (K, Cout): the weight gradient of one backward, transposed */
-    size_t colcap, tmpcap, dwtcap;
 } nn_conv;
 
 static int conv_infer(nn_layer *l, const int in[3])
@@ -257,102 +255,100 @@ static void col2im_same(float *dx, float *col, int ld, int cin, int H, int W, in
     }
 }
 
-/* im2col of one sample (Cin, H, W) into column offset col, by the fastest exact path. */
-static void conv_im2col(const nn_conv *C, float *col, int ld, const float *x, int H, int W)
+/* ---- the reference kernels: im2col + sgemm ------------------------------------------- */
+
+static int conv_is_pointwise(const nn_conv_desc *d)
 {
-    if (C->stride != 1)
-        im2col(col, ld, x, C->cin, H, W, C->k, C->stride, C->pad, C->oh, C->ow);
-    else if (C->oh == H && C->ow == W)
-        im2col_same(col, ld, x, C->cin, H, W, C->k, C->pad);
+    return d->k == 1 && d->stride == 1 && d->pad == 0;
+}
+
+/* im2col of one sample (Cin, H, W) into column offset col, by the fastest exact path. */
+static void conv_im2col(const nn_conv_desc *d, float *col, int ld, const float *x)
+{
+    if (d->stride != 1)
+        im2col(col, ld, x, d->cin, d->h, d->w, d->k, d->stride, d->pad, d->oh, d->ow);
+    else if (d->oh == d->h && d->ow == d->w)
+        im2col_same(col, ld, x, d->cin, d->h, d->w, d->k, d->pad);
     else
-        im2col_s1(col, ld, x, C->cin, H, W, C->k, C->pad, C->oh, C->ow);
+        im2col_s1(col, ld, x, d->cin, d->h, d->w, d->k, d->pad, d->oh, d->ow);
 }
 
 /* dx of one sample += col2im(col), by the path matching conv_im2col. col is scratch: the
  * same-size path overwrites part of it. */
-static void conv_col2im(const nn_conv *C, float *dx, float *col, int ld, int H, int W)
+static void conv_col2im(const nn_conv_desc *d, float *dx, float *col, int ld)
 {
-    if (C->stride != 1)
-        col2im(dx, col, ld, C->cin, H, W, C->k, C->stride, C->pad, C->oh, C->ow);
-    else if (C->oh == H && C->ow == W)
-        col2im_same(dx, col, ld, C->cin, H, W, C->k, C->pad);
+    if (d->stride != 1)
+        col2im(dx, col, ld, d->cin, d->h, d->w, d->k, d->stride, d->pad, d->oh, d->ow);
+    else if (d->oh == d->h && d->ow == d->w)
+        col2im_same(dx, col, ld, d->cin, d->h, d->w, d->k, d->pad);
     else
-        col2im_s1(dx, col, ld, C->cin, H, W, C->k, C->pad, C->oh, C->ow);
+        col2im_s1(dx, col, ld, d->cin, d->h, d->w, d->k, d->pad, d->oh, d->ow);
 }
 
-static int conv_reserve(nn_conv *C, size_t colneed, size_t tmpneed, size_t dwtneed)
+static int conv_chunk(const nn_conv_desc *d)
 {
-    if (colneed > C->colcap) {
-        float *p = realloc(C->col, colneed * sizeof(float));
-        if (!p) return nn_err(NN_ENOMEM, "Conv2d: cannot allocate %zu column floats", colneed);
-        C->col = p;
-        C->colcap = colneed;
-    }
-    if (tmpneed > C->tmpcap) {
-        float *p = realloc(C->tmp, tmpneed * sizeof(float));
-        if (!p) return nn_err(NN_ENOMEM, "Conv2d: cannot allocate %zu staging floats", tmpneed);
-        C->tmp = p;
-        C->tmpcap = tmpneed;
-    }
-    if (dwtneed > C->dwtcap) {
-        float *p = realloc(C->dwt, dwtneed * sizeof(float));
-        if (!p) return nn_err(NN_ENOMEM, "Conv2d: cannot allocate %zu gradient floats", dwtneed);
-        C->dwt = p;
-        C->dwtcap = dwtneed;
-    }
+    int P = d->oh * d->ow;
+    int nb = (NN_CONV_COLS + P - 1) / P;
+    return nb < 1 ? 1 : (nb > d->n ? d->n : nb);
+}
+
+/* The scratch of one call, carved from the engine's workspace: the column matrix col
+ * (K, nb*P), the staging tmp (Cout, nb*P) and the transposed weight gradient dwt (K, Cout),
+ * each only when the call needs it. */
+typedef struct {
+    float *col, *tmp, *dwt;
+} conv_scratch;
+
+static int conv_scratch_get(nn_engine *e, conv_scratch *s, size_t ncol, size_t ntmp, size_t ndwt)
+{
+    const size_t pad = 16; /* keep every part 64-byte aligned */
+    ncol = (ncol + pad - 1) / pad * pad;
+    ntmp = (ntmp + pad - 1) / pad * pad;
+    float *ws = nn__workspace(e, ncol + ntmp + ndwt);
+    if (!ws) return NN_ENOMEM;
+    s->col = ws;
+    s->tmp = ws + ncol;
+    s->dwt = ws + ncol + ntmp;
     return 0;
 }
 
-static int conv_chunk(const nn_conv *C, int N)
-{
-    int P = C->oh * C->ow;
-    int nb = (NN_CONV_COLS + P - 1) / P;
-    return nb < 1 ? 1 : (nb > N ? N : nb);
-}
-
-static int conv_is_pointwise(const nn_conv *C)
-{
-    return C->k == 1 && C->stride == 1 && C->pad == 0;
-}
-
 /* The column matrix (K, cnt*P) of samples [n0, n0+cnt): x itself for a pointwise conv of one
- * sample, else im2col into C->col. */
-static const float *conv_columns(nn_conv *C, const nn_tensor *x, int n0, int cnt)
+ * sample, else im2col into col. */
+static const float *conv_columns(const nn_conv_desc *d, float *col, const float *x, int n0,
+                                 int cnt)
 {
-    const int P = C->oh * C->ow, K = C->cin * C->k * C->k, ld = cnt * P;
-    if (conv_is_pointwise(C) && cnt == 1) return x->data + (size_t)n0 * K * P;
-    for (int s = 0; s < cnt; s++)
-        conv_im2col(C, C->col + (size_t)s * P, ld,
-                    x->data + (size_t)(n0 + s) * C->cin * x->h * x->w, x->h, x->w);
-    return C->col;
+    const int P = d->oh * d->ow, ld = cnt * P;
+    const size_t xs = (size_t)d->cin * d->h * d->w;
+    if (conv_is_pointwise(d) && cnt == 1) return x + (size_t)n0 * xs;
+    for (int s = 0; s < cnt; s++) conv_im2col(d, col + (size_t)s * P, ld, x + (size_t)(n0 + s) * xs);
+    return col;
 }
 
 /* y (N, Cout, OH, OW) = W (Cout, K) im2col(x) (K, N*P) + b */
-static int conv_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
+int nn__ref_conv_forward(nn_engine *e, nn_kplan **plan, const nn_conv_desc *d, nn_tensor *y,
+                         const nn_tensor *x, const float *w, const float *b)
 {
-    nn_conv *C = (nn_conv *)l;
-    int rc = nn__layer_resize_y(l, x->n);
+    int rc = nn__tensor_ensure(y, d->n, d->cout, d->oh, d->ow, 1);
     if (rc) return rc;
-    const int N = x->n, P = C->oh * C->ow, K = C->cin * C->k * C->k;
-    const int nb = conv_chunk(C, N);
+    const int N = d->n, P = d->oh * d->ow, K = d->cin * d->k * d->k;
+    const int nb = conv_chunk(d);
     const int direct = nb == 1; /* GEMM straight into y */
-    rc = conv_reserve(C, conv_is_pointwise(C) && direct ? 0 : (size_t)K * nb * P,
-                      direct ? 0 : (size_t)C->cout * nb * P, 0);
+    conv_scratch s;
+    rc = conv_scratch_get(e, &s, conv_is_pointwise(d) && direct ? 0 : (size_t)K * nb * P,
+                          direct ? 0 : (size_t)d->cout * nb * P, 0);
     if (rc) return rc;
-    const float *Wt = l->params[0].data;
-    const float *b = C->bias ? l->params[1].data : NULL;
     for (int n0 = 0; n0 < N; n0 += nb) {
         int cnt = N - n0 < nb ? N - n0 : nb;
         int ld = cnt * P;
-        const float *col = conv_columns(C, x, n0, cnt);
-        float *out = direct ? l->y.data + (size_t)n0 * C->cout * P : C->tmp;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C->cout, ld, K, 1.0f, Wt, K, col,
+        const float *col = conv_columns(d, s.col, x->data, n0, cnt);
+        float *out = direct ? y->data + (size_t)n0 * d->cout * P : s.tmp;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->cout, ld, K, 1.0f, w, K, col,
                     ld, 0.0f, out, ld);
-        for (int s = 0; s < cnt; s++) {
-            float *yn = l->y.data + (size_t)(n0 + s) * C->cout * P;
-            for (int o = 0; o < C->cout; o++) {
+        for (int j = 0; j < cnt; j++) {
+            float *yn = y->data + (size_t)(n0 + j) * d->cout * P;
+            for (int o = 0; o < d->cout; o++) {
                 float *yo = yn + (size_t)o * P;
-                if (!direct) memcpy(yo, out + (size_t)o * ld + (size_t)s * P, sizeof(float) * P);
+                if (!direct) memcpy(yo, out + (size_t)o * ld + (size_t)j * P, sizeof(float) * P);
                 if (b) {
                     float bo = b[o];
                     for (int i = 0; i < P; i++) yo[i] += bo;
@@ -363,77 +359,117 @@ static int conv_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
     return 0;
 }
 
-static int conv_backward(nn_layer *l, const nn_tensor *dy)
+/* db (Cout) += the sum of dy over samples and positions. */
+static void conv_bias_grad(const nn_conv_desc *d, float *db, const float *dy)
 {
-    nn_conv *C = (nn_conv *)l;
-    const nn_tensor *x = l->x;
-    const int N = x->n, H = x->h, W = x->w, P = C->oh * C->ow, K = C->cin * C->k * C->k;
-    const int nb = conv_chunk(C, N);
+    const int P = d->oh * d->ow;
+    for (int n = 0; n < d->n; n++)
+        for (int o = 0; o < d->cout; o++) {
+            const float *g = dy + ((size_t)n * d->cout + o) * P;
+            float acc = 0.0f;
+            for (int i = 0; i < P; i++) acc += g[i];
+            db[o] += acc;
+        }
+}
+
+int nn__ref_conv_backward(nn_engine *e, nn_kplan **plan, const nn_conv_desc *d, nn_tensor *dx,
+                          float *dw, float *db, const nn_tensor *dy, const nn_tensor *x,
+                          const float *w)
+{
+    const int N = d->n, P = d->oh * d->ow, K = d->cin * d->k * d->k;
+    const size_t xs = (size_t)d->cin * d->h * d->w;
+    const int nb = conv_chunk(d);
     const int direct = nb == 1;
-    nn_param *Wp = &l->params[0];
-    nn_param *bp = C->bias ? &l->params[1] : NULL;
     int rc;
-    if (l->need_dx) {
-        rc = nn__layer_resize_dx(l, N);
+    if (dx) {
+        rc = nn__tensor_ensure(dx, N, d->cin, d->h, d->w, 1);
         if (rc) return rc;
-        memset(l->dx.data, 0, sizeof(float) * nn_tensor_numel(&l->dx));
+        memset(dx->data, 0, sizeof(float) * nn_tensor_numel(dx));
     }
-    rc = conv_reserve(C, (size_t)K * nb * P, direct ? 0 : (size_t)C->cout * nb * P,
-                      Wp->trainable ? (size_t)K * C->cout : 0);
+    conv_scratch s;
+    rc = conv_scratch_get(e, &s, (size_t)K * nb * P, direct ? 0 : (size_t)d->cout * nb * P,
+                          dw ? (size_t)K * d->cout : 0);
     if (rc) return rc;
-    if (bp && bp->trainable) {
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < C->cout; o++) {
-                const float *g = dy->data + ((size_t)n * C->cout + o) * P;
-                float acc = 0.0f;
-                for (int i = 0; i < P; i++) acc += g[i];
-                bp->grad[o] += acc;
-            }
-    }
+    if (db) conv_bias_grad(d, db, dy->data);
     for (int n0 = 0; n0 < N; n0 += nb) {
         int cnt = N - n0 < nb ? N - n0 : nb;
         int ld = cnt * P;
         /* Gather dy of the chunk into (Cout, cnt*P). */
         const float *g;
         if (direct) {
-            g = dy->data + (size_t)n0 * C->cout * P;
+            g = dy->data + (size_t)n0 * d->cout * P;
         } else {
-            for (int s = 0; s < cnt; s++)
-                for (int o = 0; o < C->cout; o++)
-                    memcpy(C->tmp + (size_t)o * ld + (size_t)s * P,
-                           dy->data + ((size_t)(n0 + s) * C->cout + o) * P, sizeof(float) * P);
-            g = C->tmp;
+            for (int j = 0; j < cnt; j++)
+                for (int o = 0; o < d->cout; o++)
+                    memcpy(s.tmp + (size_t)o * ld + (size_t)j * P,
+                           dy->data + ((size_t)(n0 + j) * d->cout + o) * P, sizeof(float) * P);
+            g = s.tmp;
         }
-        if (Wp->trainable) {
-            /* dW^T (K, Cout) (+)= col (K, ld) g^T (ld, Cout), summed over the chunks in C->dwt
+        if (dw) {
+            /* dW^T (K, Cout) (+)= col (K, ld) g^T (ld, Cout), summed over the chunks in dwt
              * and added transposed into the gradient after the loop. The direct product
              * dW (Cout, K) = g col^T has as few rows as the layer has output channels (32 in
              * the cnn's first layers), a shape OpenBLAS runs markedly slower than this one. */
-            const float *col = conv_columns(C, x, n0, cnt);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, C->cout, ld, 1.0f, col, ld, g,
-                        ld, n0 == 0 ? 0.0f : 1.0f, C->dwt, C->cout);
+            const float *col = conv_columns(d, s.col, x->data, n0, cnt);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, d->cout, ld, 1.0f, col, ld, g,
+                        ld, n0 == 0 ? 0.0f : 1.0f, s.dwt, d->cout);
         }
-        if (l->need_dx) { /* dcol (K, ld) = W^T (K, Cout) g (Cout, ld) */
-            if (conv_is_pointwise(C) && cnt == 1) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ld, C->cout, 1.0f,
-                            Wp->data, K, g, ld, 0.0f, l->dx.data + (size_t)n0 * K * P, ld);
+        if (dx) { /* dcol (K, ld) = W^T (K, Cout) g (Cout, ld) */
+            if (conv_is_pointwise(d) && cnt == 1) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ld, d->cout, 1.0f, w, K, g,
+                            ld, 0.0f, dx->data + (size_t)n0 * K * P, ld);
                 continue;
             }
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ld, C->cout, 1.0f, Wp->data, K,
-                        g, ld, 0.0f, C->col, ld);
-            for (int s = 0; s < cnt; s++)
-                conv_col2im(C, l->dx.data + (size_t)(n0 + s) * C->cin * H * W,
-                            C->col + (size_t)s * P, ld, H, W);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ld, d->cout, 1.0f, w, K, g, ld,
+                        0.0f, s.col, ld);
+            for (int j = 0; j < cnt; j++)
+                conv_col2im(d, dx->data + (size_t)(n0 + j) * xs, s.col + (size_t)j * P, ld);
         }
     }
-    if (Wp->trainable && N > 0) { /* Gradients accumulate: grad (Cout, K) += dW^T transposed. */
-        const float *dwt = C->dwt;
-        for (int o = 0; o < C->cout; o++) {
-            float *go = Wp->grad + (size_t)o * K;
-            for (int kk = 0; kk < K; kk++) go[kk] += dwt[(size_t)kk * C->cout + o];
+    if (dw && N > 0) { /* Gradients accumulate: grad (Cout, K) += dW^T transposed. */
+        for (int o = 0; o < d->cout; o++) {
+            float *go = dw + (size_t)o * K;
+            for (int kk = 0; kk < K; kk++) go[kk] += s.dwt[(size_t)kk * d->cout + o];
         }
     }
     return 0;
+}
+
+/* ---- the layer ------------------------------------------------------------------------ */
+
+static void conv_desc(const nn_conv *C, int n, nn_conv_desc *d)
+{
+    *d = (nn_conv_desc){.n = n,
+                        .cin = C->cin,
+                        .h = C->base.in_shape[1],
+                        .w = C->base.in_shape[2],
+                        .cout = C->cout,
+                        .oh = C->oh,
+                        .ow = C->ow,
+                        .k = C->k,
+                        .stride = C->stride,
+                        .pad = C->pad,
+                        .bias = C->bias};
+}
+
+static int conv_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
+{
+    nn_conv *C = (nn_conv *)l;
+    nn_conv_desc d;
+    conv_desc(C, x->n, &d);
+    return l->eng->ops->conv_forward(l->eng, &l->plan, &d, &l->y, x, l->params[0].data,
+                                     C->bias ? l->params[1].data : NULL);
+}
+
+static int conv_backward(nn_layer *l, const nn_tensor *dy)
+{
+    nn_conv *C = (nn_conv *)l;
+    nn_param *Wp = &l->params[0], *bp = C->bias ? &l->params[1] : NULL;
+    nn_conv_desc d;
+    conv_desc(C, l->x->n, &d);
+    return l->eng->ops->conv_backward(l->eng, &l->plan, &d, l->need_dx ? &l->dx : NULL,
+                                      Wp->trainable ? Wp->grad : NULL,
+                                      bp && bp->trainable ? bp->grad : NULL, dy, l->x, Wp->data);
 }
 
 static int conv_describe(const nn_layer *l, char *buf, size_t len)
@@ -447,21 +483,13 @@ static int conv_describe(const nn_layer *l, char *buf, size_t len)
     return n;
 }
 
-static void conv_free(nn_layer *l)
-{
-    nn_conv *C = (nn_conv *)l;
-    free(C->col);
-    free(C->tmp);
-    free(C->dwt);
-}
-
 static const nn_layer_ops conv_ops = {
     .type = "Conv2d",
     .infer = conv_infer,
     .forward = conv_forward,
     .backward = conv_backward,
     .describe = conv_describe,
-    .free = conv_free,
+    .blocked_ok = 1,
 };
 
 int nn_conv2d_new(nn_layer **out, int in_ch, int out_ch, int kernel, int stride, int padding,

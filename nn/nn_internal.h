@@ -3,6 +3,7 @@
 #define STRATA_NN_INTERNAL_H
 
 #include "nn/nn.h"
+#include "nn/nn_engine.h"
 
 /* Allocates a zeroed layer struct of `size` bytes (which embeds nn_layer first) with room
  * for nparams parameters and nbufs buffers. Returns NULL when out of memory. */
@@ -16,11 +17,18 @@ int nn__buffer_decl(nn_layer *l, int i, const char *name, size_t numel, float va
 void nn__param_init(nn_param *p, nn_rng *rng);
 /* Lets a ReLU overwrite its input (a no-op for other layers). Only a container may allow it,
  * when the input is the previous sibling's own output buffer: no layer's backward reads its
- * own output except ReLU's mask and the residual blocks' final ReLU, and both are unchanged
- * by a further ReLU. */
+ * own output except ReLU's mask, a BatchNorm's fused ReLU mask and the residual blocks'
+ * final ReLU, and all are unchanged by a further ReLU. */
 void nn__relu_allow_inplace(nn_layer *l, int ok);
+/* 1 for ReLU layers. */
+int nn__is_relu(const nn_layer *l);
+/* Makes a ReLU pass its input through (forward a view of x, backward a view of dy): its
+ * container has fused it into the BatchNorm before it. */
+void nn__relu_set_fused(nn_layer *l, int fused);
 /* 1 for BatchNorm1d/2d layers. */
 int nn_layer_is_batchnorm(const nn_layer *l);
+/* Fuses (or unfuses) a ReLU into a BatchNorm's output (a no-op for other layers). */
+void nn__bn_fuse_relu(nn_layer *l, int on);
 /* Attaches children (ownership passes) to a container. */
 int nn__layer_set_kids(nn_layer *l, nn_layer **kids, int n);
 /* 1 when the subtree has a trainable parameter. */
@@ -35,6 +43,7 @@ static inline void nn__tensor_view(nn_tensor *view, const nn_tensor *src, int n,
     view->h = h;
     view->w = w;
     view->cap = 0;
+    view->blk = src->blk;
 }
 /* Resizes a layer's output y to (n, out_shape). */
 int nn__layer_resize_y(nn_layer *l, int n);

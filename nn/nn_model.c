@@ -16,6 +16,7 @@ void nn_model_spec_default(nn_model_spec *spec)
     spec->nsplit = -1;
     spec->head = NN_HEAD_DEFAULT;
     spec->head_ps[0] = spec->head_ps[1] = -1.0f;
+    spec->engine = NN_ENGINE_DEFAULT;
 }
 
 /* Group of body child i. */
@@ -160,9 +161,10 @@ int nn_model_init(nn_model **out, const nn_model_spec *s, nn_rng *rng)
     int rc = nn__zoo_children(kids, &nkids, &dcut, &dnsplit, dsplit, &dhead, s);
     if (rc) return rc;
     nn_model *m = calloc(1, sizeof *m);
-    if (!m) {
+    if (!m || (rc = nn_engine_new(&m->eng, s->engine))) {
         for (int i = 0; i < nkids; i++) nn_layer_free(kids[i]);
-        return nn_err(NN_ENOMEM, "cannot allocate a model");
+        free(m);
+        return m ? rc : nn_err(NN_ENOMEM, "cannot allocate a model");
     }
     snprintf(m->arch, sizeof m->arch, "%s", s->arch);
     m->in_shape[0] = s->in_c;
@@ -216,6 +218,8 @@ int nn_model_init(nn_model **out, const nn_model_spec *s, nn_rng *rng)
     }
     rc = build_groups(m, s, nsplit, split);
     if (rc) goto fail;
+    nn_layer_set_engine(m->body, m->eng);
+    nn_layer_set_engine(m->head, m->eng);
     if (!s->skip_init) {
         init_ctx ic = {rng};
         nn_layer_visit_params(m->body, "", init_param, &ic);
@@ -240,6 +244,7 @@ void nn_model_free(nn_model *m)
         free(m->groups[g].params);
     }
     nn_tensor_free(&m->dlogits);
+    nn_engine_free(m->eng); /* after the layers, whose plans it frees */
     free(m);
 }
 
@@ -323,7 +328,7 @@ int nn_model_backward(nn_model *m, const nn_tensor *dlogits)
     if (m->head->any_trainable || m->head->need_dx) rc = nn_layer_backward(m->head, dlogits);
     if (!rc) rc = call_hook(m, head, 1);
     if (!rc && m->head->need_dx) {
-        const nn_tensor *dy = &m->head->dx;
+        const nn_tensor *dy = nn_layer_grad_input(m->head);
         int i;
         for (i = m->body->nkids - 1; i >= 0 && !rc; i--) {
             nn_layer *k = m->body->kids[i];
@@ -334,11 +339,10 @@ int nn_model_backward(nn_model *m, const nn_tensor *dlogits)
             rc = call_hook(m, g, done);
             if (done) g--;
             if (!k->need_dx) break;
-            dy = &k->dx;
+            dy = nn_layer_grad_input(k);
         }
         /* The input gradient, for callers that planned the body with need_dx. */
-        if (!rc && i < 0 && m->body->need_dx)
-            m->body->dx = (nn_tensor){dy->data, dy->n, dy->c, dy->h, dy->w, 0};
+        if (!rc && i < 0 && m->body->need_dx) nn__tensor_view(&m->body->dx, dy, dy->n, dy->c, dy->h, dy->w);
     }
     for (; g >= 0 && !rc; g--) rc = call_hook(m, g, 1); /* groups backward never reached */
     return rc;

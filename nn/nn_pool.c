@@ -1,5 +1,8 @@
 /* Pooling: MaxPool2d, AvgPool2d (count_include_pad, PyTorch's default), AdaptiveAvgPool2d,
- * AdaptiveMaxPool2d, and fastai's AdaptiveConcatPool2d (max and average side by side). */
+ * AdaptiveMaxPool2d, and fastai's AdaptiveConcatPool2d (max and average side by side).
+ * MaxPool2d and AvgPool2d hand their arithmetic to the engine (the reference engine's kernels
+ * are here); the adaptive pools, which sit in heads on small plain tensors, run the same
+ * loops themselves. */
 #include "nn/nn_internal.h"
 
 #include <float.h>
@@ -14,7 +17,7 @@ typedef struct {
     int k, s, p;    /* fixed windows */
     int oh, ow;     /* adaptive: requested output size; fixed: computed */
     int scalar_repr; /* adaptive: print output_size=1 rather than (1, 1), as fastai builds it */
-    int *argmax;    /* max pools: flat input index per output element */
+    int *argmax;    /* adaptive max: flat input index per output element */
     size_t argcap;
 } nn_pool;
 
@@ -34,6 +37,13 @@ static int pool_infer(nn_layer *l, const int in[3])
     return 0;
 }
 
+/* The windows of one pooling: fixed (k, s, p) or adaptive (k == 0) onto an oh x ow output. */
+typedef struct {
+    int is_max;
+    int k, s, p;
+    int oh, ow;
+} pool_win;
+
 /* Adaptive windows, as PyTorch computes them: [floor(i*H/O), ceil((i+1)*H/O)). */
 static inline int ad_start(int i, int in, int out)
 {
@@ -47,10 +57,10 @@ static inline int ad_end(int i, int in, int out)
 /* The input window [y0, y1) x [x0, x1) of output (oy, ox) and the divisor for averages:
  * fixed windows clipped to the input (padding counts in the divisor, PyTorch's
  * count_include_pad), or adaptive windows. */
-static inline float pool_window(const nn_pool *P, int oy, int ox, int H, int W, int *y0, int *y1,
+static inline float pool_window(const pool_win *P, int oy, int ox, int H, int W, int *y0, int *y1,
                                 int *x0, int *x1)
 {
-    if (P->kind == POOL_MAX || P->kind == POOL_AVG) {
+    if (P->k > 0) {
         *y0 = oy * P->s - P->p;
         *x0 = ox * P->s - P->p;
         *y1 = *y0 + P->k;
@@ -110,36 +120,24 @@ static void maxpool_2x2(const float *x, float *y, int *arg, size_t planes, int H
     }
 }
 
-static int pool_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
+/* y (planes, OH, OW) = pool(x (planes, H, W)); arg gets each max's flat input index. */
+static void pool_planes_forward(const pool_win *P, float *y, int *arg, const float *x,
+                                size_t planes, int H, int W)
 {
-    nn_pool *P = (nn_pool *)l;
-    int rc = nn__layer_resize_y(l, x->n);
-    if (rc) return rc;
-    const int H = x->h, W = x->w, OH = P->oh, OW = P->ow;
-    const size_t planes = (size_t)x->n * x->c;
-    const int is_max = P->kind == POOL_MAX || P->kind == POOL_AMAX;
-    if (is_max) {
-        size_t need = nn_tensor_numel(&l->y);
-        if (need > P->argcap) {
-            int *a = realloc(P->argmax, need * sizeof(int));
-            if (!a) return nn_err(NN_ENOMEM, "%s: cannot allocate indices", l->ops->type);
-            P->argmax = a;
-            P->argcap = need;
-        }
-    }
-    if (P->kind == POOL_MAX && P->k == 2 && P->s == 2 && P->p == 0) {
-        maxpool_2x2(x->data, l->y.data, P->argmax, planes, H, W, OH, OW);
-        return 0;
+    const int OH = P->oh, OW = P->ow;
+    if (P->is_max && P->k == 2 && P->s == 2 && P->p == 0) {
+        maxpool_2x2(x, y, arg, planes, H, W, OH, OW);
+        return;
     }
     for (size_t pl = 0; pl < planes; pl++) {
-        const float *xp = x->data + pl * H * W;
-        float *yp = l->y.data + pl * OH * OW;
-        int *ap = is_max ? P->argmax + pl * OH * OW : NULL;
+        const float *xp = x + pl * H * W;
+        float *yp = y + pl * OH * OW;
+        int *ap = P->is_max ? arg + pl * OH * OW : NULL;
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++) {
                 int y0, y1, x0, x1;
                 float div = pool_window(P, oy, ox, H, W, &y0, &y1, &x0, &x1);
-                if (is_max) {
+                if (P->is_max) {
                     float best = -FLT_MAX;
                     int bi = y0 * W + x0;
                     for (int iy = y0; iy < y1; iy++)
@@ -160,24 +158,19 @@ static int pool_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
                 }
             }
     }
-    return 0;
 }
 
-static int pool_backward(nn_layer *l, const nn_tensor *dy)
+/* dx (planes, H, W) = pool^T(dy (planes, OH, OW)), with the forward's argmax for max. */
+static void pool_planes_backward(const pool_win *P, float *dx, const float *dy, const int *arg,
+                                 size_t planes, int H, int W)
 {
-    nn_pool *P = (nn_pool *)l;
-    if (!l->need_dx) return 0;
-    int rc = nn__layer_resize_dx(l, dy->n);
-    if (rc) return rc;
-    memset(l->dx.data, 0, sizeof(float) * nn_tensor_numel(&l->dx));
-    const int H = l->in_shape[1], W = l->in_shape[2], OH = P->oh, OW = P->ow;
-    const size_t planes = (size_t)dy->n * dy->c;
-    const int is_max = P->kind == POOL_MAX || P->kind == POOL_AMAX;
+    const int OH = P->oh, OW = P->ow;
+    memset(dx, 0, sizeof(float) * planes * H * W);
     for (size_t pl = 0; pl < planes; pl++) {
-        const float *gp = dy->data + pl * OH * OW;
-        float *dp = l->dx.data + pl * H * W;
-        if (is_max) {
-            const int *ap = P->argmax + pl * OH * OW;
+        const float *gp = dy + pl * OH * OW;
+        float *dp = dx + pl * H * W;
+        if (P->is_max) {
+            const int *ap = arg + pl * OH * OW;
             for (int i = 0; i < OH * OW; i++) dp[ap[i]] += gp[i];
             continue;
         }
@@ -190,6 +183,115 @@ static int pool_backward(nn_layer *l, const nn_tensor *dy)
                     for (int ix = x0; ix < x1; ix++) dp[iy * W + ix] += g;
             }
     }
+}
+
+/* ---- the reference engine's kernels (fixed windows) ----------------------------------- */
+
+/* The reference plan of a max pool (behind the opaque nn_kplan): the argmax of the last
+ * forward. */
+typedef struct {
+    size_t cap;
+    int idx[];
+} ref_pool_plan;
+
+static pool_win desc_win(const nn_pool_desc *d)
+{
+    return (pool_win){d->kind == NN_POOL_MAX, d->k, d->stride, d->pad, d->oh, d->ow};
+}
+
+int nn__ref_pool_forward(nn_engine *e, nn_kplan **plan, const nn_pool_desc *d, nn_tensor *y,
+                         const nn_tensor *x)
+{
+    if (x->blk > 1) return nn_err(NN_ESTATE, "reference pooling got a channel-blocked input");
+    int rc = nn__tensor_ensure(y, d->n, d->c, d->oh, d->ow, 1);
+    if (rc) return rc;
+    const pool_win win = desc_win(d);
+    const size_t need = nn_tensor_numel(y);
+    ref_pool_plan *p = (ref_pool_plan *)*plan;
+    if (win.is_max && (!p || p->cap < need)) {
+        p = realloc(p, sizeof *p + need * sizeof(int));
+        if (!p) return nn_err(NN_ENOMEM, "MaxPool2d: cannot allocate %zu indices", need);
+        p->cap = need;
+        *plan = (nn_kplan *)p;
+    }
+    pool_planes_forward(&win, y->data, win.is_max ? p->idx : NULL, x->data,
+                        (size_t)d->n * d->c, d->h, d->w);
+    return 0;
+}
+
+int nn__ref_pool_backward(nn_engine *e, nn_kplan **plan, const nn_pool_desc *d, nn_tensor *dx,
+                          const nn_tensor *dy, const nn_tensor *x)
+{
+    int rc = nn__tensor_ensure(dx, d->n, d->c, d->h, d->w, 1);
+    if (rc) return rc;
+    const pool_win win = desc_win(d);
+    const ref_pool_plan *p = (const ref_pool_plan *)*plan;
+    if (win.is_max && !p) return nn_err(NN_ESTATE, "MaxPool2d: backward without forward");
+    pool_planes_backward(&win, dx->data, dy->data, win.is_max ? p->idx : NULL,
+                         (size_t)d->n * d->c, d->h, d->w);
+    return 0;
+}
+
+/* ---- the layers ----------------------------------------------------------------------- */
+
+static int pool_fixed(const nn_pool *P)
+{
+    return P->kind == POOL_MAX || P->kind == POOL_AVG;
+}
+
+static void pool_desc(const nn_pool *P, int n, nn_pool_desc *d)
+{
+    const nn_layer *l = &P->base;
+    *d = (nn_pool_desc){.kind = P->kind == POOL_MAX ? NN_POOL_MAX : NN_POOL_AVG,
+                        .n = n,
+                        .c = l->in_shape[0],
+                        .h = l->in_shape[1],
+                        .w = l->in_shape[2],
+                        .oh = P->oh,
+                        .ow = P->ow,
+                        .k = P->k,
+                        .stride = P->s,
+                        .pad = P->p};
+}
+
+static int pool_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
+{
+    nn_pool *P = (nn_pool *)l;
+    if (pool_fixed(P)) {
+        nn_pool_desc d;
+        pool_desc(P, x->n, &d);
+        return l->eng->ops->pool_forward(l->eng, &l->plan, &d, &l->y, x);
+    }
+    int rc = nn__layer_resize_y(l, x->n);
+    if (rc) return rc;
+    const pool_win win = {P->kind == POOL_AMAX, 0, 0, 0, P->oh, P->ow};
+    if (win.is_max) {
+        size_t need = nn_tensor_numel(&l->y);
+        if (need > P->argcap) {
+            int *a = realloc(P->argmax, need * sizeof(int));
+            if (!a) return nn_err(NN_ENOMEM, "%s: cannot allocate indices", l->ops->type);
+            P->argmax = a;
+            P->argcap = need;
+        }
+    }
+    pool_planes_forward(&win, l->y.data, P->argmax, x->data, (size_t)x->n * x->c, x->h, x->w);
+    return 0;
+}
+
+static int pool_backward(nn_layer *l, const nn_tensor *dy)
+{
+    nn_pool *P = (nn_pool *)l;
+    if (!l->need_dx) return 0;
+    if (pool_fixed(P)) {
+        nn_pool_desc d;
+        pool_desc(P, dy->n, &d);
+        return l->eng->ops->pool_backward(l->eng, &l->plan, &d, &l->dx, dy, l->x);
+    }
+    int rc = nn__layer_resize_dx(l, dy->n);
+    if (rc) return rc;
+    const pool_win win = {P->kind == POOL_AMAX, 0, 0, 0, P->oh, P->ow};
+    pool_planes_backward(&win, l->dx.data, dy->data, P->argmax, (size_t)dy->n * dy->c,
+                         l->in_shape[1], l->in_shape[2]);
     return 0;
 }
 
@@ -210,10 +312,12 @@ static int pool_describe(const nn_layer *l, char *buf, size_t len)
 
 static void pool_free(nn_layer *l)
 {
-    free(((nn_pool *)l)->argmax);
+    nn_pool *P = (nn_pool *)l;
+    free(P->argmax);
 }
 
-#define POOL_OPS(var, name)                                                                    \
+/* Fixed-window pools run on the engine in its layout; adaptive ones take plain NCHW. */
+#define POOL_OPS(var, name, blocked)                                                           \
     static const nn_layer_ops var = {                                                          \
         .type = name,                                                                          \
         .infer = pool_infer,                                                                   \
@@ -221,11 +325,12 @@ static void pool_free(nn_layer *l)
         .backward = pool_backward,                                                             \
         .describe = pool_describe,                                                             \
         .free = pool_free,                                                                     \
+        .blocked_ok = blocked,                                                                 \
     }
-POOL_OPS(maxpool_ops, "MaxPool2d");
-POOL_OPS(avgpool_ops, "AvgPool2d");
-POOL_OPS(amaxpool_ops, "AdaptiveMaxPool2d");
-POOL_OPS(aavgpool_ops, "AdaptiveAvgPool2d");
+POOL_OPS(maxpool_ops, "MaxPool2d", 1);
+POOL_OPS(avgpool_ops, "AvgPool2d", 1);
+POOL_OPS(amaxpool_ops, "AdaptiveMaxPool2d", 0);
+POOL_OPS(aavgpool_ops, "AdaptiveAvgPool2d", 0);
 
 static int pool_new(nn_layer **out, const nn_layer_ops *ops, int kind, int k, int s, int p, int oh,
                     int ow)

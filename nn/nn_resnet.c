@@ -2,8 +2,8 @@
  * or a downsample (conv1x1 + BN), then ReLU. Bottleneck (v1.5, stride on the 3x3):
  * conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN, expansion 4. The children are named as in
  * torchvision so parameter names match its state_dict; the (relu) child is shown once but,
- * as in torchvision, applied after every BN of the main path, so the block keeps its own
- * ReLU outputs rather than reuse one layer's buffers. */
+ * as in torchvision, applied after every BN of the main path: fused into those BNs but the
+ * last, whose sum with the shortcut the block puts through the final ReLU itself. */
 #include "nn/nn_internal.h"
 
 #include <stdlib.h>
@@ -15,7 +15,7 @@ typedef struct {
     nn_layer *conv[3], *bn[3];
     nn_layer *relu;        /* the printed child; unused in compute */
     nn_layer *down;        /* Sequential(conv1x1, BN) or NULL */
-    nn_tensor act[3];      /* ReLU outputs after bn[i] (act[nconv-1] is the block output) */
+    nn_tensor act;         /* the block's output: ReLU(bn[last] + shortcut) */
     nn_tensor g;           /* gradient staging */
 } nn_block;
 
@@ -46,6 +46,9 @@ static int block_infer(nn_layer *l, const int in[3])
     return 0;
 }
 
+/* The block's forward. Every BN of the main path but the last has the ReLU after it fused in;
+ * the last one's output is added to the shortcut and the sum goes through the final ReLU
+ * into act, the block's output. All elementwise, so in the engine's layout. */
 static int block_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
 {
     nn_block *B = (nn_block *)l;
@@ -55,29 +58,27 @@ static int block_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
         rc = nn_layer_forward(B->conv[i], h, ctx);
         if (!rc) rc = nn_layer_forward(B->bn[i], &B->conv[i]->y, ctx);
         if (rc) return rc;
-        const nn_tensor *b = &B->bn[i]->y;
-        rc = nn_tensor_resize(&B->act[i], b->n, b->c, b->h, b->w);
-        if (rc) return rc;
-        size_t n = nn_tensor_numel(b);
-        float *a = B->act[i].data;
-        if (i < B->nconv - 1) {
-            for (size_t k = 0; k < n; k++) a[k] = b->data[k] > 0.0f ? b->data[k] : 0.0f;
-            h = &B->act[i];
-        } else {
-            const float *id = x->data;
-            if (B->down) {
-                rc = nn_layer_forward(B->down, x, ctx);
-                if (rc) return rc;
-                id = B->down->y.data;
-            }
-            for (size_t k = 0; k < n; k++) {
-                float v = b->data[k] + id[k];
-                a[k] = v > 0.0f ? v : 0.0f;
-            }
-        }
+        h = &B->bn[i]->y;
     }
-    const nn_tensor *o = &B->act[B->nconv - 1];
-    nn__tensor_view(&l->y, o, o->n, o->c, o->h, o->w);
+    const nn_tensor *id = x;
+    if (B->down) {
+        rc = nn_layer_forward(B->down, x, ctx);
+        if (rc) return rc;
+        id = &B->down->y;
+    }
+    if (id->blk != h->blk)
+        return nn_err(NN_ESTATE, "%s: the shortcut's layout (%d) differs from the main path's (%d)",
+                      l->ops->type, id->blk, h->blk);
+    rc = nn__tensor_ensure(&B->act, h->n, h->c, h->h, h->w, h->blk);
+    if (rc) return rc;
+    const size_t n = nn_tensor_storage(h);
+    const float *b = h->data, *s = id->data;
+    float *a = B->act.data;
+    for (size_t k = 0; k < n; k++) {
+        float v = b[k] + s[k];
+        a[k] = v > 0.0f ? v : 0.0f;
+    }
+    nn__tensor_view(&l->y, &B->act, h->n, h->c, h->h, h->w);
     return 0;
 }
 
@@ -86,10 +87,10 @@ static int block_backward(nn_layer *l, const nn_tensor *dy)
     nn_block *B = (nn_block *)l;
     const int last = B->nconv - 1;
     /* Through the final ReLU: g = dy * (out > 0); g feeds both bn[last] and the shortcut. */
-    int rc = nn_tensor_resize(&B->g, dy->n, dy->c, dy->h, dy->w);
+    int rc = nn__tensor_ensure(&B->g, dy->n, dy->c, dy->h, dy->w, dy->blk);
     if (rc) return rc;
-    size_t n = nn_tensor_numel(dy);
-    const float *out = B->act[last].data;
+    size_t n = nn_tensor_storage(dy);
+    const float *out = B->act.data;
     for (size_t k = 0; k < n; k++) B->g.data[k] = out[k] > 0.0f ? dy->data[k] : 0.0f;
     const nn_tensor *g = &B->g;
     for (int i = last; i >= 0; i--) {
@@ -98,28 +99,22 @@ static int block_backward(nn_layer *l, const nn_tensor *dy)
         if (rc) return rc;
         if (!B->bn[i]->need_dx) break;
         if (!B->conv[i]->any_trainable && !B->conv[i]->need_dx) break;
-        rc = nn_layer_backward(B->conv[i], &B->bn[i]->dx);
+        rc = nn_layer_backward(B->conv[i], nn_layer_grad_input(B->bn[i]));
         if (rc) return rc;
         if (i == 0 || !B->conv[i]->need_dx) break;
-        /* Through the ReLU after bn[i-1], in place on conv[i]'s dx. */
-        nn_tensor *d = &B->conv[i]->dx;
-        const float *a = B->act[i - 1].data;
-        size_t m = nn_tensor_numel(d);
-        for (size_t k = 0; k < m; k++)
-            if (!(a[k] > 0.0f)) d->data[k] = 0.0f;
-        g = d;
+        g = nn_layer_grad_input(B->conv[i]); /* bn[i-1]'s fused ReLU masks it */
     }
     if (B->down && (B->down->any_trainable || B->down->need_dx)) {
         rc = nn_layer_backward(B->down, &B->g);
         if (rc) return rc;
     }
     if (!l->need_dx) return 0;
-    rc = nn__layer_resize_dx(l, dy->n);
+    const nn_tensor *main = nn_layer_grad_input(B->conv[0]);
+    const nn_tensor *side = B->down ? nn_layer_grad_input(B->down) : &B->g;
+    rc = nn__tensor_ensure(&l->dx, main->n, main->c, main->h, main->w, main->blk);
     if (rc) return rc;
-    const float *main = B->conv[0]->dx.data;
-    const float *side = B->down ? B->down->dx.data : B->g.data;
-    size_t m = nn_tensor_numel(&l->dx);
-    for (size_t k = 0; k < m; k++) l->dx.data[k] = main[k] + side[k];
+    size_t m = nn_tensor_storage(&l->dx);
+    for (size_t k = 0; k < m; k++) l->dx.data[k] = main->data[k] + side->data[k];
     return 0;
 }
 
@@ -146,7 +141,7 @@ static int block_describe(const nn_layer *l, char *buf, size_t len)
 static void block_free(nn_layer *l)
 {
     nn_block *B = (nn_block *)l;
-    for (int i = 0; i < 3; i++) nn_tensor_free(&B->act[i]);
+    nn_tensor_free(&B->act);
     nn_tensor_free(&B->g);
 }
 
@@ -158,6 +153,7 @@ static const nn_layer_ops basic_ops = {
     .describe = block_describe,
     .free = block_free,
     .plan = block_plan,
+    .blocked_ok = 1,
 };
 
 static const nn_layer_ops bottleneck_ops = {
@@ -168,6 +164,7 @@ static const nn_layer_ops bottleneck_ops = {
     .describe = block_describe,
     .free = block_free,
     .plan = block_plan,
+    .blocked_ok = 1,
 };
 
 static int block_new(nn_layer **out, const nn_layer_ops *ops, int in_ch, int planes, int stride)
@@ -246,6 +243,7 @@ static int block_new(nn_layer **out, const nn_layer_ops *ops, int in_ch, int pla
         B->conv[i] = conv[i];
         B->bn[i] = bn[i];
     }
+    for (int i = 0; i < nconv - 1; i++) nn__bn_fuse_relu(bn[i], 1);
     B->relu = relu;
     B->down = down;
     *out = l;

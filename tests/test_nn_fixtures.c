@@ -161,9 +161,15 @@ static void fc_compare(fxcase *c, const char *name, const float *got, size_t n)
     free(ref);
 }
 
-/* Compares a tensor with a 4-D fixture dataset, shape first. */
-static void fc_compare_tensor(fxcase *c, const char *name, const nn_tensor *t)
+/* The engine kind every case of the group running now uses (set by the group setup). */
+static int g_engine;
+
+/* Compares a tensor (in any layout) with a 4-D fixture dataset, shape first. */
+static void fc_compare_tensor(fxcase *c, const char *name, const nn_tensor *tin)
 {
+    nn_tensor plain = {0};
+    assert_int_equal(nn_tensor_to_nchw(&plain, tin), 0);
+    const nn_tensor *t = &plain;
     int dims[4], nd;
     float *ref = NULL;
     if (fx_read_f32(c->fx, name, &ref, dims, &nd) != 0) {
@@ -174,9 +180,11 @@ static void fc_compare_tensor(fxcase *c, const char *name, const nn_tensor *t)
     if (nd != 4 || dims[0] != t->n || dims[1] != t->c || dims[2] != t->h || dims[3] != t->w) {
         fc_fail(c, "%s: shape (%d, %d, %d, %d) on the C side, fixture (%d, %d, %d, %d)", name,
                 t->n, t->c, t->h, t->w, dims[0], dims[1], dims[2], dims[3]);
+        nn_tensor_free(&plain);
         return;
     }
     fc_compare(c, name, t->data, nn_tensor_numel(t));
+    nn_tensor_free(&plain);
 }
 
 /* Reads a 4-D fixture dataset into an owned tensor. */
@@ -327,7 +335,9 @@ static void run_layer_case(const char *file, nn_layer *l)
     nn_rng_seed(&rng, 1);
     float *pslab = NULL, *gslab = NULL;
     const int in[3] = {x.c, x.h, x.w};
-    NN_OK_OR_FAIL(&c, nn_layer_bind_standalone(l, in, &rng, &pslab, &gslab));
+    nn_engine *eng = NULL;
+    NN_OK_OR_FAIL(&c, nn_engine_new(&eng, g_engine));
+    NN_OK_OR_FAIL(&c, nn_layer_bind_standalone(l, in, &rng, eng, &pslab, &gslab));
     size_t np = nn_layer_numel(l);
 
     /* Parameters and buffers by name, both directions. */
@@ -340,14 +350,18 @@ static void run_layer_case(const char *file, nn_layer *l)
 
     nn_layer_set_training(l, fc_training(&c));
     nn_ctx ctx = {&rng};
-    NN_OK_OR_FAIL(&c, nn_layer_forward(l, &x, &ctx));
+    /* Inside a network a layer gets its input in the engine's layout when it takes it. */
+    nn_tensor xe = {0}, dye = {0};
+    NN_OK_OR_FAIL(&c, nn_tensor_convert(&xe, &x, l->ops->blocked_ok ? nn_engine_layout(eng) : 1));
+    NN_OK_OR_FAIL(&c, nn_layer_forward(l, &xe, &ctx));
     fc_compare_tensor(&c, "output", &l->y);
 
     /* Gradients accumulate: start from zero. */
     memset(gslab, 0, (np ? np : 1) * sizeof(float));
     nn_layer_plan_backward(l, 1);
-    NN_OK_OR_FAIL(&c, nn_layer_backward(l, &dy));
-    fc_compare_tensor(&c, "grad_input", &l->dx);
+    NN_OK_OR_FAIL(&c, nn_tensor_convert(&dye, &dy, l->y.blk));
+    NN_OK_OR_FAIL(&c, nn_layer_backward(l, &dye));
+    fc_compare_tensor(&c, "grad_input", nn_layer_grad_input(l));
     nn_layer_visit_params(l, "", check_grad, &c);
     fc_check_all_seen(&c, "grads");
     fc_forget_seen(&c);
@@ -355,10 +369,13 @@ static void run_layer_case(const char *file, nn_layer *l)
     fc_check_all_seen(&c, "buffers_after");
 
     nn_layer_free(l);
+    nn_engine_free(eng);
     free(pslab);
     free(gslab);
     nn_tensor_free(&x);
     nn_tensor_free(&dy);
+    nn_tensor_free(&xe);
+    nn_tensor_free(&dye);
     fc_close(&c);
 }
 
@@ -536,6 +553,7 @@ static nn_model *zoo_model(fxcase *c, const char *arch)
     spec.in_w = 28;
     spec.classes = 10;
     spec.head = NN_HEAD_LINEAR;
+    spec.engine = g_engine;
     if (strcmp(arch, "mlp") == 0) {
         spec.nwidths = 2;
         spec.widths[0] = 64;
@@ -676,5 +694,9 @@ int main(void)
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_conv_s2),
     };
-    return cmocka_run_group_tests_name("nn fixtures", tests, NULL, NULL);
+    g_engine = NN_ENGINE_REFERENCE;
+    int failed = cmocka_run_group_tests_name("nn fixtures, reference engine", tests, NULL, NULL);
+    g_engine = NN_ENGINE_CPU;
+    failed += cmocka_run_group_tests_name("nn fixtures, cpu engine", tests, NULL, NULL);
+    return failed;
 }

@@ -5,6 +5,10 @@
  * (L(v + h) - L(v - h)) / 2h at up to FD_SAMPLES elements per tensor, using the relative
  * error ||fd - analytic|| / max(||fd||, ||analytic||). Inputs are drawn away from the kinks
  * of ReLU and max pooling so the differences are meaningful in float32.
+ *
+ * Every test runs twice, once per engine (reference, cpu). On the cpu engine a layer that
+ * takes the engine's channel-blocked layout gets its input in that layout (as inside a
+ * network), and its output and input gradient are converted back to NCHW for the checks.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,10 +27,14 @@
 #define FD_H 1e-2
 #define FD_TOL 1e-2
 
+/* The engine of the group of tests running now (set by the group setup). */
+static nn_engine *g_eng;
+
 typedef struct {
     nn_layer *l;
     float *pslab, *gslab;
-    nn_tensor x, r;
+    nn_tensor x, r;      /* NCHW */
+    nn_tensor xe, re, yn, dxn; /* x and r in the layer's layouts; y and dx back in NCHW */
     uint64_t drop_seed; /* reseeded before every forward so Dropout's mask is fixed */
     double h;           /* finite-difference step */
     int trim;           /* composites: ignore this many worst-matching samples (kinks) */
@@ -55,9 +63,13 @@ static double loss_of(fd_case *c)
     nn_rng rng;
     nn_rng_seed(&rng, c->drop_seed);
     nn_ctx ctx = {&rng};
-    int rc = nn_layer_forward(c->l, &c->x, &ctx);
+    const int blk = c->l->ops->blocked_ok ? nn_engine_layout(g_eng) : 1;
+    assert_int_equal(nn_tensor_convert(&c->xe, &c->x, blk), 0);
+    int rc = nn_layer_forward(c->l, &c->xe, &ctx);
+    if (rc) print_error("forward: %s\n", nn_errmsg());
     assert_int_equal(rc, 0);
-    const nn_tensor *y = &c->l->y;
+    assert_int_equal(nn_tensor_to_nchw(&c->yn, &c->l->y), 0);
+    const nn_tensor *y = &c->yn;
     double s = 0.0;
     for (size_t i = 0; i < nn_tensor_numel(y); i++) s += (double)y->data[i] * c->r.data[i];
     return s;
@@ -115,7 +127,7 @@ static void check_layer_h(nn_layer *l, int n, int ch, int h, int w, int training
     nn_rng rng;
     nn_rng_seed(&rng, 1234);
     int in[3] = {ch, h, w};
-    int rc = nn_layer_bind_standalone(l, in, &rng, &c.pslab, &c.gslab);
+    int rc = nn_layer_bind_standalone(l, in, &rng, g_eng, &c.pslab, &c.gslab);
     if (rc) print_error("bind: %s\n", nn_errmsg());
     assert_int_equal(rc, 0);
     nn_layer_set_training(l, training);
@@ -132,15 +144,17 @@ static void check_layer_h(nn_layer *l, int n, int ch, int h, int w, int training
      * training mode), then backward. */
     loss_of(&c);
     memset(c.gslab, 0, np * sizeof(float));
-    rc = nn_layer_backward(l, &c.r);
+    assert_int_equal(nn_tensor_convert(&c.re, &c.r, l->y.blk), 0);
+    rc = nn_layer_backward(l, &c.re);
     if (rc) print_error("backward: %s\n", nn_errmsg());
     assert_int_equal(rc, 0);
+    assert_int_equal(nn_tensor_to_nchw(&c.dxn, nn_layer_grad_input(l)), 0);
     size_t nx = nn_tensor_numel(&c.x);
     float *dx = malloc(nx * sizeof(float));
     float *g = malloc((np ? np : 1) * sizeof(float));
     assert_non_null(dx);
     assert_non_null(g);
-    memcpy(dx, l->dx.data, nx * sizeof(float));
+    memcpy(dx, c.dxn.data, nx * sizeof(float));
     memcpy(g, c.gslab, np * sizeof(float));
 
     assert_true(fd_check(&c, c.x.data, dx, nx, "dx") <= FD_TOL);
@@ -150,6 +164,10 @@ static void check_layer_h(nn_layer *l, int n, int ch, int h, int w, int training
     free(g);
     nn_tensor_free(&c.x);
     nn_tensor_free(&c.r);
+    nn_tensor_free(&c.xe);
+    nn_tensor_free(&c.re);
+    nn_tensor_free(&c.yn);
+    nn_tensor_free(&c.dxn);
     nn_layer_free(l);
     free(c.pslab);
     free(c.gslab);
@@ -384,7 +402,7 @@ static void test_bad_sizes(void **state)
     nn_rng_seed(&rng, 1);
     assert_int_equal(nn_batchnorm_new(&l, 3, 1), 0);
     int bin[3] = {3, 1, 1};
-    assert_int_equal(nn_layer_bind_standalone(l, bin, &rng, &ps, &gs), 0);
+    assert_int_equal(nn_layer_bind_standalone(l, bin, &rng, g_eng, &ps, &gs), 0);
     assert_int_equal(nn_tensor_resize(&x, 1, 3, 1, 1), 0);
     assert_int_equal(nn_layer_forward(l, &x, &ctx), NN_ESHAPE);
     assert_non_null(strstr(nn_errmsg(), "more than 1 value"));
@@ -403,7 +421,7 @@ static void test_bn_running_stats(void **state)
     nn_rng_seed(&rng, 1);
     assert_int_equal(nn_batchnorm_new(&l, 1, 1), 0);
     int in[3] = {1, 1, 1};
-    assert_int_equal(nn_layer_bind_standalone(l, in, &rng, &ps, &gs), 0);
+    assert_int_equal(nn_layer_bind_standalone(l, in, &rng, g_eng, &ps, &gs), 0);
     nn_tensor x = {0};
     assert_int_equal(nn_tensor_resize(&x, 4, 1, 1, 1), 0);
     float v[4] = {1, 2, 3, 6}; /* mean 3, biased var 3.5, unbiased 14/3 */
@@ -424,6 +442,23 @@ static void test_bn_running_stats(void **state)
     free(gs);
 }
 
+static int setup_reference(void **state)
+{
+    return nn_engine_new(&g_eng, NN_ENGINE_REFERENCE);
+}
+
+static int setup_cpu(void **state)
+{
+    return nn_engine_new(&g_eng, NN_ENGINE_CPU);
+}
+
+static int teardown_engine(void **state)
+{
+    nn_engine_free(g_eng);
+    g_eng = NULL;
+    return 0;
+}
+
 int main(void)
 {
     nn_blas_threads(1);
@@ -436,5 +471,8 @@ int main(void)
         cmocka_unit_test(test_losses),      cmocka_unit_test(test_bad_sizes),
         cmocka_unit_test(test_bn_running_stats),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("reference engine", tests, setup_reference,
+                                             teardown_engine);
+    failed += cmocka_run_group_tests_name("cpu engine", tests, setup_cpu, teardown_engine);
+    return failed;
 }
