@@ -328,6 +328,7 @@ static const float *conv_columns(const nn_conv_desc *d, float *col, const float 
 int nn__ref_conv_forward(nn_engine *e, nn_kplan **plan, const nn_conv_desc *d, nn_tensor *y,
                          const nn_tensor *x, const float *w, const float *b)
 {
+    if (x->blk > 1) return nn_err(NN_ESTATE, "reference Conv2d got a channel-blocked input");
     int rc = nn__tensor_ensure(y, d->n, d->cout, d->oh, d->ow, 1);
     if (rc) return rc;
     const int N = d->n, P = d->oh * d->ow, K = d->cin * d->k * d->k;
@@ -381,6 +382,8 @@ int nn__ref_conv_backward(nn_engine *e, nn_kplan **plan, const nn_conv_desc *d, 
     const int nb = conv_chunk(d);
     const int direct = nb == 1;
     int rc;
+    if (dy->blk > 1 || (x && x->blk > 1))
+        return nn_err(NN_ESTATE, "reference Conv2d got a channel-blocked tensor");
     if (dx) {
         rc = nn__tensor_ensure(dx, N, d->cin, d->h, d->w, 1);
         if (rc) return rc;

@@ -36,11 +36,28 @@ static void ref_destroy(nn_engine *e)
     (void)e;
 }
 
+void *nn__host_alloc(nn_engine *e, size_t bytes)
+{
+    (void)e;
+    bytes = (bytes ? bytes + 63 : 64) / 64 * 64;
+    void *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+void nn__host_release(nn_engine *e, void *p)
+{
+    (void)e;
+    free(p);
+}
+
 static const nn_engine_ops ref_ops = {
     .name = "reference",
     .kind = NN_ENGINE_REFERENCE,
     .destroy = ref_destroy,
     .plan_free = nn__ref_plan_free,
+    .alloc = nn__host_alloc,
+    .release = nn__host_release,
     .conv_forward = nn__ref_conv_forward,
     .conv_backward = nn__ref_conv_backward,
     .bn_forward = nn__ref_bn_forward,

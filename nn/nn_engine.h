@@ -51,6 +51,10 @@ typedef struct nn_engine_ops {
     int kind; /* NN_ENGINE_* */
     void (*destroy)(nn_engine *e);
     void (*plan_free)(nn_engine *e, nn_kplan *plan);
+    /* The engine's memory for parameter, gradient and optimizer slabs: bytes zeroed, 64-byte
+     * aligned; NULL when out of memory. Host memory on both CPU engines. */
+    void *(*alloc)(nn_engine *e, size_t bytes);
+    void (*release)(nn_engine *e, void *p);
 
     /* y = conv(x, w) + b; w is (Cout, Cin, k, k) as PyTorch stores it, b (Cout) or NULL. */
     int (*conv_forward)(nn_engine *e, nn_kplan **plan, const nn_conv_desc *d, nn_tensor *y,
@@ -108,6 +112,10 @@ int nn__ref_pool_backward(nn_engine *e, nn_kplan **plan, const nn_pool_desc *d, 
                           const nn_tensor *dy, const nn_tensor *x);
 /* Frees a plan made by the reference kernels (a plain allocation, or NULL). */
 void nn__ref_plan_free(nn_engine *e, nn_kplan *plan);
+
+/* Host memory for the CPU engines' alloc and release: zeroed, 64-byte aligned. */
+void *nn__host_alloc(nn_engine *e, size_t bytes);
+void nn__host_release(nn_engine *e, void *p);
 
 /* The cpu engine (nn_dnnl.c): sets up e (ops, blk, impl, desc). */
 int nn__dnnl_engine_init(nn_engine *e);

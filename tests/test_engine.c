@@ -179,6 +179,9 @@ static void test_conv(void **state)
         {2, 64, 8, 8, 64, 3, 1, 1, 0},   /* a resnet-like stage */
         {2, 16, 7, 7, 32, 3, 2, 1, 0},   /* stride 2 on an odd size */
         {2, 5, 6, 6, 7, 5, 1, 3, 1},     /* padding wider than half the kernel */
+        {2, 512, 2, 2, 512, 3, 1, 1, 1}, /* a vgg's last convolutions: 2x2, bias */
+        {2, 512, 4, 4, 512, 3, 1, 1, 0}, /* resnet18's last stage, small stem */
+        {2, 128, 8, 8, 256, 3, 2, 1, 0}, /* resnet18's last stride-2 convolution */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int *c = cases[i];
@@ -215,7 +218,7 @@ static nn_layer *make_bn_relu(const int *a)
 static void test_batchnorm(void **state)
 {
     g_failures = 0;
-    static const int cases[][4] = {{4, 3, 5, 3}, {2, 16, 6, 6}, {3, 20, 7, 5}, {1, 33, 4, 4}};
+    static const int cases[][4] = {{4, 3, 5, 3}, {2, 16, 6, 6}, {3, 20, 7, 5}, {1, 33, 4, 4}, {2, 512, 4, 4}, {2, 256, 2, 2}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int *c = cases[i];
         for (int relu = 0; relu <= 1; relu++)
@@ -271,6 +274,7 @@ static void test_blocks(void **state)
     g_failures = 0;
     static const int cases[][5] = {
         {1, 16, 16, 1, 8}, {1, 16, 32, 2, 9}, {1, 20, 20, 1, 6}, {0, 32, 8, 2, 8}, {0, 16, 4, 1, 5},
+        {1, 512, 512, 1, 4}, {1, 256, 512, 2, 8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int training = 0; training <= 1; training++) {
@@ -294,6 +298,25 @@ static int grads_of(void *ud, const char *name, nn_param *p)
     return 0;
 }
 
+/* Every parameter's name, offset in the flat gradient array, and size. */
+typedef struct {
+    char name[160][64];
+    size_t off[160], numel[160];
+    size_t total;
+    int n;
+} pnames;
+
+static int names_of(void *ud, const char *name, nn_param *p)
+{
+    pnames *pn = ud;
+    assert_true(pn->n < 160);
+    snprintf(pn->name[pn->n], sizeof pn->name[0], "%s", name);
+    pn->off[pn->n] = pn->total;
+    pn->numel[pn->n++] = p->numel;
+    pn->total += p->numel;
+    return 0;
+}
+
 /* Appends a buffer's values to a flat array; counts them when the array is NULL. */
 typedef struct {
     float *out;
@@ -308,75 +331,162 @@ static int buffers_of(void *ud, const char *name, nn_buffer *b)
     return 0;
 }
 
-/* One training step (forward, cross-entropy, backward) of the same model on both engines,
- * after freeze_to(freeze) with train_bn; logits, every gradient and every BatchNorm buffer
- * must agree. */
+/* One training step (forward, cross-entropy, backward) of a model on one engine, from the
+ * draw `seed` (the same initialisation and batch on every engine). */
+typedef struct {
+    nn_model *m;
+    nn_tensor logits;
+    float *grads, *bufs;
+    size_t ngrad, nbuf;
+} model_run;
+
+static void model_step(model_run *r, int kind, const char *arch, int c, int hw, int batch,
+                       int small_stem, int freeze, int train_bn, uint64_t seed)
+{
+    memset(r, 0, sizeof *r);
+    nn_model_spec spec;
+    nn_model_spec_default(&spec);
+    spec.arch = arch;
+    spec.in_c = c;
+    spec.in_h = spec.in_w = hw;
+    spec.classes = 10;
+    spec.small_stem = small_stem;
+    spec.head = NN_HEAD_LINEAR;
+    spec.engine = kind;
+    nn_rng rng;
+    nn_rng_seed(&rng, seed);
+    int rc = nn_model_init(&r->m, &spec, &rng);
+    if (rc) print_error("%s: %s\n", arch, nn_errmsg());
+    assert_int_equal(rc, 0);
+    nn_model_set_train_bn(r->m, train_bn);
+    assert_int_equal(nn_model_freeze_to(r->m, freeze, NULL), 0);
+    nn_tensor x = {0}, dl = {0};
+    assert_int_equal(nn_tensor_resize(&x, batch, c, hw, hw), 0);
+    nn_rng_fill_normal(&rng, x.data, nn_tensor_numel(&x), 1.0f);
+    int32_t labels[64];
+    for (int i = 0; i < batch; i++) labels[i] = (int32_t)(nn_rng_next(&rng) % 10);
+    nn_ctx ctx = {&rng};
+    const nn_tensor *out;
+    float loss;
+    nn_model_zero_grad(r->m);
+    rc = nn_model_forward(&out, r->m, &x, &ctx);
+    if (!rc) rc = nn_cross_entropy(&loss, &dl, NULL, out, labels);
+    if (!rc) rc = nn_model_backward(r->m, &dl);
+    if (rc) print_error("%s step: %s\n", arch, nn_errmsg());
+    assert_int_equal(rc, 0);
+    assert_int_equal(nn_tensor_to_nchw(&r->logits, out), 0);
+    r->ngrad = nn_model_numel(r->m);
+    r->grads = calloc(r->ngrad, sizeof(float));
+    assert_non_null(r->grads);
+    float *w = r->grads;
+    nn_model_visit_params(r->m, grads_of, &w);
+    flat f = {NULL, 0};
+    nn_model_visit_buffers(r->m, buffers_of, &f);
+    r->nbuf = f.n;
+    r->bufs = calloc(r->nbuf ? r->nbuf : 1, sizeof(float));
+    assert_non_null(r->bufs);
+    f = (flat){r->bufs, 0};
+    nn_model_visit_buffers(r->m, buffers_of, &f);
+    nn_tensor_free(&x);
+    nn_tensor_free(&dl);
+}
+
+static void model_run_free(model_run *r)
+{
+    free(r->grads);
+    free(r->bufs);
+    nn_tensor_free(&r->logits);
+    nn_model_free(r->m);
+}
+
+/* Activations on either side of a ReLU's kink in one engine and not the other: outputs of
+ * layers that are all >= 0 on the reference side (what a ReLU gave) whose sign pattern
+ * differs. A rounding-sized difference there switches a whole gradient element on or off,
+ * which is not a fault of either engine. */
+static long kink_flips(const nn_layer *a, const nn_layer *b)
+{
+    long flips = 0;
+    for (int i = 0; i < a->nkids; i++) flips += kink_flips(a->kids[i], b->kids[i]);
+    if (!a->y.data || !b->y.data) return flips;
+    nn_tensor ya = {0}, yb = {0};
+    assert_int_equal(nn_tensor_to_nchw(&ya, &a->y), 0);
+    assert_int_equal(nn_tensor_to_nchw(&yb, &b->y), 0);
+    const size_t n = nn_tensor_numel(&ya);
+    size_t neg = 0, diff = 0;
+    for (size_t i = 0; i < n; i++) {
+        neg += ya.data[i] < 0.0f;
+        diff += (ya.data[i] > 0.0f) != (yb.data[i] > 0.0f);
+    }
+    nn_tensor_free(&ya);
+    nn_tensor_free(&yb);
+    return flips + (neg ? 0 : (long)diff);
+}
+
+static double l2(const float *a, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * a[i];
+    return sqrt(s);
+}
+
+/* The same step on both engines; logits, every parameter gradient and every BatchNorm
+ * buffer must agree. The draw is the first of a few seeds in which no activation sits within
+ * rounding of a ReLU kink on one engine and across it on the other (a float32 draw of
+ * thousands of activations after BatchNorm of 2-4 samples meets one now and then, and it
+ * changes the gradient by far more than 1e-4: seen on AVX2, where the direct convolutions
+ * round differently from the Winograd ones). A gradient tensor whose norm is below 1e-3 of
+ * the whole gradient's (a convolution's bias before a training-mode BatchNorm: zero in exact
+ * arithmetic, rounding noise in both engines) is compared against that floor. */
 static void compare_model(const char *arch, int c, int hw, int batch, int small_stem, int freeze,
                           int train_bn)
 {
-    nn_model *m[2] = {NULL, NULL};
-    const int kinds[2] = {NN_ENGINE_REFERENCE, NN_ENGINE_CPU};
-    float *grads[2] = {NULL, NULL}, *bufs[2] = {NULL, NULL};
-    nn_tensor logits[2] = {{0}};
-    size_t total = 0, nbuf = 0;
-    for (int k = 0; k < 2; k++) {
-        nn_model_spec spec;
-        nn_model_spec_default(&spec);
-        spec.arch = arch;
-        spec.in_c = c;
-        spec.in_h = spec.in_w = hw;
-        spec.classes = 10;
-        spec.small_stem = small_stem;
-        spec.head = NN_HEAD_LINEAR;
-        spec.engine = kinds[k];
-        nn_rng rng;
-        nn_rng_seed(&rng, 5);
-        int rc = nn_model_init(&m[k], &spec, &rng);
-        if (rc) print_error("%s: %s\n", arch, nn_errmsg());
-        assert_int_equal(rc, 0);
-        nn_model_set_train_bn(m[k], train_bn);
-        assert_int_equal(nn_model_freeze_to(m[k], freeze, NULL), 0);
-        nn_tensor x = {0}, dl = {0};
-        assert_int_equal(nn_tensor_resize(&x, batch, c, hw, hw), 0);
-        nn_rng_fill_normal(&rng, x.data, nn_tensor_numel(&x), 1.0f);
-        int32_t labels[64];
-        for (int i = 0; i < batch; i++) labels[i] = (int32_t)(nn_rng_next(&rng) % 10);
-        nn_ctx ctx = {&rng};
-        const nn_tensor *out;
-        float loss;
-        nn_model_zero_grad(m[k]);
-        rc = nn_model_forward(&out, m[k], &x, &ctx);
-        if (!rc) rc = nn_cross_entropy(&loss, &dl, NULL, out, labels);
-        if (!rc) rc = nn_model_backward(m[k], &dl);
-        if (rc) print_error("%s step: %s\n", arch, nn_errmsg());
-        assert_int_equal(rc, 0);
-        assert_int_equal(nn_tensor_to_nchw(&logits[k], out), 0);
-        total = nn_model_numel(m[k]);
-        grads[k] = calloc(total, sizeof(float));
-        assert_non_null(grads[k]);
-        float *w = grads[k];
-        nn_model_visit_params(m[k], grads_of, &w);
-        flat f = {NULL, 0};
-        nn_model_visit_buffers(m[k], buffers_of, &f);
-        nbuf = f.n;
-        bufs[k] = calloc(nbuf ? nbuf : 1, sizeof(float));
-        assert_non_null(bufs[k]);
-        f = (flat){bufs[k], 0};
-        nn_model_visit_buffers(m[k], buffers_of, &f);
-        nn_tensor_free(&x);
-        nn_tensor_free(&dl);
+    model_run r[2];
+    long flips = 0;
+    uint64_t seed = 5;
+    for (; seed < 13; seed++) {
+        model_step(&r[0], NN_ENGINE_REFERENCE, arch, c, hw, batch, small_stem, freeze, train_bn, seed);
+        model_step(&r[1], NN_ENGINE_CPU, arch, c, hw, batch, small_stem, freeze, train_bn, seed);
+        flips = kink_flips(r[0].m->body, r[1].m->body) + kink_flips(r[0].m->head, r[1].m->head);
+        if (!flips) break;
+        model_run_free(&r[0]);
+        model_run_free(&r[1]);
     }
     char what[96];
-    snprintf(what, sizeof what, "%s, freeze_to %d%s", arch, freeze, train_bn ? ", train_bn" : "");
-    expect_tensor(what, "logits", &logits[0], &logits[1]);
-    expect_close(what, "gradients", grads[0], grads[1], total);
-    expect_close(what, "BatchNorm buffers", bufs[0], bufs[1], nbuf);
-    for (int k = 0; k < 2; k++) {
-        free(grads[k]);
-        free(bufs[k]);
-        nn_tensor_free(&logits[k]);
-        nn_model_free(m[k]);
+    snprintf(what, sizeof what, "%s, freeze_to %d%s (seed %d)", arch, freeze,
+             train_bn ? ", train_bn" : "", (int)seed);
+    if (flips) {
+        print_error("%s: every draw tried crossed a ReLU kink (%ld elements in the last)\n", what,
+                    flips);
+        g_failures++;
+        return;
     }
+    expect_tensor(what, "logits", &r[0].logits, &r[1].logits);
+    /* Parameter by parameter, so that a failure names the one that differs. */
+    pnames pn = {0};
+    nn_model_visit_params(r[0].m, names_of, &pn);
+    const double floor = 1e-3 * l2(r[0].grads, r[0].ngrad);
+    for (int i = 0; i < pn.n; i++) {
+        const float *a = r[0].grads + pn.off[i], *b = r[1].grads + pn.off[i];
+        const size_t n = pn.numel[i];
+        double na = l2(a, n), nb = l2(b, n);
+        if (na < floor && nb < floor) {
+            double d = 0.0;
+            for (size_t k = 0; k < n; k++) d += ((double)a[k] - b[k]) * ((double)a[k] - b[k]);
+            if (!(sqrt(d) <= TOL * floor)) {
+                print_error("%s: the gradient of %s (numerically zero) differs by %.3g, more than "
+                            "%g of the whole gradient's norm\n",
+                            what, pn.name[i], sqrt(d), TOL * 1e-3);
+                g_failures++;
+            }
+            continue;
+        }
+        char label[128];
+        snprintf(label, sizeof label, "the gradient of %s", pn.name[i]);
+        expect_close(what, label, a, b, n);
+    }
+    expect_close(what, "BatchNorm buffers", r[0].bufs, r[1].bufs, r[0].nbuf);
+    model_run_free(&r[0]);
+    model_run_free(&r[1]);
 }
 
 static void test_models(void **state)
