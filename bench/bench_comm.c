@@ -286,7 +286,7 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
         nbk[b] = 0;
         for (int g = 0; g < G; g++) nbk[b] += (int)((counts[g] + be - 1) / be);
         for (int ov = 0; ov < 2; ov++) {
-            rc = comm_reducer_init(&red[2 * b + ov], c, G, slabs, counts, be,
+            rc = comm_reducer_init(&red[2 * b + ov], c, G, slabs, counts, NULL, be,
                                    ov == 0 ? COMM_REDUCE_NONBLOCKING : COMM_REDUCE_AFTER);
             if (rc) fail(c, "comm_reducer_init", rc);
         }

@@ -52,8 +52,10 @@ int comm_agree_max(comm *c, int status, int *who, int32_t *value);
 /* ---------------------------------------------------------------------------------------
  * The group reducer. It averages each layer group's gradient slab across ranks, as one
  * buffer or a few buckets that never cross a group, head first and down the body. How the
- * reductions run is the reducer's mode (below). Groups not marked active (frozen) send
- * nothing.
+ * reductions run is the reducer's mode (below). Each step a group sends all of its slab,
+ * nothing (a frozen group), or only its tail: the part from its tail offset on, which has
+ * buckets of its own (a frozen group whose BatchNorm parameters, at the end of its slab,
+ * still train).
  */
 typedef struct comm_reducer comm_reducer;
 
@@ -78,17 +80,27 @@ typedef struct comm_group_stats {
     double seconds;       /* from the first bucket's start to the last one's completion */
 } comm_group_stats;
 
+/* What a group sends in a step (comm_reducer_begin's active[g]). */
+enum {
+    COMM_GROUP_SILENT = 0, /* nothing: a frozen group */
+    COMM_GROUP_ALL = 1,    /* its whole slab */
+    COMM_GROUP_TAIL = 2,   /* slabs[g][tails[g]..counts[g]) only */
+};
+
 /* Splits each group's slab slabs[g][0..counts[g]) into buckets of at most bucket_elems
- * floats. The slabs must stay valid for the reducer's lifetime. COMM_REDUCE_THREAD starts
+ * floats, none crossing tails[g] (tails may be NULL: no tails; tails[g] == counts[g]: an
+ * empty one). The slabs must stay valid for the reducer's lifetime. COMM_REDUCE_THREAD starts
  * the communication thread here (on more than one rank) and fails with NN_EMPI if MPI
  * provides less than MPI_THREAD_SERIALIZED. Free with comm_reducer_free (joins the thread). */
 int comm_reducer_init(comm_reducer **out, comm *c, int ngroups, float *const *slabs,
-                      const size_t *counts, size_t bucket_elems, comm_reduce_mode mode);
+                      const size_t *counts, const size_t *tails, size_t bucket_elems,
+                      comm_reduce_mode mode);
 void comm_reducer_free(comm_reducer *r);
 /* Parses "nonblocking" or "thread" (the config's comm.progress) into *mode; NN_EINVAL
  * otherwise. */
 int comm_reduce_mode_parse(comm_reduce_mode *mode, const char *name);
-/* Marks which groups send this step (1) and which are silent (0); resets the step. */
+/* Sets what each group sends this step (COMM_GROUP_*; any other non-zero value reads as
+ * COMM_GROUP_ALL) and resets the step. */
 void comm_reducer_begin(comm_reducer *r, const int *active);
 /* Group g's gradients are final: with overlap its all-reduces start (or, in thread mode,
  * are queued) now. Idempotent. */
@@ -98,7 +110,7 @@ int comm_reducer_group_done(comm_reducer *r, int g);
 int comm_reducer_progress(comm_reducer *r);
 /* Completes every reduction of the step (starting those not yet started, in the order the
  * groups were reported done; in thread mode, waiting until the thread has drained its
- * queue) and multiplies the active slabs by scale (1/world averages). An MPI error of the
+ * queue) and multiplies what was reduced by scale (1/world averages). An MPI error of the
  * thread is returned here, with MPI's message. */
 int comm_reducer_finish(comm_reducer *r, float scale);
 /* Counters since init for group g, and the seconds spent blocked in comm_reducer_finish

@@ -45,6 +45,9 @@ struct comm_reducer {
     bucket *buckets;
     int nbuckets;
     int *first_bucket, *nb; /* per group: its buckets [first, first + nb) */
+    size_t *tail;           /* per group: the offset where its tail starts (counts[g]: none) */
+    int *tail_bucket;       /* per group: the tail's first bucket */
+    int *kb, *ke;           /* per group, this step: the buckets [kb, ke) it sends */
     MPI_Request *req;       /* per bucket */
     int *active, *started, *completed;
     int *order, norder;     /* groups in the order they were reported done */
@@ -102,7 +105,7 @@ static void *reduce_thread(void *arg)
 
         int rc = 0, sent = 0;
         const double t0 = now_s();
-        for (int k = r->first_bucket[g]; k < r->first_bucket[g] + r->nb[g] && !skip; k++) {
+        for (int k = r->kb[g]; k < r->ke[g] && !skip; k++) {
             bucket *b = &r->buckets[k];
             int mrc = MPI_Allreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w);
             if (mrc != MPI_SUCCESS) {
@@ -114,7 +117,7 @@ static void *reduce_thread(void *arg)
         const double t1 = now_s();
 
         pthread_mutex_lock(&r->mu);
-        for (int k = r->first_bucket[g]; k < r->first_bucket[g] + sent; k++) {
+        for (int k = r->kb[g]; k < r->kb[g] + sent; k++) {
             r->stats[g].bytes += (uint64_t)r->buckets[k].count * sizeof(float);
             r->stats[g].collectives++;
         }
@@ -149,8 +152,28 @@ int comm_reduce_mode_parse(comm_reduce_mode *mode, const char *name)
     return 0;
 }
 
+/* Group g's buckets from k on: [0, tail) and [tail, count) each cut into pieces of at most
+ * bucket_elems. Returns the next free bucket index; with r->buckets NULL it only counts. */
+static int cut_buckets(comm_reducer *r, int g, float *slab, size_t count, size_t tail,
+                       size_t bucket_elems, int k)
+{
+    const size_t parts[3] = {0, tail, count};
+    for (int p = 0; p < 2; p++) {
+        if (p == 1 && r->buckets) r->tail_bucket[g] = k;
+        for (size_t off = parts[p]; off < parts[p + 1]; off += bucket_elems, k++) {
+            size_t n = parts[p + 1] - off < bucket_elems ? parts[p + 1] - off : bucket_elems;
+            if (r->buckets) {
+                r->buckets[k] = (bucket){slab + off, (int)n, g};
+                r->req[k] = MPI_REQUEST_NULL;
+            }
+        }
+    }
+    return k;
+}
+
 int comm_reducer_init(comm_reducer **out, comm *c, int ngroups, float *const *slabs,
-                      const size_t *counts, size_t bucket_elems, comm_reduce_mode mode)
+                      const size_t *counts, const size_t *tails, size_t bucket_elems,
+                      comm_reduce_mode mode)
 {
     *out = NULL;
     if (ngroups <= 0 || bucket_elems == 0)
@@ -169,9 +192,20 @@ int comm_reducer_init(comm_reducer **out, comm *c, int ngroups, float *const *sl
     r->c = c;
     r->ngroups = ngroups;
     r->mode = mode;
+    for (int g = 0; g < ngroups && tails; g++)
+        if (tails[g] > counts[g]) {
+            free(r);
+            return nn_err(NN_EINVAL, "reducer: group %d's tail starts at %zu, past its %zu elements",
+                          g, tails[g], counts[g]);
+        }
     int nb = 0;
-    for (int g = 0; g < ngroups; g++) nb += (int)((counts[g] + bucket_elems - 1) / bucket_elems);
+    for (int g = 0; g < ngroups; g++)
+        nb = cut_buckets(r, g, NULL, counts[g], tails ? tails[g] : counts[g], bucket_elems, nb);
     r->slabs = calloc(ngroups, sizeof(float *));
+    r->tail = calloc(ngroups, sizeof(size_t));
+    r->tail_bucket = calloc(ngroups, sizeof(int));
+    r->kb = calloc(ngroups, sizeof(int));
+    r->ke = calloc(ngroups, sizeof(int));
     r->counts = calloc(ngroups, sizeof(size_t));
     r->buckets = calloc(nb ? nb : 1, sizeof(bucket));
     r->req = calloc(nb ? nb : 1, sizeof(MPI_Request));
@@ -184,19 +218,17 @@ int comm_reducer_init(comm_reducer **out, comm *c, int ngroups, float *const *sl
     r->t_start = calloc(ngroups, sizeof(double));
     r->stats = calloc(ngroups, sizeof(comm_group_stats));
     if (!r->slabs || !r->counts || !r->buckets || !r->req || !r->first_bucket || !r->nb ||
-        !r->active || !r->started || !r->completed || !r->order || !r->t_start || !r->stats) {
+        !r->active || !r->started || !r->completed || !r->order || !r->t_start || !r->stats ||
+        !r->tail || !r->tail_bucket || !r->kb || !r->ke) {
         comm_reducer_free(r);
         return nn_err(NN_ENOMEM, "cannot allocate a reducer for %d groups", ngroups);
     }
     for (int g = 0, k = 0; g < ngroups; g++) {
         r->slabs[g] = slabs[g];
         r->counts[g] = counts[g];
+        r->tail[g] = tails ? tails[g] : counts[g];
         r->first_bucket[g] = k;
-        for (size_t off = 0; off < counts[g]; off += bucket_elems, k++) {
-            size_t n = counts[g] - off < bucket_elems ? counts[g] - off : bucket_elems;
-            r->buckets[k] = (bucket){slabs[g] + off, (int)n, g};
-            r->req[k] = MPI_REQUEST_NULL;
-        }
+        k = cut_buckets(r, g, slabs[g], counts[g], r->tail[g], bucket_elems, k);
         r->nb[g] = k - r->first_bucket[g];
     }
     r->nbuckets = nb;
@@ -241,6 +273,10 @@ void comm_reducer_free(comm_reducer *r)
     for (int k = 0; k < r->nbuckets; k++)
         if (r->req && r->req[k] != MPI_REQUEST_NULL) MPI_Wait(&r->req[k], MPI_STATUS_IGNORE);
     free(r->slabs);
+    free(r->tail);
+    free(r->tail_bucket);
+    free(r->kb);
+    free(r->ke);
     free(r->counts);
     free(r->buckets);
     free(r->req);
@@ -262,7 +298,11 @@ void comm_reducer_begin(comm_reducer *r, const int *active)
         wait_idle(r); /* nothing is queued after finish; this only guards a missing finish */
     }
     for (int g = 0; g < r->ngroups; g++) {
-        r->active[g] = active[g] != 0;
+        const int tail = active[g] == COMM_GROUP_TAIL;
+        r->active[g] = active[g] != COMM_GROUP_SILENT;
+        r->kb[g] = tail ? r->tail_bucket[g] : r->first_bucket[g];
+        r->ke[g] = r->first_bucket[g] + r->nb[g];
+        if (r->kb[g] == r->ke[g]) r->active[g] = 0; /* nothing to send */
         r->started[g] = r->completed[g] = 0;
     }
     r->norder = 0;
@@ -280,7 +320,7 @@ static int start_group(comm_reducer *r, int g)
     const int nonblocking = r->mode == COMM_REDUCE_NONBLOCKING;
     r->started[g] = 1;
     r->t_start[g] = now_s();
-    for (int k = r->first_bucket[g]; k < r->first_bucket[g] + r->nb[g]; k++) {
+    for (int k = r->kb[g]; k < r->ke[g]; k++) {
         bucket *b = &r->buckets[k];
         int rc = nonblocking
                      ? MPI_Iallreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w, &r->req[k])
@@ -333,7 +373,7 @@ int comm_reducer_group_done(comm_reducer *r, int g)
 static int test_group(comm_reducer *r, int g)
 {
     int flag = 0;
-    int rc = MPI_Testall(r->nb[g], r->req + r->first_bucket[g], &flag, MPI_STATUSES_IGNORE);
+    int rc = MPI_Testall(r->ke[g] - r->kb[g], r->req + r->kb[g], &flag, MPI_STATUSES_IGNORE);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Testall");
     if (flag) {
         r->completed[g] = 1;
@@ -390,7 +430,7 @@ int comm_reducer_finish(comm_reducer *r, float scale)
             int g = r->order[i], rc = 0;
             if (!r->started[g]) rc = start_group(r, g);
             if (!rc && !r->completed[g]) {
-                rc = MPI_Waitall(r->nb[g], r->req + r->first_bucket[g], MPI_STATUSES_IGNORE);
+                rc = MPI_Waitall(r->ke[g] - r->kb[g], r->req + r->kb[g], MPI_STATUSES_IGNORE);
                 if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Waitall");
                 r->completed[g] = 1;
                 r->stats[g].seconds += now_s() - r->t_start[g];
@@ -400,8 +440,9 @@ int comm_reducer_finish(comm_reducer *r, float scale)
     }
     for (int g = 0; g < r->ngroups; g++) {
         if (!r->active[g] || scale == 1.0f) continue;
-        float *x = r->slabs[g];
-        for (size_t i = 0; i < r->counts[g]; i++) x[i] *= scale;
+        const bucket *first = &r->buckets[r->kb[g]];
+        float *x = first->data, *end = r->slabs[g] + r->counts[g];
+        for (; x < end; x++) *x *= scale;
     }
     r->exposed += now_s() - t0;
     return 0;

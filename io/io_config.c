@@ -1181,6 +1181,7 @@ int io_config_default(io_config *cfg, const char *arch)
     cfg->train.log_every = 50;
     cfg->train.accumulate = 1;
     cfg->train.clip_norm = 0.0;
+    str_set(cfg->model.engine, sizeof cfg->model.engine, "cpu");
     cfg->comm.overlap = 1;
     cfg->comm.bucket_mb = 4.0;
     str_set(cfg->comm.progress, sizeof cfg->comm.progress, "nonblocking");
@@ -1201,7 +1202,7 @@ int io_config_default(io_config *cfg, const char *arch)
 static const char *const root_keys[] = {"model", "groups", "optimizer", "schedule", "data",
                                         "train", "comm", "checkpoint", "run", NULL};
 static const char *const model_keys[] = {"arch", "cut", "split", "head", "classes", "input",
-                                         "widths", "small_stem", "init_from", NULL};
+                                         "widths", "small_stem", "init_from", "engine", NULL};
 static const char *const groups_keys[] = {"lr", "wd", "momentum", "freeze_to", "train_bn", NULL};
 static const char *const optimizer_keys[] = {"type", "nesterov", "beta2", "eps", "decay_bn_bias",
                                              NULL};
@@ -1226,6 +1227,7 @@ static const char *const optimizer_words[] = {"sgd", "adamw", NULL};
 static const char *const schedule_words[] = {"one_cycle", "cosine", "step", "constant", NULL};
 static const char *const preset_words[] = {"none", "fine_tune", NULL};
 static const char *const progress_words[] = {"nonblocking", "thread", NULL};
+static const char *const engine_words[] = {"cpu", "reference", NULL};
 
 /* Shorthands for the conversion code: the value of key K in map M, and its path. */
 #define GET(M, K) map_get((M), (K))
@@ -1306,6 +1308,10 @@ static int conv_model(io_config *cfg, const cfg_node *root)
     KEYPATH(kp, path, "init_from");
     if ((v = GET(m, "init_from")) != NULL)
         if ((rc = read_str(v, kp, cfg->model.init_from, sizeof cfg->model.init_from, 1)) < 0)
+            return rc;
+    KEYPATH(kp, path, "engine");
+    if ((v = GET(m, "engine")) != NULL)
+        if ((rc = read_enum(v, kp, engine_words, cfg->model.engine, sizeof cfg->model.engine)) < 0)
             return rc;
     return 0;
 }
@@ -1964,6 +1970,7 @@ int io_config_write(const io_config *cfg, FILE *f)
     }
     put_bool(f, 2, "small_stem", cfg->model.small_stem, NULL);
     put_str(f, 2, "init_from", cfg->model.init_from, "\"\": no pretrained body");
+    put_kv(f, 2, "engine", cfg->model.engine, "cpu (oneDNN) or reference (im2col + OpenBLAS)");
 
     fprintf(f, "groups:\n");
     put_hparam(f, 2, "lr", &cfg->groups.lr, NULL);

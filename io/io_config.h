@@ -82,6 +82,8 @@ typedef struct io_config {
         int widths[IO_MAX_WIDTHS];  /* mlp hidden widths */
         int nwidths;                /* 0: the architecture's default */
         int small_stem;             /* resnet: 3x3 stride-1 conv1, no maxpool */
+        char engine[16];            /* where the arithmetic runs: cpu (default: oneDNN) or
+                                       reference (im2col + OpenBLAS) */
         char init_from[512];        /* "" or a checkpoint whose body is loaded by parameter
                                        name under this model's new head */
     } model;

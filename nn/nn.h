@@ -350,6 +350,8 @@ typedef struct nn_group {
     int is_head;
     int frozen;
     size_t numel;         /* parameter elements in the group */
+    size_t bn_offset;     /* the BatchNorm parameters are the slab's tail [bn_offset, numel)
+                             (numel when it has none); the others come first, in model order */
     float *param_slab;    /* numel floats, owned */
     float *grad_slab;     /* numel floats, owned */
     nn_param **params;    /* the group's parameters in slab order */

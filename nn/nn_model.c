@@ -32,6 +32,7 @@ typedef struct {
     int gi;
     size_t off;
     int count_only;
+    int bn;         /* binding pass: 0 binds the other parameters, 1 the BatchNorm ones */
 } bind_ctx;
 
 static int bind_param(void *ud, const char *name, nn_param *p)
@@ -42,6 +43,7 @@ static int bind_param(void *ud, const char *name, nn_param *p)
         c->g->nparams++;
         return 0;
     }
+    if (p->is_bn != c->bn) return 0;
     p->data = c->g->param_slab + c->off;
     p->grad = c->g->grad_slab + c->off;
     p->group = c->gi;
@@ -50,18 +52,23 @@ static int bind_param(void *ud, const char *name, nn_param *p)
     return 0;
 }
 
-/* Lays out every group's slab: counts, allocates, then points each parameter into it. */
+/* Lays out every group's slab: counts, allocates, then points each parameter into it, in
+ * model order but with the BatchNorm parameters last, from bn_offset on: a frozen group whose
+ * BatchNorm trains (train_bn) then has all its gradients in one contiguous tail. */
 static int model_bind(nn_model *m)
 {
     for (int gi = 0; gi < m->ngroups; gi++) {
         nn_group *g = &m->groups[gi];
-        bind_ctx c = {g, gi, 0, 1};
-        for (int pass = 0; pass < 2; pass++) {
+        bind_ctx c = {g, gi, 0, 1, 0};
+        for (int pass = 0; pass < 3; pass++) {
             c.count_only = pass == 0;
-            c.off = 0;
+            c.bn = pass == 2;
+            if (pass == 2) g->bn_offset = c.off;
+            if (pass == 0) c.off = 0;
             if (pass == 1) {
-                g->param_slab = calloc(g->numel ? g->numel : 1, sizeof(float));
-                g->grad_slab = calloc(g->numel ? g->numel : 1, sizeof(float));
+                c.off = 0;
+                g->param_slab = m->eng->ops->alloc(m->eng, g->numel * sizeof(float));
+                g->grad_slab = m->eng->ops->alloc(m->eng, g->numel * sizeof(float));
                 g->params = calloc(g->nparams ? (size_t)g->nparams : 1, sizeof(nn_param *));
                 if (!g->param_slab || !g->grad_slab || !g->params)
                     return nn_err(NN_ENOMEM, "cannot allocate the slabs of group %d (%zu parameters)",
@@ -239,8 +246,10 @@ void nn_model_free(nn_model *m)
     nn_layer_free(m->body);
     nn_layer_free(m->head);
     for (int g = 0; g < m->ngroups; g++) {
-        free(m->groups[g].param_slab);
-        free(m->groups[g].grad_slab);
+        if (m->eng) {
+            m->eng->ops->release(m->eng, m->groups[g].param_slab);
+            m->eng->ops->release(m->eng, m->groups[g].grad_slab);
+        }
         free(m->groups[g].params);
     }
     nn_tensor_free(&m->dlogits);

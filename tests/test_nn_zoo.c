@@ -92,8 +92,9 @@ static void test_torchvision_counts(void **state)
     nn_model_free(m);
 }
 
-/* Every parameter is a view into its group's slab, in order, without gaps or overlap, and
- * the groups' counts add up to the model's. */
+/* Every parameter is a view into its group's slab, in order, without gaps or overlap, the
+ * BatchNorm parameters (and only they) in the tail from bn_offset on, and the groups' counts
+ * add up to the model's. */
 static void check_slabs(nn_model *m)
 {
     size_t total = 0;
@@ -105,6 +106,9 @@ static void check_slabs(nn_model *m)
             assert_ptr_equal(p->data, gr->param_slab + off);
             assert_ptr_equal(p->grad, gr->grad_slab + off);
             assert_int_equal(p->group, g);
+            if (p->is_bn != (off >= gr->bn_offset))
+                fail_msg("group %d: parameter %d (%s, BatchNorm %d) at %zu, BatchNorm tail at %zu",
+                         g, k, p->name, p->is_bn, off, gr->bn_offset);
             off += p->numel;
         }
         assert_int_equal(off, gr->numel);

@@ -5,7 +5,8 @@
  * every active slab must equal the average computed here serially from the same formula.
  * The values are multiples of 1/4 small enough that every partial sum is exact in float, so
  * the sum does not depend on MPI's reduction order and the comparison is exact. Inactive
- * (frozen) groups keep their data bit for bit and their counters stay at 0. Every case runs
+ * (frozen) groups keep their data bit for bit and their counters stay at 0; a group sending
+ * only its tail reduces just that part. Every case runs
  * in the three modes: reduce after backward, nonblocking overlap, and the communication
  * thread. Registered in CTest alone and under mpiexec at 1, 2, 3 and 4 ranks. */
 #include <setjmp.h>
@@ -56,7 +57,7 @@ static void fixture_init(fixture *f, comm_reduce_mode mode)
         f->slab[g] = malloc(sizeof(float) * COUNTS[g]);
         assert_non_null(f->slab[g]);
     }
-    assert_int_equal(comm_reducer_init(&f->red, C, NG, f->slab, COUNTS, BUCKET, mode), 0);
+    assert_int_equal(comm_reducer_init(&f->red, C, NG, f->slab, COUNTS, NULL, BUCKET, mode), 0);
 }
 
 static void fixture_free(fixture *f)
@@ -269,7 +270,7 @@ static void test_thread_free_mid_step(void **state)
     float *slab[NG];
     for (int g = 0; g < NG; g++) assert_non_null(slab[g] = malloc(sizeof(float) * COUNTS[g]));
     fixture f = {.mode = COMM_REDUCE_THREAD};
-    assert_int_equal(comm_reducer_init(&red, C, NG, slab, COUNTS, BUCKET, COMM_REDUCE_THREAD), 0);
+    assert_int_equal(comm_reducer_init(&red, C, NG, slab, COUNTS, NULL, BUCKET, COMM_REDUCE_THREAD), 0);
     memcpy(f.slab, slab, sizeof slab);
     const int all[NG] = {1, 1, 1, 1};
     fill(&f, 2);
@@ -287,6 +288,81 @@ static void test_thread_free_mid_step(void **state)
     assert_int_equal(m, COMM_REDUCE_NONBLOCKING);
     assert_int_equal(comm_reduce_mode_parse(&m, "threads"), NN_EINVAL);
     assert_non_null(strstr(nn_errmsg(), "'threads'"));
+}
+
+/* Tails: group g's buckets never cross tails[g], and a group sending only its tail reduces
+ * [tails[g], count) and leaves [0, tails[g]) as this rank's own data; an empty tail sends
+ * nothing; a group sending everything is not affected by its tail. Counters count only what
+ * was sent, with the tail's own buckets. */
+static void run_tails(comm_reduce_mode mode)
+{
+    static const size_t TAILS[NG] = {1, 3, 600, 2500}; /* group 0: an empty tail */
+    const int active[NG] = {COMM_GROUP_TAIL, COMM_GROUP_TAIL, COMM_GROUP_TAIL, COMM_GROUP_ALL};
+    fixture f = {.mode = mode};
+    for (int g = 0; g < NG; g++) assert_non_null(f.slab[g] = malloc(sizeof(float) * COUNTS[g]));
+    assert_int_equal(comm_reducer_init(&f.red, C, NG, f.slab, COUNTS, TAILS, BUCKET, mode), 0);
+    const int r = comm_rank(C), world = comm_size(C);
+    const float scale = 1.0f / (float)world;
+    for (int s = 0; s < 2; s++) {
+        fill(&f, s);
+        comm_reducer_begin(f.red, active);
+        for (int g = NG - 1; g >= 0; g--) assert_int_equal(comm_reducer_group_done(f.red, g), 0);
+        assert_int_equal(comm_reducer_finish(f.red, scale), 0);
+        int32_t bad[1] = {0};
+        for (int g = 0; g < NG && !bad[0]; g++)
+            for (size_t i = 0; i < COUNTS[g] && !bad[0]; i++) {
+                const int reduced = active[g] == COMM_GROUP_ALL || i >= TAILS[g];
+                const float want = reduced ? expected(g, i, s, world, scale) : value(r, g, i, s);
+                if (f.slab[g][i] != want) {
+                    print_error("rank %d of %d, mode %d: group %d element %zu (%s) is %.9g, "
+                                "expected %.9g\n",
+                                r, world, (int)mode, g, i, reduced ? "reduced" : "kept",
+                                (double)f.slab[g][i], (double)want);
+                    bad[0] = 1;
+                }
+            }
+        assert_int_equal(comm_allreduce_max_i32(C, bad, 1), 0);
+        if (bad[0]) fail_msg("a tail reduction differs from the serial average (see above)");
+    }
+    for (int g = 0; g < NG; g++) {
+        const comm_group_stats *st = comm_reducer_stats(f.red, g);
+        const size_t sent = world == 1 ? 0 : active[g] == COMM_GROUP_ALL ? COUNTS[g] : COUNTS[g] - TAILS[g];
+        /* Buckets: the part before the tail and the tail are cut separately. */
+        const uint64_t buckets = active[g] == COMM_GROUP_ALL
+                                     ? (TAILS[g] + BUCKET - 1) / BUCKET +
+                                           (COUNTS[g] - TAILS[g] + BUCKET - 1) / BUCKET
+                                     : (COUNTS[g] - TAILS[g] + BUCKET - 1) / BUCKET;
+        if (st->bytes != 2 * sent * sizeof(float) || st->collectives != (sent ? 2 * buckets : 0))
+            fail_msg("world %d, mode %d: group %d counters: %llu bytes, %llu collectives; expected "
+                     "%llu bytes, %llu collectives",
+                     world, (int)mode, g, (unsigned long long)st->bytes,
+                     (unsigned long long)st->collectives,
+                     (unsigned long long)(2 * sent * sizeof(float)),
+                     (unsigned long long)(sent ? 2 * buckets : 0));
+    }
+    comm_reducer_free(f.red);
+    for (int g = 0; g < NG; g++) free(f.slab[g]);
+    /* A tail past the end of its slab is refused. */
+    static const size_t BAD[NG] = {2, 0, 0, 0};
+    comm_reducer *red = NULL;
+    assert_int_equal(comm_reducer_init(&red, C, NG, f.slab, COUNTS, BAD, BUCKET, mode), NN_EINVAL);
+    assert_null(red);
+    assert_non_null(strstr(nn_errmsg(), "group 0's tail starts at 2"));
+}
+
+static void test_tails_overlap(void **state)
+{
+    run_tails(COMM_REDUCE_NONBLOCKING);
+}
+
+static void test_tails_no_overlap(void **state)
+{
+    run_tails(COMM_REDUCE_AFTER);
+}
+
+static void test_tails_thread(void **state)
+{
+    run_tails(COMM_REDUCE_THREAD);
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -355,6 +431,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sum_and_bad_group),
         cmocka_unit_test(test_sum_and_bad_group_thread),
         cmocka_unit_test(test_thread_free_mid_step),
+        cmocka_unit_test(test_tails_overlap),
+        cmocka_unit_test(test_tails_no_overlap),
+        cmocka_unit_test(test_tails_thread),
         cmocka_unit_test(test_shard_union),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,12 +22,12 @@ static void test_thread_refused(void **state)
     float *slabs[2] = {a, b};
     const size_t counts[2] = {3, 5};
     comm_reducer *r = (comm_reducer *)&r; /* must become NULL */
-    assert_int_equal(comm_reducer_init(&r, C, 2, slabs, counts, 4, COMM_REDUCE_THREAD), NN_EMPI);
+    assert_int_equal(comm_reducer_init(&r, C, 2, slabs, counts, NULL, 4, COMM_REDUCE_THREAD), NN_EMPI);
     assert_null(r);
     assert_non_null(strstr(nn_errmsg(), "MPI_THREAD_SERIALIZED"));
     assert_non_null(strstr(nn_errmsg(), "MPI_THREAD_SINGLE"));
     for (int mode = COMM_REDUCE_AFTER; mode <= COMM_REDUCE_NONBLOCKING; mode++) {
-        assert_int_equal(comm_reducer_init(&r, C, 2, slabs, counts, 4, (comm_reduce_mode)mode), 0);
+        assert_int_equal(comm_reducer_init(&r, C, 2, slabs, counts, NULL, 4, (comm_reduce_mode)mode), 0);
         comm_reducer_free(r);
     }
 }

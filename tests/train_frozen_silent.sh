@@ -4,7 +4,8 @@
 # and, for the head, 4 bytes per head parameter (weights.h5) per step so far, one collective
 # per step. Then two phases, freeze_to -1 for 5 steps and 0 for 5 more: the body's counters
 # stay at 0 through the first phase and grow by the body's size per step from the first step
-# of the second (checked across ranks by the phase check).
+# of the second (checked across ranks by the phase check). Last, the cnn frozen with
+# train_bn: its body groups send their BatchNorm parameters only.
 # Usage: train_frozen_silent.sh MPIEXEC STRATA CONFIG
 set -euo pipefail
 mpiexec=$1 strata=$2 config=$3
@@ -19,6 +20,10 @@ run() { # NAME ARGS...
 }
 run frozen --set groups.freeze_to=-1 --set train.epochs=2
 run phases --set 'train.phases=[{epochs: 1, freeze_to: -1}, {epochs: 1, freeze_to: 0}]'
+# The cnn with its body frozen but its BatchNorm trained (train_bn): each body group sends
+# only the BatchNorm parameters at the tail of its slab, nothing of its convolutions.
+run bn --set model.arch=cnn --set model.widths=null --set groups.freeze_to=-1 \
+    --set groups.train_bn=true --set train.epochs=2
 /usr/bin/python3 - "$dir" <<'PY'
 import json, sys
 import h5py, numpy as np
@@ -51,6 +56,20 @@ for name, frozen_steps in (("frozen", 10), ("phases", 5)):
         check(got_head == want_head and body_ok,
               f"{name} step {s}: frozen {r['frozen']}, head {got_head} (expected {want_head}), "
               f"body {got_body} (expected {'0 bytes' if unfrozen == 0 else f'{4 * body * unfrozen} bytes in all'})")
+# train_bn: the cnn's convolutions have no bias, so the body's 1-D tensors are exactly its
+# BatchNorm parameters; the checkpoint lists each parameter under its group in PyTorch's shape.
+rows = [json.loads(l) for l in open(f"{root}/bn/metrics.jsonl") if "train_loss" in l]
+ck = open(f"{root}/bn/checkpoints/latest").read().strip()
+with h5py.File(f"{root}/bn/checkpoints/{ck}", "r") as f:
+    bn = [sum(d.size for d in f[f"params/group{g}"].values() if d.ndim == 1) for g in (0, 1)]
+check(len(rows) == 10 and bn[0] > 0 and bn[1] > 0,
+      f"bn: 10 logged steps ({len(rows)}), BatchNorm parameters per body group {bn}")
+for r in rows:
+    s, comm = r["step"], r["comm"]
+    got = [(c["bytes"], c["collectives"]) for c in comm[:-1]]
+    want = [(4 * n * s, s) for n in bn]
+    check(got == want and r["frozen"] == [0, 1],
+          f"bn step {s}: frozen {r['frozen']}, body {got} (expected {want}: BatchNorm only)")
 print(f"{checks - fails} passed, {fails} failed")
 sys.exit(1 if fails else 0)
 PY

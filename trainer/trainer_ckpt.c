@@ -65,10 +65,12 @@ static int named_list(named *l, nn_model *m)
     int rc = nn_model_visit_params(m, named_param, l);
     if (!rc) rc = nn_model_visit_buffers(m, named_buffer, l);
     if (rc) return rc;
-    /* Stable order by group: body children are visited in order and groups are contiguous
-     * ranges of them, then the head, so this only guards against a future layout. */
+    /* Group then slab order (within a group the BatchNorm parameters come last, nn.h). */
     for (int i = 1; i < l->np; i++)
-        for (int j = i; j > 0 && l->p[j - 1]->group > l->p[j]->group; j--) {
+        for (int j = i; j > 0 && (l->p[j - 1]->group > l->p[j]->group ||
+                                  (l->p[j - 1]->group == l->p[j]->group &&
+                                   l->p[j - 1]->data > l->p[j]->data));
+             j--) {
             nn_param *tp = l->p[j];
             l->p[j] = l->p[j - 1];
             l->p[j - 1] = tp;

@@ -100,7 +100,7 @@ int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, 
     spec->nwidths = cfg->model.nwidths;
     memcpy(spec->widths, cfg->model.widths, sizeof(int) * (size_t)cfg->model.nwidths);
     spec->small_stem = cfg->model.small_stem;
-    return 0;
+    return nn_engine_parse(&spec->engine, cfg->model.engine);
 }
 
 /* Loads train and valid data on every rank, builds the model and the optimizer. */
@@ -165,10 +165,11 @@ static int run_setup(run *r, int need_train)
                               cfg->optimizer.eps, cfg->optimizer.decay_bn_bias);
     if (rc) return rc;
     float *slabs[NN_MAX_GROUPS];
-    size_t counts[NN_MAX_GROUPS];
+    size_t counts[NN_MAX_GROUPS], tails[NN_MAX_GROUPS];
     for (int g = 0; g < r->m->ngroups; g++) {
         slabs[g] = r->m->groups[g].grad_slab;
         counts[g] = r->m->groups[g].numel;
+        tails[g] = r->m->groups[g].bn_offset; /* a frozen group's BatchNorm (train_bn) */
     }
     size_t bucket = (size_t)(cfg->comm.bucket_mb * 1048576.0 / sizeof(float));
     comm_reduce_mode mode = COMM_REDUCE_AFTER;
@@ -176,7 +177,8 @@ static int run_setup(run *r, int need_train)
         rc = comm_reduce_mode_parse(&mode, cfg->comm.progress);
         if (rc) return rc;
     }
-    rc = comm_reducer_init(&r->red, r->c, r->m->ngroups, slabs, counts, bucket ? bucket : 1, mode);
+    rc = comm_reducer_init(&r->red, r->c, r->m->ngroups, slabs, counts, tails, bucket ? bucket : 1,
+                           mode);
     if (rc) return rc;
     const int world = comm_size(r->c), B = cfg->data.batch_size;
     if (need_train) {
@@ -422,13 +424,18 @@ static int on_backward(void *ud, int group, int done)
 
 /* Groups with something trainable send their gradients; frozen ones are silent (unless
  * train_bn keeps their BatchNorm training). */
+/* What each group sends this step: all of its gradients, nothing when frozen, or, when it is
+ * frozen but its BatchNorm trains (train_bn), only the tail of its slab that holds the
+ * BatchNorm parameters. */
 static void set_active(run *r)
 {
     for (int g = 0; g < r->m->ngroups; g++) {
         const nn_group *gr = &r->m->groups[g];
         int any = 0;
         for (int k = 0; k < gr->nparams && !any; k++) any = gr->params[k]->trainable;
-        r->active[g] = any;
+        r->active[g] = !any          ? COMM_GROUP_SILENT
+                       : gr->frozen ? COMM_GROUP_TAIL
+                                    : COMM_GROUP_ALL;
     }
 }
 
@@ -1083,6 +1090,7 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     if (r.out) {
         fprintf(r.out, "strata: %s, %d layer groups, %zu parameters; %d rank(s) x batch %d = global batch %d\n",
                 r.m->arch, r.m->ngroups, nn_model_numel(r.m), world, B, B * world);
+        fprintf(r.out, "strata: engine %s\n", nn_engine_describe(r.m->eng));
         fprintf(r.out, "strata: train %s (%d samples), valid %s (%d samples); run dir %s\n",
                 cfg->data.train, r.train.n, r.has_valid ? cfg->data.valid : "none",
                 r.has_valid ? r.valid.n : 0, cfg->run.dir);
