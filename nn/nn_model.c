@@ -182,6 +182,7 @@ int nn_model_init(nn_model **out, const nn_model_spec *s, nn_rng *rng)
     int cut = s->cut < 0 ? dcut : s->cut;
     if (cut > nkids) {
         for (int i = 0; i < nkids; i++) nn_layer_free(kids[i]);
+        nn_engine_free(m->eng);
         free(m);
         return nn_err(NN_ERANGE,
                       "cut %d is out of range for %s: it has %d children (cut must be 0..%d; 0 "
