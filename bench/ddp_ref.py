@@ -14,12 +14,16 @@ last --min-time seconds; the step count is rank 0's, broadcast, so the ranks sta
 repetition's time is the slowest rank's. The best repetition is reported, the median next
 to it.
 
-Prints one JSON line on stdout:
-  {"torch": "1.13.0a0", "backend": "gloo", "threads": 1, "reps": 5,
+Runs on Debian's python3-torch 1.13 and on the newest PyTorch from PyPI (2.x, in the venv of
+bench/torch_venv.sh) alike. Prints one JSON line on stdout:
+  {"torch": "1.13.0a0", "backend": "gloo", "threads": 1, "interop_threads": 1,
+   "python": "/usr/bin/python3", "build": {...}, "reps": 5,
    "results": {"mlp": {"batch": 128, "single_samples_per_s": ..., "world1_samples_per_s": ...,
                        "world2_samples_per_s": ..., "ratio": ..., ...}, "cnn": {...}}}
-samples/s count every rank's samples; "ratio" is world2 over single (the issue's "2-rank
-throughput over its own single-process throughput"). Progress goes to stderr.
+"threads" and "interop_threads" are what the ranks' torch reported after one_thread()
+(torch_ref.py's), "build" is torch_ref.py's torch_info(); samples/s count every rank's
+samples; "ratio" is world2 over single (the issue's "2-rank throughput over its own
+single-process throughput"). Progress goes to stderr.
 
 Options (unknown ones are ignored, so a driver can pass the same options to several
 programs):
@@ -55,7 +59,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_ref import MODELS as REF_MODELS, head_of  # noqa: E402  (bench_nn's reference models)
+from torch_ref import MODELS as REF_MODELS, head_of, one_thread, torch_info  # noqa: E402
 
 # id -> (constructor, batch per rank, input shape of one sample), as in torch_ref.py.
 MODELS = {case_id: (make, batch, in_shape) for case_id, make, batch, in_shape in REF_MODELS}
@@ -140,7 +144,7 @@ def make_step(name, rank, use_ddp, frozen):
 
 
 def worker(rank, world, port, names, reps, min_time, use_ddp, frozen, queue):
-    torch.set_num_threads(1)
+    one_thread()
     if use_ddp:
         os.environ["MASTER_ADDR"] = "127.0.0.1"
         os.environ["MASTER_PORT"] = str(port)
@@ -154,7 +158,7 @@ def worker(rank, world, port, names, reps, min_time, use_ddp, frozen, queue):
         dist.barrier()
         dist.destroy_process_group()
     if rank == 0:
-        queue.put(out)
+        queue.put({"info": torch_info(), "results": out})
 
 
 def run(world, names, reps, min_time, use_ddp, frozen):
@@ -192,11 +196,13 @@ def main():
         print("ddp_ref: this torch has no gloo backend", file=sys.stderr)
         return 1
     results = {n: {"batch": MODELS[n][1]} for n in names}
+    info = None
     for label in (labels if names else ()):
         world, use_ddp, frozen = RUNS[label]
         print(f"ddp_ref: {label} ({world} process(es){', DDP gloo' if use_ddp else ', no DDP'}"
               f"{', body frozen' if frozen else ''})...", file=sys.stderr)
-        out = run(world, names, args.reps, args.min_time, use_ddp, frozen)
+        got = run(world, names, args.reps, args.min_time, use_ddp, frozen)
+        info, out = info or got["info"], got["results"]
         for n in names:
             times, batch = out[n]["times"], out[n]["batch"]
             best, med = min(times), statistics.median(times)
@@ -214,8 +220,11 @@ def main():
             r["ratio"] = round(r["world2_samples_per_s"] / r["single_samples_per_s"], 4)
             r["ratio_median"] = round(r["world2_samples_per_s_median"] /
                                       r["single_samples_per_s_median"], 4)
-    print(json.dumps({"torch": torch.__version__, "backend": "gloo", "threads": 1,
-                      "reps": args.reps, "results": results}, separators=(",", ":")))
+    if info is None:  # nothing ran: what this process's torch says
+        one_thread()
+        info = torch_info()
+    print(json.dumps(dict(info, backend="gloo", reps=args.reps, results=results),
+                     separators=(",", ":")))
     return 0
 
 

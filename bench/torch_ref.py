@@ -5,8 +5,10 @@ A step is what strata_bench times: forward, loss (cross-entropy for the models; 
 upstream gradient for single layers), zero_grad, backward and an SGD(momentum=0.9) step. Each
 case is warmed up, then timed over several repetitions; the best repetition is reported.
 
-Prints one JSON line on stdout:
-  {"torch": "1.13.1", "threads": 1, "reps": 5,
+Runs on Debian's python3-torch 1.13 and on the newest PyTorch from PyPI (2.x, in the venv of
+bench/torch_venv.sh) alike. Prints one JSON line on stdout:
+  {"torch": "1.13.1", "threads": 1, "interop_threads": 1, "python": "/usr/bin/python3",
+   "build": {"mkldnn": true, "mkl": false, "cpu_capability": null, "cuda": null}, "reps": 5,
    "results": {"mlp": {"batch": 128, "samples_per_s": ..., "ms_per_step": ...,
                        "ms_per_step_median": ...}, ...}}
 The result ids match bench_nn.c's case ids. Progress goes to stderr.
@@ -64,7 +66,7 @@ def resnet18(in_c=3, classes=10):
     """strata's resnet18 with --small-stem and --head original: torchvision's resnet18 with
     conv1 a 3x3 stride-1 convolution and no max pool, for 32x32 inputs."""
     import torchvision  # only this model needs it (python3-torchvision)
-    m = torchvision.models.resnet18(num_classes=classes)
+    m = torchvision.models.resnet18(weights=None, num_classes=classes)
     m.conv1 = nn.Conv2d(in_c, 64, kernel_size=3, stride=1, padding=1, bias=False)
     m.maxpool = nn.Identity()
     return m
@@ -95,6 +97,25 @@ LAYERS = [
 # Whole models: id, constructor, batch, input shape of one sample.
 MODELS = [("mlp", mlp, 128, (1, 28, 28)), ("cnn", cnn, 64, (1, 28, 28)),
           ("resnet18", resnet18, 32, (3, 32, 32))]
+
+
+def one_thread():
+    """One intra-op thread (OpenMP, MKL, oneDNN) and one inter-op thread: PyTorch 2.x starts
+    an inter-op pool of one thread per core unless told, 1.13 from Debian one. Call before any
+    tensor work (set_num_interop_threads refuses once the pool exists)."""
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+
+
+def torch_info():
+    """The fields every reference's JSON carries about the PyTorch it ran on (cpu_capability:
+    the kernels ATen dispatches to, e.g. "AVX512"; null on 1.13, which cannot say)."""
+    cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)  # 2.x only
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(), "python": sys.executable,
+            "build": {"mkldnn": torch.backends.mkldnn.is_available(),
+                      "mkl": torch.backends.mkl.is_available(),
+                      "cpu_capability": cap() if cap else None, "cuda": torch.version.cuda}}
 
 
 def time_steps(step, reps, min_time):
@@ -159,7 +180,7 @@ def main():
     ap.add_argument("--only", default="")
     args, _unknown = ap.parse_known_args()
     only = set(s for s in args.only.split(",") if s)
-    torch.set_num_threads(1)
+    one_thread()
     torch.manual_seed(0)
     results = {}
 
@@ -180,8 +201,7 @@ def main():
             best, med = time_steps(model_step_fn(make(), batch, in_shape, 10), args.reps,
                                    args.min_time)
             record(case_id, batch, best, med)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "reps": args.reps, "results": results}, separators=(",", ":")))
+    print(json.dumps(dict(torch_info(), reps=args.reps, results=results), separators=(",", ":")))
 
 
 if __name__ == "__main__":
