@@ -64,6 +64,8 @@ static const nn_engine_ops ref_ops = {
     .bn_backward = nn__ref_bn_backward,
     .pool_forward = nn__ref_pool_forward,
     .pool_backward = nn__ref_pool_backward,
+    .linear_forward = nn__ref_linear_forward,
+    .linear_backward = nn__ref_linear_backward,
 };
 
 int nn_engine_new(nn_engine **out, int kind)

@@ -37,6 +37,12 @@ typedef struct nn_bn_desc {
     float eps;
 } nn_bn_desc;
 
+/* Linear: x (N, in) -> y (N, out) = x W^T + b, plain layouts. */
+typedef struct nn_linear_desc {
+    int n, in, out;
+    int bias;
+} nn_linear_desc;
+
 enum { NN_POOL_MAX = 1, NN_POOL_AVG = 2 /* count_include_pad, PyTorch's default */ };
 
 /* MaxPool2d / AvgPool2d with fixed square windows. */
@@ -77,6 +83,12 @@ typedef struct nn_engine_ops {
                        const float *var);
     int (*pool_forward)(nn_engine *e, nn_kplan **plan, const nn_pool_desc *d, nn_tensor *y,
                         const nn_tensor *x);
+    /* y = x W^T + b; w is (out, in), b (out) or NULL. */
+    int (*linear_forward)(nn_engine *e, const nn_linear_desc *d, nn_tensor *y,
+                          const nn_tensor *x, const float *w, const float *b);
+    /* dx = dy W when dx is non-NULL; dw += dy^T x, db += sum(dy) when non-NULL. */
+    int (*linear_backward)(nn_engine *e, const nn_linear_desc *d, nn_tensor *dx, float *dw,
+                           float *db, const nn_tensor *dy, const nn_tensor *x, const float *w);
     /* dx = pool^T(dy), using what the last forward on this plan kept (argmax). */
     int (*pool_backward)(nn_engine *e, nn_kplan **plan, const nn_pool_desc *d, nn_tensor *dx,
                          const nn_tensor *dy, const nn_tensor *x);
@@ -110,6 +122,20 @@ int nn__ref_pool_forward(nn_engine *e, nn_kplan **plan, const nn_pool_desc *d, n
                          const nn_tensor *x);
 int nn__ref_pool_backward(nn_engine *e, nn_kplan **plan, const nn_pool_desc *d, nn_tensor *dx,
                           const nn_tensor *dy, const nn_tensor *x);
+/* Row-major C (M, N) = alpha op(A) op(B) + beta C, op = transpose when ta / tb is 'T': the
+ * GEMM a Linear layer runs on. */
+typedef void (*nn_gemm_fn)(char ta, char tb, int M, int N, int K, float alpha, const float *A,
+                           int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* Linear's kernels on a given GEMM (the reference engine passes OpenBLAS's, the cpu engine
+ * oneDNN's). */
+int nn__linear_forward_gemm(nn_gemm_fn gemm, const nn_linear_desc *d, nn_tensor *y,
+                            const nn_tensor *x, const float *w, const float *b);
+int nn__linear_backward_gemm(nn_gemm_fn gemm, const nn_linear_desc *d, nn_tensor *dx, float *dw,
+                             float *db, const nn_tensor *dy, const nn_tensor *x, const float *w);
+int nn__ref_linear_forward(nn_engine *e, const nn_linear_desc *d, nn_tensor *y,
+                           const nn_tensor *x, const float *w, const float *b);
+int nn__ref_linear_backward(nn_engine *e, const nn_linear_desc *d, nn_tensor *dx, float *dw,
+                            float *db, const nn_tensor *dy, const nn_tensor *x, const float *w);
 /* Frees a plan made by the reference kernels (a plain allocation, or NULL). */
 void nn__ref_plan_free(nn_engine *e, nn_kplan *plan);
 

@@ -1,4 +1,5 @@
-/* Linear: y = x W^T + b, through OpenBLAS sgemm. */
+/* Linear: y = x W^T + b: the layer, which hands its GEMMs to its engine, and the kernels
+ * (reference engine: OpenBLAS sgemm; cpu engine: oneDNN sgemm). */
 #include "nn/nn_internal.h"
 
 #include <cblas.h>
@@ -23,47 +24,77 @@ static int linear_infer(nn_layer *l, const int in[3])
     return 0;
 }
 
+/* ---- the kernels, on the GEMM the engine gives -------------------------------------------- */
+
 /* y (N, out) = x (N, in) W^T (in, out) + b */
+int nn__linear_forward_gemm(nn_gemm_fn gemm, const nn_linear_desc *d, nn_tensor *y,
+                            const nn_tensor *x, const float *w, const float *b)
+{
+    int rc = nn__tensor_ensure(y, d->n, d->out, 1, 1, 1);
+    if (rc) return rc;
+    if (b)
+        for (int n = 0; n < d->n; n++) memcpy(y->data + (size_t)n * d->out, b, sizeof(float) * d->out);
+    gemm('N', 'T', d->n, d->out, d->in, 1.0f, x->data, d->in, w, d->in, b ? 1.0f : 0.0f, y->data,
+         d->out);
+    return 0;
+}
+
+int nn__linear_backward_gemm(nn_gemm_fn gemm, const nn_linear_desc *d, nn_tensor *dx, float *dw,
+                             float *db, const nn_tensor *dy, const nn_tensor *x, const float *w)
+{
+    const int N = d->n;
+    if (dw) /* dW (out, in) += dy^T (out, N) x (N, in) */
+        gemm('T', 'N', d->out, d->in, N, 1.0f, dy->data, d->out, x->data, d->in, 1.0f, dw, d->in);
+    if (db)
+        for (int n = 0; n < N; n++) {
+            const float *g = dy->data + (size_t)n * d->out;
+            for (int o = 0; o < d->out; o++) db[o] += g[o];
+        }
+    if (dx) { /* dx (N, in) = dy (N, out) W (out, in) */
+        int rc = nn__tensor_ensure(dx, N, d->in, 1, 1, 1);
+        if (rc) return rc;
+        gemm('N', 'N', N, d->in, d->out, 1.0f, dy->data, d->out, w, d->in, 0.0f, dx->data, d->in);
+    }
+    return 0;
+}
+
+static void blas_gemm(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta == 'T' ? CblasTrans : CblasNoTrans,
+                tb == 'T' ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+int nn__ref_linear_forward(nn_engine *e, const nn_linear_desc *d, nn_tensor *y,
+                           const nn_tensor *x, const float *w, const float *b)
+{
+    return nn__linear_forward_gemm(blas_gemm, d, y, x, w, b);
+}
+
+int nn__ref_linear_backward(nn_engine *e, const nn_linear_desc *d, nn_tensor *dx, float *dw,
+                            float *db, const nn_tensor *dy, const nn_tensor *x, const float *w)
+{
+    return nn__linear_backward_gemm(blas_gemm, d, dx, dw, db, dy, x, w);
+}
+
+/* ---- the layer ------------------------------------------------------------------------ */
+
 static int linear_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
 {
     nn_linear *L = (nn_linear *)l;
-    int rc = nn__layer_resize_y(l, x->n);
-    if (rc) return rc;
-    const int N = x->n;
-    float *y = l->y.data;
-    const float *W = l->params[0].data;
-    if (L->bias) {
-        const float *b = l->params[1].data;
-        for (int n = 0; n < N; n++) memcpy(y + (size_t)n * L->out, b, sizeof(float) * L->out);
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, L->out, L->in, 1.0f, x->data, L->in,
-                W, L->in, L->bias ? 1.0f : 0.0f, y, L->out);
-    return 0;
+    nn_linear_desc d = {x->n, L->in, L->out, L->bias};
+    return l->eng->ops->linear_forward(l->eng, &d, &l->y, x, l->params[0].data,
+                                       L->bias ? l->params[1].data : NULL);
 }
 
 static int linear_backward(nn_layer *l, const nn_tensor *dy)
 {
     nn_linear *L = (nn_linear *)l;
-    const int N = dy->n;
-    const float *x = l->x->data;
-    nn_param *W = &l->params[0];
-    if (W->trainable) /* dW (out, in) += dy^T (out, N) x (N, in) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L->out, L->in, N, 1.0f, dy->data,
-                    L->out, x, L->in, 1.0f, W->grad, L->in);
-    if (L->bias && l->params[1].trainable) {
-        float *db = l->params[1].grad;
-        for (int n = 0; n < N; n++) {
-            const float *g = dy->data + (size_t)n * L->out;
-            for (int o = 0; o < L->out; o++) db[o] += g[o];
-        }
-    }
-    if (l->need_dx) { /* dx (N, in) = dy (N, out) W (out, in) */
-        int rc = nn__layer_resize_dx(l, N);
-        if (rc) return rc;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, L->in, L->out, 1.0f, dy->data,
-                    L->out, W->data, L->in, 0.0f, l->dx.data, L->in);
-    }
-    return 0;
+    nn_param *W = &l->params[0], *bp = L->bias ? &l->params[1] : NULL;
+    nn_linear_desc d = {dy->n, L->in, L->out, L->bias};
+    return l->eng->ops->linear_backward(l->eng, &d, l->need_dx ? &l->dx : NULL,
+                                        W->trainable ? W->grad : NULL,
+                                        bp && bp->trainable ? bp->grad : NULL, dy, l->x, W->data);
 }
 
 static int linear_describe(const nn_layer *l, char *buf, size_t len)

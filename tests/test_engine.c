@@ -288,6 +288,30 @@ static void test_blocks(void **state)
     assert_int_equal(g_failures, 0);
 }
 
+/* a = {in, out, bias} */
+static nn_layer *make_linear(const int *a)
+{
+    nn_layer *l = NULL;
+    return nn_linear_new(&l, a[0], a[1], a[2]) ? NULL : l;
+}
+
+static void test_linear(void **state)
+{
+    g_failures = 0;
+    /* n, in, out, bias */
+    static const int cases[][4] = {{1, 7, 5, 1}, {3, 33, 17, 0}, {64, 784, 256, 1}, {5, 1024, 10, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int *c = cases[i];
+        char what[64];
+        snprintf(what, sizeof what, "Linear(%d, %d%s) on batch %d", c[1], c[2], c[3] ? ", bias" : "",
+                 c[0]);
+        compare_layer(what, make_linear, &c[1], c[0], c[1], 1, 1, 1, 1, 1);
+        compare_layer(what, make_linear, &c[1], c[0], c[1], 1, 1, 1, 0, 1); /* frozen */
+        compare_layer(what, make_linear, &c[1], c[0], c[1], 1, 1, 1, 1, 0); /* no dx */
+    }
+    assert_int_equal(g_failures, 0);
+}
+
 /* ---- whole models ---------------------------------------------------------------------- */
 
 static int grads_of(void *ud, const char *name, nn_param *p)
@@ -498,6 +522,7 @@ static void test_models(void **state)
     compare_model("resnet18", 3, 32, 2, 1, 0, 0);
     compare_model("resnet18", 3, 40, 2, 0, -1, 1); /* the 7x7 stem and max pool */
     compare_model("vgg11_bn", 3, 32, 2, 0, 1, 0);
+    compare_model("mlp", 1, 28, 8, 0, 0, 0);
     assert_int_equal(g_failures, 0);
 }
 
@@ -507,7 +532,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv),   cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_pools),  cmocka_unit_test(test_blocks),
-        cmocka_unit_test(test_models),
+        cmocka_unit_test(test_linear), cmocka_unit_test(test_models),
     };
     return cmocka_run_group_tests_name("cpu engine against the reference engine", tests, NULL,
                                        NULL);
