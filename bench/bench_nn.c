@@ -453,10 +453,7 @@ static void model_step(void *ud)
     float loss;
     int rc = nn_model_forward(&logits, b->m, &b->x, &b->ctx);
     if (!rc) rc = nn_cross_entropy(&loss, &b->dlogits, NULL, logits, b->labels);
-    if (!rc) {
-        nn_model_zero_grad(b->m);
-        rc = nn_model_backward(b->m, &b->dlogits);
-    }
+    if (!rc) rc = nn_model_backward_fresh(b->m, &b->dlogits); /* as the trainer's step */
     if (rc) die("model step", rc);
     trainer_opt_step(&b->opt, b->m, b->lr, b->mom, b->wd);
 }

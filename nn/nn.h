@@ -174,6 +174,8 @@ typedef struct nn_param {
     int is_bn;       /* BatchNorm affine parameter */
     int is_bias;     /* a bias (no weight decay by default) */
     int trainable;   /* set by nn_model_apply_groups: gradient computed and stored */
+    int grad_zero;   /* inside nn_model_backward_fresh only: the gradient is zero but its
+                        memory not cleared yet; the first backward through it writes it */
     int init_kind;   /* how nn_model_init fills it (NN_INIT_*) */
     float init_a;    /* parameter of the init (bound or std) */
 } nn_param;
@@ -216,6 +218,9 @@ typedef struct nn_layer_ops {
      * layout); for 0, nn_layer_forward hands the layer a plain NCHW copy of a blocked input
      * and nn_layer_backward converts its dx back. */
     int blocked_ok;
+    /* 1 when backward writes rather than adds the gradient of a parameter whose grad_zero
+     * is set (and clears the flag); for 0, nn_layer_backward clears such gradients first. */
+    int fresh_grads;
 } nn_layer_ops;
 
 struct nn_layer {
@@ -411,6 +416,10 @@ int nn_model_forward(const nn_tensor **logits, nn_model *m, const nn_tensor *x, 
 /* Backward from dlogits: accumulates into the grad slabs of trainable groups only and
  * stops below the lowest trainable parameter. */
 int nn_model_backward(nn_model *m, const nn_tensor *dlogits);
+/* nn_model_zero_grad and nn_model_backward in one: the gradients of trainable parameters are
+ * written, not added to (a GEMM with beta 0 instead of a pass that zeroes the slabs first).
+ * Every trainable gradient is valid when a group is reported done to the hook. */
+int nn_model_backward_fresh(nn_model *m, const nn_tensor *dlogits);
 /* Installs (or, with fn NULL, removes) the backward hook. */
 void nn_model_set_backward_hook(nn_model *m, nn_backward_hook fn, void *ud);
 /* Zeroes the gradients of trainable parameters (frozen groups' slabs are not touched). */

@@ -181,6 +181,12 @@ int nn_layer_backward(nn_layer *l, const nn_tensor *dy)
     if ((dy->blk > 1 ? dy->blk : 1) != yblk)
         return nn_err(NN_ESHAPE, "%s backward got dy in layout %d, its output has layout %d",
                       l->ops->type, dy->blk > 1 ? dy->blk : 1, yblk);
+    for (int i = 0; i < l->nparams; i++) { /* a fresh backward: clear what the layer adds to */
+        nn_param *p = &l->params[i];
+        if (!p->grad_zero || l->ops->fresh_grads) continue;
+        memset(p->grad, 0, p->numel * sizeof(float));
+        p->grad_zero = 0;
+    }
     int rc = l->ops->backward(l, dy);
     if (!rc && l->need_dx && l->x_blk > 1 && !l->ops->blocked_ok)
         rc = nn_tensor_convert(&l->dxc, &l->dx, l->x_blk); /* back to the input's layout */

@@ -41,6 +41,7 @@ typedef struct nn_bn_desc {
 typedef struct nn_linear_desc {
     int n, in, out;
     int bias;
+    int overwrite; /* backward writes dw and db instead of adding to them */
 } nn_linear_desc;
 
 enum { NN_POOL_MAX = 1, NN_POOL_AVG = 2 /* count_include_pad, PyTorch's default */ };

@@ -43,8 +43,10 @@ int nn__linear_backward_gemm(nn_gemm_fn gemm, const nn_linear_desc *d, nn_tensor
                              float *db, const nn_tensor *dy, const nn_tensor *x, const float *w)
 {
     const int N = d->n;
-    if (dw) /* dW (out, in) += dy^T (out, N) x (N, in) */
-        gemm('T', 'N', d->out, d->in, N, 1.0f, dy->data, d->out, x->data, d->in, 1.0f, dw, d->in);
+    if (dw) /* dW (out, in) (+)= dy^T (out, N) x (N, in) */
+        gemm('T', 'N', d->out, d->in, N, 1.0f, dy->data, d->out, x->data, d->in,
+             d->overwrite ? 0.0f : 1.0f, dw, d->in);
+    if (db && d->overwrite) memset(db, 0, sizeof(float) * d->out);
     if (db)
         for (int n = 0; n < N; n++) {
             const float *g = dy->data + (size_t)n * d->out;
@@ -82,7 +84,7 @@ int nn__ref_linear_backward(nn_engine *e, const nn_linear_desc *d, nn_tensor *dx
 static int linear_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
 {
     nn_linear *L = (nn_linear *)l;
-    nn_linear_desc d = {x->n, L->in, L->out, L->bias};
+    nn_linear_desc d = {x->n, L->in, L->out, L->bias, 0};
     return l->eng->ops->linear_forward(l->eng, &d, &l->y, x, l->params[0].data,
                                        L->bias ? l->params[1].data : NULL);
 }
@@ -91,7 +93,13 @@ static int linear_backward(nn_layer *l, const nn_tensor *dy)
 {
     nn_linear *L = (nn_linear *)l;
     nn_param *W = &l->params[0], *bp = L->bias ? &l->params[1] : NULL;
-    nn_linear_desc d = {dy->n, L->in, L->out, L->bias};
+    /* A fresh backward writes both gradients; should only one be flagged, clear it here. */
+    const int fresh = W->grad_zero && (!bp || bp->grad_zero);
+    for (int i = 0; i < l->nparams && !fresh; i++)
+        if (l->params[i].grad_zero) memset(l->params[i].grad, 0, l->params[i].numel * sizeof(float));
+    W->grad_zero = 0;
+    if (bp) bp->grad_zero = 0;
+    nn_linear_desc d = {dy->n, L->in, L->out, L->bias, fresh};
     return l->eng->ops->linear_backward(l->eng, &d, l->need_dx ? &l->dx : NULL,
                                         W->trainable ? W->grad : NULL,
                                         bp && bp->trainable ? bp->grad : NULL, dy, l->x, W->data);
@@ -110,6 +118,7 @@ static const nn_layer_ops linear_ops = {
     .forward = linear_forward,
     .backward = linear_backward,
     .describe = linear_describe,
+    .fresh_grads = 1,
 };
 
 int nn_linear_new(nn_layer **out, int in_features, int out_features, int bias)

@@ -324,8 +324,25 @@ void nn_model_set_backward_hook(nn_model *m, nn_backward_hook fn, void *ud)
     m->hook_ud = ud;
 }
 
+/* Sets (or, with flag 0, clears by zeroing the memory of) grad_zero on group g's trainable
+ * parameters: a fresh backward's start, and its guarantee when the group is done. */
+static void group_fresh(nn_model *m, int g, int flag)
+{
+    for (int k = 0; k < m->groups[g].nparams; k++) {
+        nn_param *p = m->groups[g].params[k];
+        if (!p->trainable) continue;
+        if (flag) {
+            p->grad_zero = 1;
+        } else if (p->grad_zero) { /* never reached by this backward */
+            memset(p->grad, 0, p->numel * sizeof(float));
+            p->grad_zero = 0;
+        }
+    }
+}
+
 static int call_hook(nn_model *m, int group, int done)
 {
+    if (done) group_fresh(m, group, 0);
     return m->hook ? m->hook(m->hook_ud, group, done) : 0;
 }
 
@@ -355,6 +372,14 @@ int nn_model_backward(nn_model *m, const nn_tensor *dlogits)
         if (!rc && i < 0 && m->body->need_dx) nn__tensor_view(&m->body->dx, dy, dy->n, dy->c, dy->h, dy->w);
     }
     for (; g >= 0 && !rc; g--) rc = call_hook(m, g, 1); /* groups backward never reached */
+    return rc;
+}
+
+int nn_model_backward_fresh(nn_model *m, const nn_tensor *dlogits)
+{
+    for (int g = 0; g < m->ngroups; g++) group_fresh(m, g, 1);
+    int rc = nn_model_backward(m, dlogits);
+    for (int g = 0; g < m->ngroups; g++) group_fresh(m, g, 0); /* after a failure too */
     return rc;
 }
 

@@ -474,7 +474,6 @@ static int step_grads(run *r, const io_dataset *ds, const int *idx, int B, int A
     *hits = 0;
     set_active(r);
     comm_reducer_begin(r->red, r->active);
-    nn_model_zero_grad(r->m);
     for (int a = 0; a < A && !rc; a++) {
         float l = 0.0f;
         int h = 0;
@@ -495,7 +494,9 @@ static int step_grads(run *r, const io_dataset *ds, const int *idx, int B, int A
         const size_t nd = nn_tensor_numel(&r->dlogits);
         for (size_t i = 0; i < nd; i++) r->dlogits.data[i] *= inv;
         nn_model_set_backward_hook(r->m, a == A - 1 ? on_backward : NULL, r);
-        rc = nn_model_backward(r->m, &r->dlogits);
+        /* The first micro-batch writes the gradients (no zeroing pass), the others add. */
+        rc = a == 0 ? nn_model_backward_fresh(r->m, &r->dlogits)
+                    : nn_model_backward(r->m, &r->dlogits);
         nn_model_set_backward_hook(r->m, NULL, NULL);
     }
     /* A failed rank still takes part in every reduction of the step. */
