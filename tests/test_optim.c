@@ -163,6 +163,17 @@ static void test_hparam_slices(void **state)
 }
 
 /* One group: slice(a, b) gives b, slice(b) gives b, a list needs one value. */
+/* fastai's set_hyper: a one-element list is broadcast, slice(0, b) is slice(b). */
+static void test_hparam_fastai_forms(void **state)
+{
+    float out[3];
+    const double one[1] = {0.01}, zero_b[2] = {0.0, 1e-3};
+    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_LIST, one, 1, "groups.lr"));
+    assert_true(out[0] == 0.01f && out[1] == 0.01f && out[2] == 0.01f);
+    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_SLICE2, zero_b, 2, "groups.lr"));
+    assert_true(out[0] == (float)1e-4 && out[1] == (float)1e-4 && out[2] == 1e-3f);
+}
+
 static void test_hparam_one_group(void **state)
 {
     float out[1];
@@ -203,15 +214,15 @@ static void test_hparam_errors(void **state)
                     "groups.lr");
     expect_hp_error(NN_ERANGE, "slice(b) takes 1 value, got 2", 3, TRAINER_HP_SLICE1, v, 2,
                     "groups.lr");
-    const double zero_b[2] = {0.0, 1e-3}, mixed[2] = {-1e-3, 1e-3};
-    expect_hp_error(NN_ERANGE, "slice(0, 0.001)", 3, TRAINER_HP_SLICE2, zero_b, 2, "groups.lr");
+    const double mixed[2] = {-1e-3, 1e-3}, zero_b[2] = {1e-3, 0.0};
+    expect_hp_error(NN_ERANGE, "slice(0.001, 0)", 3, TRAINER_HP_SLICE2, zero_b, 2, "groups.lr");
     expect_hp_error(NN_ERANGE, "slice(-0.001, 0.001)", 3, TRAINER_HP_SLICE2, mixed, 2,
                     "groups.lr");
     const double inf[1] = {INFINITY};
     expect_hp_error(NN_ERANGE, "not finite", 3, TRAINER_HP_SCALAR, inf, 1, "groups.lr");
     expect_hp_error(NN_EINVAL, "unknown kind 5", 3, 5, v, 1, "groups.lr");
     expect_hp_error(NN_ERANGE, "0 layer groups", 0, TRAINER_HP_SCALAR, v, 1, "groups.lr");
-    expect_hp_error(NN_ERANGE, "value: expected 3 values", 3, TRAINER_HP_LIST, v, 1, NULL);
+    expect_hp_error(NN_ERANGE, "value: expected 3 values", 3, TRAINER_HP_LIST, v, 2, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -704,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_hparam_scalar_and_list),
         cmocka_unit_test(test_hparam_slices),
         cmocka_unit_test(test_hparam_one_group),
+        cmocka_unit_test(test_hparam_fastai_forms),
         cmocka_unit_test(test_hparam_errors),
         cmocka_unit_test(test_sched_one_cycle),
         cmocka_unit_test(test_sched_others),
