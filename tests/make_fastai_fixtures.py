@@ -4,6 +4,9 @@
   fastai_optim_sgd.h5   fastai's SGD (decouple_wd=True, true weight decay), per-step,
                         per-group lr / mom / wd on fixed gradients
   fastai_optim_adam.h5  fastai's Adam (decoupled weight decay: AdamW) likewise
+  fastai_sched.h5       every group's lr and momentum at every step of fit_one_cycle(2,
+                        slice(1e-4, 1e-2)) and of fine_tune(2), on a 3-group copy of strata's
+                        cnn (1x8x8 inputs, 8 batches an epoch)
   fastai_lr_find.h5     LRFinder's learning rates for the defaults (1e-7, 10, 100) and the four
                         suggestion functions (valley, slide, minimum, steep) on fixed curves
 
@@ -165,6 +168,75 @@ def write_lr_find(fastai_version):
     os.replace(tmp, path)
 
 
+def cnn_learner(fastai_version):
+    """A fastai Learner on a copy of strata's cnn (body children 0-16, cut 17, split 7; head
+    AdaptiveAvgPool2d, Flatten, Linear), 3 groups, 128 random 1x8x8 samples in 8 batches."""
+    import torch
+    import torch.nn as nn
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader
+    from fastai.learner import Learner
+    from fastai.torch_core import params
+    import make_optim_fixtures as mo
+
+    def cbr(i, o):
+        return [nn.Conv2d(i, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+    torch.manual_seed(5)
+    body = nn.Sequential(*cbr(1, 32), *cbr(32, 32), nn.MaxPool2d(2, 2), *cbr(32, 64),
+                         *cbr(64, 64), nn.MaxPool2d(2, 2), *cbr(64, 128))
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 3))
+    model = mo.BodyHead(body, head)
+    gen = torch.Generator().manual_seed(6)
+    xs = torch.randn(128, 1, 8, 8, generator=gen)
+    ys = torch.randint(0, 3, (128,), generator=gen)
+    data = list(zip(xs, ys))
+    dls = DataLoaders(DataLoader(data, bs=16, shuffle=False, drop_last=True),
+                      DataLoader(data[:32], bs=16))
+    split = lambda m: [params(m.body[:7]), params(m.body[7:]), params(m.head)]
+    import tempfile
+    return Learner(dls, model, loss_func=nn.CrossEntropyLoss(), splitter=split,
+                   path=tempfile.mkdtemp())
+
+
+def write_sched(fastai_version):
+    """Per-step lr and mom of every group, recorded after ParamScheduler set them."""
+    import numpy as np
+    from fastai.callback.core import Callback
+    from fixture_util import h5_create, h5_group
+
+    class Record(Callback):
+        order = 70  # after ParamScheduler (60)
+
+        def __init__(self):
+            self.lr, self.mom = [], []
+
+        def before_batch(self):
+            if self.training:
+                self.lr.append([h["lr"] for h in self.opt.hypers])
+                self.mom.append([h["mom"] for h in self.opt.hypers])
+
+    path = os.path.join(OUT, "fastai_sched.h5")
+    tmp = path + ".tmp"
+    with h5_create(tmp) as f:
+        f.attrs["fastai_version"] = fastai_version
+        f.attrs["description"] = ("fastai %s: lr and mom (steps, 3 groups) of every training "
+                                  "step of fit_one_cycle(2, slice(1e-4, 1e-2)) and of "
+                                  "fine_tune(2) (base_lr 2e-3), 8 steps an epoch"
+                                  % fastai_version)
+        f.attrs["steps_per_epoch"] = np.int64(8)
+        for name in ("fit_one_cycle", "fine_tune"):
+            learn = cnn_learner(fastai_version)
+            rec = Record()
+            if name == "fit_one_cycle":
+                learn.fit_one_cycle(2, slice(1e-4, 1e-2), cbs=rec)
+            else:
+                learn.fine_tune(2, cbs=rec)
+            g = h5_group(f, name)
+            g.create_dataset("lr", data=np.array(rec.lr, dtype=np.float64))
+            g.create_dataset("mom", data=np.array(rec.mom, dtype=np.float64))
+    os.replace(tmp, path)
+
+
 def main():
     ensure_venv()
     sys.path.insert(0, HERE)
@@ -175,7 +247,9 @@ def main():
     write_optim("fastai_optim_sgd.h5", "sgd", fastai.__version__, seed=11)
     write_optim("fastai_optim_adam.h5", "adam", fastai.__version__, seed=12)
     write_lr_find(fastai.__version__)
-    for fn in ("fastai_optim_sgd.h5", "fastai_optim_adam.h5", "fastai_lr_find.h5"):
+    write_sched(fastai.__version__)
+    for fn in ("fastai_optim_sgd.h5", "fastai_optim_adam.h5", "fastai_lr_find.h5",
+               "fastai_sched.h5"):
         print("%-24s %8d bytes (fastai %s)" % (fn, os.path.getsize(os.path.join(OUT, fn)),
                                                fastai.__version__))
 

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nn/nn.h"
 #include "tests/fixture_h5.h"
@@ -572,6 +573,78 @@ static void test_true_wd_differs_from_torch(void **state)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Schedules against fastai's fit_one_cycle and fine_tune (tests/fixtures/fastai_sched.h5):
+ * every group's lr and momentum at every step, 8 steps an epoch, 3 groups.
+ */
+
+/* Checks steps [t0, t0 + n) of a recording against one phase: max lr per group from hp and
+ * a one-cycle schedule s over total steps. */
+static void check_phase_sched(const float *lr, const float *mom, int t0, int n,
+                              const io_hparam *hp, const io_schedule *cs, const char *what)
+{
+    float max_lr[3], base[3] = {0.9f, 0.9f, 0.9f};
+    NN_CHECK(trainer_hparam_expand(max_lr, 3, hp->kind, hp->v, hp->n, what));
+    trainer_sched s;
+    trainer_sched_default(&s, TRAINER_SCHED_ONE_CYCLE);
+    s.pct_start = cs->pct_start;
+    s.div = cs->div;
+    s.div_final = cs->div_final;
+    memcpy(s.moms, cs->moms, sizeof s.moms);
+    for (int t = 0; t < n; t++) {
+        float l[3], m[3];
+        trainer_sched_fill(l, m, &s, max_lr, base, 3, t, n);
+        for (int g = 0; g < 3; g++) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "%s step %d group %d lr", what, t0 + t, g);
+            check_close(l[g], lr[(t0 + t) * 3 + g], 1e-6, msg);
+            snprintf(msg, sizeof msg, "%s step %d group %d mom", what, t0 + t, g);
+            check_close(m[g], mom[(t0 + t) * 3 + g], 1e-6, msg);
+        }
+    }
+}
+
+static void test_sched_vs_fastai(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/fastai_sched.h5", STRATA_FIXTURES);
+    fx_file *fx;
+    assert_int_equal(fx_open(&fx, path), 0);
+    float *lr, *mom;
+    int dims[4], nd;
+    /* fit_one_cycle(2, slice(1e-4, 1e-2)): one phase of 16 steps, fastai's defaults. */
+    assert_int_equal(fx_read_f32(fx, "/fit_one_cycle/lr", &lr, dims, &nd), 0);
+    assert_true(dims[0] == 16 && dims[1] == 3);
+    assert_int_equal(fx_read_f32(fx, "/fit_one_cycle/mom", &mom, NULL, NULL), 0);
+    io_config c;
+    NN_CHECK(io_config_default(&c, "cnn"));
+    io_hparam sl = {IO_HP_SLICE2, {1e-4, 1e-2}, 2, 0};
+    check_phase_sched(lr, mom, 0, 16, &sl, &c.schedule, "fit_one_cycle");
+    free(lr);
+    free(mom);
+    /* fine_tune(2): the preset as the config expands it, 8 frozen steps then 16. */
+    char cfgpath[] = "/tmp/strata_test_optim_XXXXXX";
+    int fd = mkstemp(cfgpath);
+    assert_true(fd >= 0);
+    const char *yaml = "model: {arch: cnn}\ntrain: {preset: fine_tune, epochs: 2}\n";
+    assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    close(fd);
+    NN_CHECK(io_config_load(&c, cfgpath, NULL, 0));
+    unlink(cfgpath);
+    assert_int_equal(c.train.nphases, 2);
+    assert_int_equal(fx_read_f32(fx, "/fine_tune/lr", &lr, dims, &nd), 0);
+    assert_true(dims[0] == 24 && dims[1] == 3);
+    assert_int_equal(fx_read_f32(fx, "/fine_tune/mom", &mom, NULL, NULL), 0);
+    const io_phase *p0 = &c.train.phases[0], *p1 = &c.train.phases[1];
+    check_phase_sched(lr, mom, 0, 8 * p0->epochs, &p0->lr, &p0->schedule, "fine_tune frozen");
+    check_phase_sched(lr, mom, 8, 8 * p1->epochs, &p1->lr, &p1->schedule, "fine_tune unfrozen");
+    print_message("[fastai_sched.h5] fit_one_cycle 16 steps, fine_tune 8 + 16 steps: every "
+                  "group's lr and momentum within 1e-6\n");
+    free(lr);
+    free(mom);
+    fx_close(fx);
+}
+
+/* ---------------------------------------------------------------------------------------
  * The learning-rate finder against fastai's LRFinder and suggestion functions
  * (tests/fixtures/fastai_lr_find.h5).
  */
@@ -921,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_adamw_vs_fastai),
         cmocka_unit_test(test_true_wd_differs_from_torch),
         cmocka_unit_test(test_lr_find_vs_fastai),
+        cmocka_unit_test(test_sched_vs_fastai),
         cmocka_unit_test(test_frozen_group_sgd),
         cmocka_unit_test(test_frozen_group_adamw),
         cmocka_unit_test(test_train_bn_adamw_steps),
