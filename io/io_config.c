@@ -1042,10 +1042,12 @@ static int read_hparam(const cfg_node *n, const char *path, int which, int allow
                 return node_fail(NN_EINVAL, n, path, "bad slice: expected 'slice(b)' or "
                                  "'slice(a, b)' with numbers a and b");
             for (int i = 0; i < count; i++)
-                if ((rc = hp_check(n, path, which, h.v[i])) < 0) return rc;
-            if (count == 2 && !(h.v[0] > 0 && h.v[1] > 0))
+                if (!(count == 2 && i == 0 && h.v[0] == 0.0)) /* slice(0, b): see below */
+                    if ((rc = hp_check(n, path, which, h.v[i])) < 0) return rc;
+            /* fastai reads slice(0, b) as slice(b); otherwise the series is geometric. */
+            if (count == 2 && !(h.v[0] >= 0 && h.v[1] > 0))
                 return node_fail(NN_ERANGE, n, path, "slice(a, b) is a geometric series: a and "
-                                 "b must be > 0");
+                                 "b must be > 0 (or a = 0, which fastai reads as slice(b))");
             h.kind = count == 1 ? IO_HP_SLICE1 : IO_HP_SLICE2;
             h.n = count;
         } else {
@@ -1160,6 +1162,9 @@ int io_config_default(io_config *cfg, const char *arch)
     str_set(cfg->optimizer.type, sizeof cfg->optimizer.type, "sgd");
     cfg->optimizer.beta2 = 0.99;
     cfg->optimizer.eps = 1e-8;
+    cfg->optimizer.true_wd = 1;
+    cfg->optimizer.clear_state = 1;
+    cfg->groups.train_bn = 1;
 
     io_schedule_default(&cfg->schedule);
 
@@ -1203,9 +1208,10 @@ static const char *const root_keys[] = {"model", "groups", "optimizer", "schedul
                                         "train", "comm", "checkpoint", "run", NULL};
 static const char *const model_keys[] = {"arch", "cut", "split", "head", "classes", "input",
                                          "widths", "small_stem", "init_from", "engine", NULL};
-static const char *const groups_keys[] = {"lr", "wd", "momentum", "freeze_to", "train_bn", NULL};
+static const char *const groups_keys[] = {"lr", "wd", "momentum", "freeze_to", "train_bn",
+                                          "bn_freeze", NULL};
 static const char *const optimizer_keys[] = {"type", "nesterov", "beta2", "eps", "decay_bn_bias",
-                                             NULL};
+                                             "true_wd", "clear_state", NULL};
 static const char *const schedule_keys[] = {"type", "pct_start", "div", "div_final", "moms",
                                             "step_gamma", "step_epochs", "final_div", NULL};
 static const char *const data_keys[] = {"train", "valid", "dir", "batch_size", "augment", "mean",
@@ -1336,6 +1342,15 @@ static int conv_groups(io_config *cfg, const cfg_node *root)
     KEYPATH(kp, path, "train_bn");
     if ((v = GET(m, "train_bn")) != NULL)
         if ((rc = read_bool(v, kp, &cfg->groups.train_bn)) < 0) return rc;
+    KEYPATH(kp, path, "bn_freeze");
+    if ((v = GET(m, "bn_freeze")) != NULL) {
+        if ((rc = read_bool(v, kp, &cfg->groups.bn_freeze)) < 0) return rc;
+        /* fastai's BnFreeze fixes only BatchNorm whose parameters are frozen. */
+        if (cfg->groups.bn_freeze && cfg->groups.train_bn)
+            return node_fail(NN_EINVAL, v, kp, "fixes the BatchNorm of frozen groups, but "
+                             "groups.train_bn is true (the default), which trains it; set "
+                             "groups.train_bn: false as well");
+    }
     return 0;
 }
 
@@ -1362,6 +1377,17 @@ static int conv_optimizer(io_config *cfg, const cfg_node *root)
     KEYPATH(kp, path, "decay_bn_bias");
     if ((v = GET(m, "decay_bn_bias")) != NULL)
         if ((rc = read_bool(v, kp, &cfg->optimizer.decay_bn_bias)) < 0) return rc;
+    KEYPATH(kp, path, "true_wd");
+    if ((v = GET(m, "true_wd")) != NULL) {
+        if ((rc = read_bool(v, kp, &cfg->optimizer.true_wd)) < 0) return rc;
+        if (!cfg->optimizer.true_wd && strcmp(cfg->optimizer.type, "adamw") == 0)
+            return node_fail(NN_EINVAL, v, kp, "false selects torch.optim.SGD's coupled L2 "
+                             "decay for sgd; adamw always decouples its weight decay (optimizer."
+                             "type is adamw)");
+    }
+    KEYPATH(kp, path, "clear_state");
+    if ((v = GET(m, "clear_state")) != NULL)
+        if ((rc = read_bool(v, kp, &cfg->optimizer.clear_state)) < 0) return rc;
     return 0;
 }
 
@@ -1977,7 +2003,8 @@ int io_config_write(const io_config *cfg, FILE *f)
     put_hparam(f, 2, "wd", &cfg->groups.wd, NULL);
     put_hparam(f, 2, "momentum", &cfg->groups.momentum, NULL);
     put_int(f, 2, "freeze_to", cfg->groups.freeze_to, NULL);
-    put_bool(f, 2, "train_bn", cfg->groups.train_bn, NULL);
+    put_bool(f, 2, "train_bn", cfg->groups.train_bn, "BatchNorm parameters of frozen groups train");
+    put_bool(f, 2, "bn_freeze", cfg->groups.bn_freeze, "BatchNorm of frozen groups in eval mode");
 
     fprintf(f, "optimizer:\n");
     put_kv(f, 2, "type", cfg->optimizer.type, "sgd or adamw");
@@ -1985,6 +2012,8 @@ int io_config_write(const io_config *cfg, FILE *f)
     put_double(f, 2, "beta2", cfg->optimizer.beta2, "adamw");
     put_double(f, 2, "eps", cfg->optimizer.eps, "adamw");
     put_bool(f, 2, "decay_bn_bias", cfg->optimizer.decay_bn_bias, NULL);
+    put_bool(f, 2, "true_wd", cfg->optimizer.true_wd, "sgd: decoupled decay; false: L2");
+    put_bool(f, 2, "clear_state", cfg->optimizer.clear_state, "at a phase's freeze_to");
 
     fprintf(f, "schedule:\n");
     put_schedule(f, 2, &cfg->schedule);

@@ -90,7 +90,11 @@ typedef struct io_config {
     struct {
         io_hparam lr, wd, momentum; /* defaults: scalars 1e-3, 0.01, 0.9 */
         int freeze_to;              /* fastai's freeze_to(n) before training (0) */
-        int train_bn;               /* BatchNorm in frozen groups keeps training (false) */
+        int train_bn;               /* BatchNorm parameters in frozen groups train, fastai
+                                       v2's Learner default (true) */
+        int bn_freeze;              /* BatchNorm of frozen groups in eval mode, its running
+                                       statistics fixed: fastai's BnFreeze callback, fastai
+                                       0.7's default; needs train_bn false (false) */
     } groups;
     struct {
         char type[16];     /* sgd (default), adamw */
@@ -98,6 +102,10 @@ typedef struct io_config {
         double beta2;      /* adamw: 0.99 (fastai's); beta1 is groups.momentum */
         double eps;        /* adamw: 1e-8 (PyTorch's; fastai uses 1e-5) */
         int decay_bn_bias; /* weight decay on BatchNorm parameters and biases too (false) */
+        int true_wd;       /* sgd: decoupled weight decay p *= 1 - lr wd, fastai's SGD (true);
+                              false: coupled L2 as torch.optim.SGD. adamw: must be true */
+        int clear_state;   /* clear the optimizer state at every phase that gives its own
+                              freeze_to, as fastai's Learner.freeze_to does (true) */
     } optimizer;
     io_schedule schedule;
     struct {

@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""Draws the learning-rate finder's curve: plot_lr_find.py CSV PNG [SUGGESTED_LR].
+"""Draws the learning-rate finder's curve: plot_lr_find.py CSV PNG [NAME=LR:AT_LR:AT_LOSS ...].
 
 Reads the CSV that `strata lr-find` writes (lr, loss, smoothed_loss) and plots the smoothed
-loss against the learning rate on a log axis, with the suggestion marked. Uses Debian's
-python3-matplotlib with the non-interactive Agg backend.
+loss against the learning rate on a log axis, with each suggestion marked as fastai's
+plot_lr_find marks it: a dot at (AT_LR, AT_LOSS) labelled with its name and LR (valley,
+slide, minimum, steep; the first is the suggestion). A bare number is drawn as a vertical
+line. Uses Debian's python3-matplotlib with the non-interactive Agg backend.
 """
 import csv
 import sys
@@ -15,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def main(argv):
-    if len(argv) not in (3, 4):
-        print("usage: plot_lr_find.py CSV PNG [SUGGESTED_LR]", file=sys.stderr)
+    if len(argv) < 3:
+        print("usage: plot_lr_find.py CSV PNG [NAME=LR:AT_LR:AT_LOSS ...]", file=sys.stderr)
         return 2
     lrs, raw, smooth = [], [], []
     with open(argv[1], newline="") as f:
@@ -30,9 +32,16 @@ def main(argv):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(lrs, raw, color="0.75", linewidth=0.8, label="loss")
     ax.plot(lrs, smooth, color="C0", linewidth=1.8, label="smoothed loss")
-    if len(argv) == 4:
-        s = float(argv[3])
-        ax.axvline(s, color="C3", linestyle="--", label=f"suggested lr {s:.2e}")
+    for i, arg in enumerate(argv[3:]):
+        color = f"C{i + 1}"
+        if "=" not in arg:
+            s = float(arg)
+            ax.axvline(s, color=color, linestyle="--", label=f"suggested lr {s:.2e}")
+            continue
+        name, vals = arg.split("=", 1)
+        lr, at_lr, at_loss = (float(v) for v in vals.split(":"))
+        label = f"{name} {lr:.2e}" + (" (the suggestion)" if i == 0 else "")
+        ax.plot([at_lr], [at_loss], "o", color=color, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (every layer group)")
     ax.set_ylabel("training loss")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Transfer learning: model.init_from loads a trained body by parameter name under a new head
 # (here a linear head in place of fastai's) and says what was loaded and what is new; with
-# the body frozen (BatchNorm fixed) the body after training is bitwise the checkpoint's.
+# the body frozen and its BatchNorm fixed (train_bn false, bn_freeze true: fastai 0.7) the body
+# after training is bitwise the checkpoint's.
 # A checkpoint of another architecture is refused, naming the parameter it lacks.
 # Usage: ckpt_init_from.sh STRATA CONFIG   (CONFIG: tests/configs/resume.yaml)
 set -uo pipefail
@@ -12,7 +13,7 @@ fails=0
 "$strata" train "$config" --set run.dir="$dir/src" > "$dir/src.log" 2>&1 || { cat "$dir/src.log"; echo "FAIL: source run"; exit 1; }
 src="$dir/src/checkpoints/$(cat "$dir/src/checkpoints/latest")"
 "$strata" train "$config" --set run.dir="$dir/new" --set model.init_from="$src" --set model.head=linear \
-    --set groups.train_bn=false --set 'train.phases=[{name: head, epochs: 1, freeze_to: -1}]' > "$dir/new.log" 2>&1 ||
+    --set groups.train_bn=false --set groups.bn_freeze=true --set 'train.phases=[{name: head, epochs: 1, freeze_to: -1}]' > "$dir/new.log" 2>&1 ||
     { cat "$dir/new.log"; echo "FAIL: init_from run"; exit 1; }
 if grep -q "model.init_from .*(cnn): loaded the body, 15 tensors (139168 values) by name; new: the head, 2 tensors (516 values)" "$dir/new.log"; then
     echo "ok: init_from reports what it loaded and what is new"

@@ -295,7 +295,8 @@ static void test_train_phases(void **state)
     free(m);
 }
 
-/* lr-find: a geometric sweep from --start to --end, the CSV and PNG written, the model
+/* lr-find: fastai's geometric sweep from --start towards --end, its four suggestions printed,
+ * the CSV and PNG written, the model
  * restored exactly (strata checks the validation loss before and after). */
 static void test_lr_find(void **state)
 {
@@ -308,6 +309,9 @@ static void test_lr_find(void **state)
     if (st != 0) print_error("%s\n", out);
     assert_int_equal(st, 0);
     assert_non_null(strstr(out, "suggested lr"));
+    assert_non_null(strstr(out, "(valley, fastai's default); also slide"));
+    assert_non_null(strstr(out, ", minimum "));
+    assert_non_null(strstr(out, ", steep "));
     assert_non_null(strstr(out, "weights restored"));
     free(out);
     char path[600];
@@ -317,7 +321,8 @@ static void test_lr_find(void **state)
     double lr0 = atof(csv + 22);
     assert_float_equal(lr0, 1e-5, 1e-9);
     const char *second = strchr(csv + 22, '\n') + 1;
-    assert_float_equal(atof(second), 1e-5 * pow(1e7, 1.0 / 39), 1e-9);
+    /* fastai's sweep: lr_k = start (end/start)^(k/num_it), so the step is 1/40, not 1/39. */
+    assert_float_equal(atof(second), 1e-5 * pow(1e7, 1.0 / 40), 1e-12);
     free(csv);
     snprintf(path, sizeof path, "%s/lr_find.png", dir);
     FILE *f = fopen(path, "rb");

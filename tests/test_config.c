@@ -159,7 +159,10 @@ static void test_defaults(void **state)
     assert_int_equal(c.groups.momentum.kind, IO_HP_SCALAR);
     assert_true(c.groups.momentum.v[0] == 0.9);
     assert_int_equal(c.groups.freeze_to, 0);
-    assert_int_equal(c.groups.train_bn, 0);
+    assert_int_equal(c.groups.train_bn, 1); /* fastai v2's Learner default */
+    assert_int_equal(c.groups.bn_freeze, 0);
+    assert_int_equal(c.optimizer.true_wd, 1);
+    assert_int_equal(c.optimizer.clear_state, 1);
 
     assert_string_equal(c.optimizer.type, "sgd");
     assert_int_equal(c.optimizer.nesterov, 0);
@@ -458,7 +461,7 @@ static void test_error_unknown_key(void **state)
     /* Nothing close: the keys that are known there. */
     assert_int_equal(load(&c, "model: {arch: cnn}\ngroups:\n  learning_rate: 0.1\n"), NN_EINVAL);
     expect_exact("3: groups.learning_rate: unknown key; known keys here: lr, wd, momentum, "
-                 "freeze_to, train_bn (got '0.1')");
+                 "freeze_to, train_bn, bn_freeze (got '0.1')");
 
     /* Deep inside: a phase's schedule. */
     assert_int_equal(load(&c, "model: {arch: cnn}\ntrain:\n  phases:\n    - epochs: 1\n"
@@ -496,6 +499,18 @@ static void test_error_wrong_type(void **state)
 
     assert_int_equal(load(&c, "model: {arch: cnn}\ngroups:\n  train_bn: maybe\n"), NN_EINVAL);
     expect_exact("3: groups.train_bn: expected true or false (got 'maybe')");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ngroups:\n  bn_freeze: true\n"), NN_EINVAL);
+    expect_exact("3: groups.bn_freeze: fixes the BatchNorm of frozen groups, but groups.train_bn "
+                 "is true (the default), which trains it; set groups.train_bn: false as well "
+                 "(got 'true')");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ngroups: {train_bn: false, bn_freeze: true}\n"), 0);
+    assert_int_equal(c.groups.bn_freeze, 1);
+    assert_int_equal(load(&c, "model: {arch: cnn}\noptimizer:\n  type: adamw\n  true_wd: false\n"),
+                     NN_EINVAL);
+    expect_exact("4: optimizer.true_wd: false selects torch.optim.SGD's coupled L2 decay for sgd; "
+                 "adamw always decouples its weight decay (optimizer.type is adamw) (got 'false')");
+    assert_int_equal(load(&c, "model: {arch: cnn}\noptimizer: {true_wd: false, clear_state: false}\n"), 0);
+    assert_true(c.optimizer.true_wd == 0 && c.optimizer.clear_state == 0);
 
     assert_int_equal(load(&c, "model: {arch: cnn}\nschedule:\n  div: fast\n"), NN_EINVAL);
     expect_exact("3: schedule.div: expected a number (got 'fast')");
@@ -870,12 +885,15 @@ static void test_hparams(void **state)
         {"groups.lr=0", NN_ERANGE, 0, 0, {0},
          "--set groups.lr=0: groups.lr: a learning rate must be > 0 (got '0')"},
         {"groups.lr=slice(-1e-3)", NN_ERANGE, 0, 0, {0}, NULL},
-        {"groups.lr=slice(0, 1e-3)", NN_ERANGE, 0, 0, {0}, NULL},
+        /* fastai reads slice(0, b) as slice(b); the form is kept as written. */
+        {"groups.lr=slice(0, 1e-3)", 0, IO_HP_SLICE2, 2, {0, 1e-3}, NULL},
+        {"groups.lr=slice(-1e-3, 1e-3)", NN_ERANGE, 0, 0, {0}, NULL},
         {"groups.wd=-0.1", NN_ERANGE, 0, 0, {0},
          "--set groups.wd=-0.1: groups.wd: a weight decay must be >= 0 (got '-0.1')"},
-        {"groups.wd=slice(0, 0.1)", NN_ERANGE, 0, 0, {0},
-         "--set groups.wd=slice(0, 0.1): groups.wd: slice(a, b) is a geometric series: a and "
-         "b must be > 0 (got 'slice(0, 0.1)')"},
+        {"groups.wd=slice(0, 0.1)", 0, IO_HP_SLICE2, 2, {0, 0.1}, NULL},
+        {"groups.wd=slice(0, 0)", NN_ERANGE, 0, 0, {0},
+         "--set groups.wd=slice(0, 0): groups.wd: slice(a, b) is a geometric series: a and "
+         "b must be > 0 (or a = 0, which fastai reads as slice(b)) (got 'slice(0, 0)')"},
         {"groups.momentum=1", NN_ERANGE, 0, 0, {0},
          "--set groups.momentum=1: groups.momentum: a momentum must be in [0, 1) (got '1')"},
         {"groups.momentum=[0.9, -0.1]", NN_ERANGE, 0, 0, {0}, NULL},

@@ -4,6 +4,9 @@
  * - fastai's expansion rules (scalar, list, slice(b), slice(a, b)) and their errors;
  * - one_cycle, cosine, step and constant schedules at chosen steps, against values written
  *   out here from fastai v2's formulas (never computed by the code under test);
+ * - fastai's SGD (true weight decay) and Adam against fastai 2.8.12's own steps, and its
+ *   lr_find sweep and four suggestions (tests/fixtures/fastai_*.h5, written by
+ *   tests/make_fastai_fixtures.py); clear_state; BatchNorm modes of frozen groups;
  * - SGD, SGD with Nesterov momentum and AdamW against PyTorch: tests/fixtures/optim_*.h5
  *   (written by tests/make_optim_fixtures.py) hold a start, five steps of fixed gradients with
  *   per-step, per-group lr / momentum / weight decay, and torch.optim's parameters after each
@@ -23,9 +26,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nn/nn.h"
 #include "tests/fixture_h5.h"
+#include "trainer/trainer.h" /* trainer_bn_mode */
 #include "trainer/trainer_optim.h"
 
 #define PI 3.14159265358979323846
@@ -163,6 +168,17 @@ static void test_hparam_slices(void **state)
 }
 
 /* One group: slice(a, b) gives b, slice(b) gives b, a list needs one value. */
+/* fastai's set_hyper: a one-element list is broadcast, slice(0, b) is slice(b). */
+static void test_hparam_fastai_forms(void **state)
+{
+    float out[3];
+    const double one[1] = {0.01}, zero_b[2] = {0.0, 1e-3};
+    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_LIST, one, 1, "groups.lr"));
+    assert_true(out[0] == 0.01f && out[1] == 0.01f && out[2] == 0.01f);
+    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_SLICE2, zero_b, 2, "groups.lr"));
+    assert_true(out[0] == (float)1e-4 && out[1] == (float)1e-4 && out[2] == 1e-3f);
+}
+
 static void test_hparam_one_group(void **state)
 {
     float out[1];
@@ -203,15 +219,15 @@ static void test_hparam_errors(void **state)
                     "groups.lr");
     expect_hp_error(NN_ERANGE, "slice(b) takes 1 value, got 2", 3, TRAINER_HP_SLICE1, v, 2,
                     "groups.lr");
-    const double zero_b[2] = {0.0, 1e-3}, mixed[2] = {-1e-3, 1e-3};
-    expect_hp_error(NN_ERANGE, "slice(0, 0.001)", 3, TRAINER_HP_SLICE2, zero_b, 2, "groups.lr");
+    const double mixed[2] = {-1e-3, 1e-3}, zero_b[2] = {1e-3, 0.0};
+    expect_hp_error(NN_ERANGE, "slice(0.001, 0)", 3, TRAINER_HP_SLICE2, zero_b, 2, "groups.lr");
     expect_hp_error(NN_ERANGE, "slice(-0.001, 0.001)", 3, TRAINER_HP_SLICE2, mixed, 2,
                     "groups.lr");
     const double inf[1] = {INFINITY};
     expect_hp_error(NN_ERANGE, "not finite", 3, TRAINER_HP_SCALAR, inf, 1, "groups.lr");
     expect_hp_error(NN_EINVAL, "unknown kind 5", 3, 5, v, 1, "groups.lr");
     expect_hp_error(NN_ERANGE, "0 layer groups", 0, TRAINER_HP_SCALAR, v, 1, "groups.lr");
-    expect_hp_error(NN_ERANGE, "value: expected 3 values", 3, TRAINER_HP_LIST, v, 1, NULL);
+    expect_hp_error(NN_ERANGE, "value: expected 3 values", 3, TRAINER_HP_LIST, v, 2, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -442,7 +458,7 @@ static int check_param(void *ud, const char *name, nn_param *p)
 
 /* Runs one fixture: the same start, the same gradients and hyperparameters, every step
  * compared. */
-static void run_fixture(const char *file, int type)
+static void run_fixture_ex(const char *file, int type, int true_wd, int expect_mismatch)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", STRATA_FIXTURES, file);
@@ -479,6 +495,15 @@ static void run_fixture(const char *file, int type)
 
     trainer_opt o;
     NN_CHECK(trainer_opt_init(&o, m, type, (int)nesterov, beta2[0], eps[0], (int)decay_bn_bias));
+    if (true_wd && !expect_mismatch) { /* fastai's fixtures say so, and which fastai wrote them */
+        int64_t tw = 0;
+        char version[32];
+        assert_int_equal(fx_read_attr_i64(r.fx, "true_wd", &tw, 1, NULL), 0);
+        assert_int_equal(fx_read_attr_str(r.fx, "fastai_version", version, sizeof version), 0);
+        assert_int_equal(tw, 1);
+        print_message("[%s] fastai %s\n", file, version);
+    }
+    o.true_wd = true_wd; /* 0: torch.optim's coupled L2, what the PyTorch fixtures model */
     for (int k = 0; k < steps; k++) {
         r.step = k;
         NN_CHECK(nn_model_visit_params(m, load_grad, &r));
@@ -497,22 +522,203 @@ static void run_fixture(const char *file, int type)
     free(mom);
     free(wd);
     fx_close(r.fx);
-    assert_int_equal(r.failures, 0);
+    if (expect_mismatch) {
+        print_message("[%s] the mismatches above are expected: true_wd %d is the other decay\n",
+                      file, true_wd);
+        assert_true(r.failures > 0);
+    } else {
+        assert_int_equal(r.failures, 0);
+    }
+}
+
+/* One fixture, every parameter at every step within tolerance. */
+static void run_fixture(const char *file, int type, int true_wd)
+{
+    run_fixture_ex(file, type, true_wd, 0);
 }
 
 static void test_sgd_vs_torch(void **state)
 {
-    run_fixture("optim_sgd.h5", TRAINER_OPT_SGD);
+    run_fixture("optim_sgd.h5", TRAINER_OPT_SGD, 0);
 }
 
 static void test_sgd_nesterov_vs_torch(void **state)
 {
-    run_fixture("optim_sgd_nesterov.h5", TRAINER_OPT_SGD);
+    run_fixture("optim_sgd_nesterov.h5", TRAINER_OPT_SGD, 0);
 }
 
 static void test_adamw_vs_torch(void **state)
 {
-    run_fixture("optim_adamw.h5", TRAINER_OPT_ADAMW);
+    run_fixture("optim_adamw.h5", TRAINER_OPT_ADAMW, 0);
+}
+
+/* fastai's own SGD (true weight decay; its momentum buffer also moves at momentum 0, which
+ * step 2 of group 0 has) and Adam (decoupled decay), tests/make_fastai_fixtures.py. */
+static void test_sgd_true_wd_vs_fastai(void **state)
+{
+    run_fixture("fastai_optim_sgd.h5", TRAINER_OPT_SGD, 1);
+}
+
+static void test_adamw_vs_fastai(void **state)
+{
+    run_fixture("fastai_optim_adam.h5", TRAINER_OPT_ADAMW, 1);
+}
+
+/* Each fixture tells the two decays apart: fastai's SGD under torch's L2 and torch's SGD
+ * under fastai's true weight decay both miss (run_fixture with expect_mismatch). */
+static void test_true_wd_differs_from_torch(void **state)
+{
+    run_fixture_ex("optim_sgd.h5", TRAINER_OPT_SGD, 1, 1);
+    run_fixture_ex("fastai_optim_sgd.h5", TRAINER_OPT_SGD, 0, 1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Schedules against fastai's fit_one_cycle and fine_tune (tests/fixtures/fastai_sched.h5):
+ * every group's lr and momentum at every step, 8 steps an epoch, 3 groups.
+ */
+
+/* Checks steps [t0, t0 + n) of a recording against one phase: max lr per group from hp and
+ * a one-cycle schedule s over total steps. */
+static void check_phase_sched(const float *lr, const float *mom, int t0, int n,
+                              const io_hparam *hp, const io_schedule *cs, const char *what)
+{
+    float max_lr[3], base[3] = {0.9f, 0.9f, 0.9f};
+    NN_CHECK(trainer_hparam_expand(max_lr, 3, hp->kind, hp->v, hp->n, what));
+    trainer_sched s;
+    trainer_sched_default(&s, TRAINER_SCHED_ONE_CYCLE);
+    s.pct_start = cs->pct_start;
+    s.div = cs->div;
+    s.div_final = cs->div_final;
+    memcpy(s.moms, cs->moms, sizeof s.moms);
+    for (int t = 0; t < n; t++) {
+        float l[3], m[3];
+        trainer_sched_fill(l, m, &s, max_lr, base, 3, t, n);
+        for (int g = 0; g < 3; g++) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "%s step %d group %d lr", what, t0 + t, g);
+            check_close(l[g], lr[(t0 + t) * 3 + g], 1e-6, msg);
+            snprintf(msg, sizeof msg, "%s step %d group %d mom", what, t0 + t, g);
+            check_close(m[g], mom[(t0 + t) * 3 + g], 1e-6, msg);
+        }
+    }
+}
+
+static void test_sched_vs_fastai(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/fastai_sched.h5", STRATA_FIXTURES);
+    fx_file *fx;
+    assert_int_equal(fx_open(&fx, path), 0);
+    float *lr, *mom;
+    int dims[4], nd;
+    /* fit_one_cycle(2, slice(1e-4, 1e-2)): one phase of 16 steps, fastai's defaults. */
+    assert_int_equal(fx_read_f32(fx, "/fit_one_cycle/lr", &lr, dims, &nd), 0);
+    assert_true(dims[0] == 16 && dims[1] == 3);
+    assert_int_equal(fx_read_f32(fx, "/fit_one_cycle/mom", &mom, NULL, NULL), 0);
+    io_config c;
+    NN_CHECK(io_config_default(&c, "cnn"));
+    io_hparam sl = {IO_HP_SLICE2, {1e-4, 1e-2}, 2, 0};
+    check_phase_sched(lr, mom, 0, 16, &sl, &c.schedule, "fit_one_cycle");
+    free(lr);
+    free(mom);
+    /* fine_tune(2): the preset as the config expands it, 8 frozen steps then 16. */
+    char cfgpath[] = "/tmp/strata_test_optim_XXXXXX";
+    int fd = mkstemp(cfgpath);
+    assert_true(fd >= 0);
+    const char *yaml = "model: {arch: cnn}\ntrain: {preset: fine_tune, epochs: 2}\n";
+    assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    close(fd);
+    NN_CHECK(io_config_load(&c, cfgpath, NULL, 0));
+    unlink(cfgpath);
+    assert_int_equal(c.train.nphases, 2);
+    assert_int_equal(fx_read_f32(fx, "/fine_tune/lr", &lr, dims, &nd), 0);
+    assert_true(dims[0] == 24 && dims[1] == 3);
+    assert_int_equal(fx_read_f32(fx, "/fine_tune/mom", &mom, NULL, NULL), 0);
+    const io_phase *p0 = &c.train.phases[0], *p1 = &c.train.phases[1];
+    check_phase_sched(lr, mom, 0, 8 * p0->epochs, &p0->lr, &p0->schedule, "fine_tune frozen");
+    check_phase_sched(lr, mom, 8, 8 * p1->epochs, &p1->lr, &p1->schedule, "fine_tune unfrozen");
+    print_message("[fastai_sched.h5] fit_one_cycle 16 steps, fine_tune 8 + 16 steps: every "
+                  "group's lr and momentum within 1e-6\n");
+    free(lr);
+    free(mom);
+    fx_close(fx);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The learning-rate finder against fastai's LRFinder and suggestion functions
+ * (tests/fixtures/fastai_lr_find.h5).
+ */
+
+static void check_curve(fx_file *fx, const char *name)
+{
+    char path[64], names[64], want[64] = "";
+    float *losses_f, *sug_f, *pts_f, *lrs_f;
+    int dims[4], nd;
+    int64_t num_it;
+    snprintf(path, sizeof path, "/%s/lrs", name);
+    assert_int_equal(fx_read_f32(fx, path, &lrs_f, dims, &nd), 0);
+    const int n = dims[0];
+    snprintf(path, sizeof path, "/%s/losses", name);
+    assert_int_equal(fx_read_f32(fx, path, &losses_f, NULL, NULL), 0);
+    snprintf(path, sizeof path, "/%s/suggestions", name);
+    assert_int_equal(fx_read_f32(fx, path, &sug_f, NULL, NULL), 0);
+    snprintf(path, sizeof path, "/%s/points", name);
+    assert_int_equal(fx_read_f32(fx, path, &pts_f, NULL, NULL), 0);
+    /* The attributes live on the curve's group; the loader reads the root's only, so the
+     * sweep length comes from the name (all curves but "short" are of num_it 100). */
+    num_it = !strcmp(name, "short") ? 40 : 100;
+    double *lrs = malloc(sizeof(double) * n), *losses = malloc(sizeof(double) * n);
+    for (int i = 0; i < n; i++) {
+        /* The fixture's lrs are fastai's, float64; re-derive them exactly from the sweep. */
+        lrs[i] = trainer_lr_find_lr(1e-7, 10.0, i, (int)num_it);
+        check_close(lrs[i], lrs_f[i], 1e-6, "curve lr");
+        losses[i] = losses_f[i];
+    }
+    trainer_lr_suggestion s[TRAINER_NSUGGEST];
+    NN_CHECK(trainer_lr_suggest(s, lrs, losses, n, (int)num_it));
+    for (int k = 0; k < TRAINER_NSUGGEST; k++) {
+        char what[96];
+        snprintf(what, sizeof what, "%s: %s", name, s[k].name);
+        strcat(want, k ? "," : "");
+        strcat(want, s[k].name);
+        assert_true(s[k].ok);
+        check_close(s[k].lr, sug_f[k], 2e-6, what); /* fastai rounds lrs to float32 */
+        check_close(s[k].at_lr, pts_f[2 * k], 2e-6, what);
+        check_close(s[k].at_loss, pts_f[2 * k + 1], 1e-5, what);
+        print_message("[fastai_lr_find.h5] %s: %s %.6g (fastai %.6g)\n", name, s[k].name,
+                      s[k].lr, (double)sug_f[k]);
+    }
+    (void)names;
+    free(lrs);
+    free(losses);
+    free(lrs_f);
+    free(losses_f);
+    free(sug_f);
+    free(pts_f);
+}
+
+static void test_lr_find_vs_fastai(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/fastai_lr_find.h5", STRATA_FIXTURES);
+    fx_file *fx;
+    assert_int_equal(fx_open(&fx, path), 0);
+    float *sweep;
+    int dims[4], nd;
+    assert_int_equal(fx_read_f32(fx, "/sweep_lrs", &sweep, dims, &nd), 0);
+    assert_int_equal(dims[0], 100);
+    for (int k = 0; k < 100; k++)
+        check_close(trainer_lr_find_lr(1e-7, 10.0, k, 100), sweep[k], 1e-6, "sweep lr");
+    assert_true(fabs(trainer_lr_find_lr(1e-7, 10.0, 99, 100) - 8.3176377) < 1e-6); /* not 10 */
+    const char *curves[] = {"full", "stopped", "noisy", "short"};
+    for (int i = 0; i < 4; i++) check_curve(fx, curves[i]);
+    /* Too few points for fastai's window: an error naming the counts, not a guess. */
+    trainer_lr_suggestion s[TRAINER_NSUGGEST];
+    const double l3[3] = {1e-3, 1e-2, 1e-1}, v3[3] = {1.0, 0.9, 2.0};
+    assert_int_equal(trainer_lr_suggest(s, l3, v3, 3, 100), NN_ERANGE);
+    assert_non_null(strstr(nn_errmsg(), "3 points recorded"));
+    free(sweep);
+    fx_close(fx);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -575,6 +781,78 @@ static void test_frozen_group_adamw(void **state)
 /* With train_bn, BatchNorm in a frozen group trains (fastai v1/v2) and keeps its own AdamW
  * step count: after unfreezing, the group's other parameters take their first step with
  * bias correction for t = 1, as PyTorch's per-parameter step counts would have it. */
+/* fastai's opt.clear_state() at a freeze change: after 3 frozen AdamW steps (the body's
+ * BatchNorm training, train_bn) and a clear, every count is 0 and every state zero, so the
+ * first unfrozen step equals a fresh optimizer's step from the same weights: the step
+ * counts are then [1, 1, 1] as in fastai, not [1, 1, 4] (issue 18). */
+static void test_clear_state_at_unfreeze(void **state)
+{
+    nn_model *m = build_model("cnn", 1, 4, 4, 3, NULL, 0);
+    nn_model_set_train_bn(m, 1);
+    NN_CHECK(nn_model_freeze_to(m, -1, NULL));
+    trainer_opt o, fresh;
+    NN_CHECK(trainer_opt_init(&o, m, TRAINER_OPT_ADAMW, 0, 0.99, 1e-5, 0));
+    const float lr[3] = {0.01f, 0.01f, 0.01f}, mom[3] = {0.9f, 0.9f, 0.9f},
+                wd[3] = {0.01f, 0.01f, 0.01f};
+    for (int k = 0; k < 3; k++) {
+        fill_grads(m, 1.0f + k);
+        trainer_opt_step(&o, m, lr, mom, wd);
+    }
+    assert_int_equal(o.step[2], 3);
+    NN_CHECK(nn_model_freeze_to(m, 0, NULL));
+    trainer_opt_clear_state(&o, m);
+    for (int g = 0; g < m->ngroups; g++) {
+        assert_int_equal(o.step[g], 0);
+        assert_int_equal(o.step_bn[g], 0);
+        for (size_t i = 0; i < m->groups[g].numel; i++)
+            assert_true(o.state1[g][i] == 0.0f && o.state2[g][i] == 0.0f);
+    }
+    /* A copy of the model's slabs, stepped by a fresh optimizer, must agree bitwise. */
+    float *before[3];
+    for (int g = 0; g < 3; g++) before[g] = copy_slab(m->groups[g].param_slab, m->groups[g].numel);
+    fill_grads(m, 0.5f);
+    trainer_opt_step(&o, m, lr, mom, wd);
+    float *cleared[3];
+    for (int g = 0; g < 3; g++) {
+        assert_int_equal(o.step[g], 1);
+        cleared[g] = copy_slab(m->groups[g].param_slab, m->groups[g].numel);
+        memcpy(m->groups[g].param_slab, before[g], m->groups[g].numel * sizeof(float));
+    }
+    NN_CHECK(trainer_opt_init(&fresh, m, TRAINER_OPT_ADAMW, 0, 0.99, 1e-5, 0));
+    trainer_opt_step(&fresh, m, lr, mom, wd);
+    for (int g = 0; g < 3; g++) {
+        assert_memory_equal(m->groups[g].param_slab, cleared[g], m->groups[g].numel * sizeof(float));
+        free(before[g]);
+        free(cleared[g]);
+    }
+    trainer_opt_free(&fresh);
+    trainer_opt_free(&o);
+    nn_model_free(m);
+}
+
+/* fastai v2 keeps the layers of frozen groups in training mode when train_bn is false (only
+ * the parameters are frozen); bn_freeze (fastai's BnFreeze) leaves nn's eval mode. */
+static void test_bn_mode_of_frozen_groups(void **state)
+{
+    nn_model *m = build_model("cnn", 1, 4, 4, 3, NULL, 0);
+    nn_model_set_train_bn(m, 0);
+    NN_CHECK(nn_model_freeze_to(m, -1, NULL));
+    nn_layer *bn0 = m->body->kids[1], *bn1 = m->body->kids[m->groups[1].first + 1];
+    assert_true(bn0->params[0].is_bn && bn1->params[0].is_bn);
+    assert_int_equal(bn0->training, 0); /* nn's rule: eval */
+    trainer_bn_mode(m, 1);
+    assert_int_equal(bn0->training, 0);
+    trainer_bn_mode(m, 0);
+    assert_int_equal(bn0->training, 1);
+    assert_int_equal(bn1->training, 1);
+    assert_int_equal(bn0->params[0].trainable, 0); /* no gradient, no bytes */
+    assert_int_equal(bn0->params[1].trainable, 0);
+    nn_model_set_training(m, 0); /* evaluation: everything in eval */
+    trainer_bn_mode(m, 0);
+    assert_int_equal(bn0->training, 0);
+    nn_model_free(m);
+}
+
 static void test_train_bn_adamw_steps(void **state)
 {
     nn_model *m = build_model("cnn", 1, 4, 4, 3, NULL, 0);
@@ -704,6 +982,7 @@ int main(void)
         cmocka_unit_test(test_hparam_scalar_and_list),
         cmocka_unit_test(test_hparam_slices),
         cmocka_unit_test(test_hparam_one_group),
+        cmocka_unit_test(test_hparam_fastai_forms),
         cmocka_unit_test(test_hparam_errors),
         cmocka_unit_test(test_sched_one_cycle),
         cmocka_unit_test(test_sched_others),
@@ -711,9 +990,16 @@ int main(void)
         cmocka_unit_test(test_sgd_vs_torch),
         cmocka_unit_test(test_sgd_nesterov_vs_torch),
         cmocka_unit_test(test_adamw_vs_torch),
+        cmocka_unit_test(test_sgd_true_wd_vs_fastai),
+        cmocka_unit_test(test_adamw_vs_fastai),
+        cmocka_unit_test(test_true_wd_differs_from_torch),
+        cmocka_unit_test(test_lr_find_vs_fastai),
+        cmocka_unit_test(test_sched_vs_fastai),
         cmocka_unit_test(test_frozen_group_sgd),
         cmocka_unit_test(test_frozen_group_adamw),
         cmocka_unit_test(test_train_bn_adamw_steps),
+        cmocka_unit_test(test_clear_state_at_unfreeze),
+        cmocka_unit_test(test_bn_mode_of_frozen_groups),
         cmocka_unit_test(test_decay_rules),
         cmocka_unit_test(test_opt_init_errors),
     };

@@ -4,8 +4,11 @@
 # and, for the head, 4 bytes per head parameter (weights.h5) per step so far, one collective
 # per step. Then two phases, freeze_to -1 for 5 steps and 0 for 5 more: the body's counters
 # stay at 0 through the first phase and grow by the body's size per step from the first step
-# of the second (checked across ranks by the phase check). Last, the cnn frozen with
-# train_bn: its body groups send their BatchNorm parameters only.
+# of the second (checked across ranks by the phase check). Then the cnn frozen with
+# train_bn: its body groups send their BatchNorm parameters only. Last, the cnn frozen with
+# train_bn false, in both BatchNorm modes (fastai v2's training mode, and bn_freeze's eval
+# mode): its body groups send nothing; in training mode the frozen running statistics move,
+# under bn_freeze they stay at their initial values (mean 0, variance 1).
 # Usage: train_frozen_silent.sh MPIEXEC STRATA CONFIG
 set -euo pipefail
 mpiexec=$1 strata=$2 config=$3
@@ -24,6 +27,11 @@ run phases --set 'train.phases=[{epochs: 1, freeze_to: -1}, {epochs: 1, freeze_t
 # only the BatchNorm parameters at the tail of its slab, nothing of its convolutions.
 run bn --set model.arch=cnn --set model.widths=null --set groups.freeze_to=-1 \
     --set groups.train_bn=true --set train.epochs=2
+for mode in train freeze; do
+    run "bn_$mode" --set model.arch=cnn --set model.widths=null --set groups.freeze_to=-1 \
+        --set groups.train_bn=false --set groups.bn_freeze=$([ $mode = freeze ] && echo true || echo false) \
+        --set train.epochs=2
+done
 /usr/bin/python3 - "$dir" <<'PY'
 import json, sys
 import h5py, numpy as np
@@ -70,6 +78,19 @@ for r in rows:
     want = [(4 * n * s, s) for n in bn]
     check(got == want and r["frozen"] == [0, 1],
           f"bn step {s}: frozen {r['frozen']}, body {got} (expected {want}: BatchNorm only)")
+# train_bn false: the body is silent in both BatchNorm modes; its running statistics move
+# only in fastai v2's training mode.
+for mode in ("train", "freeze"):
+    rows = [json.loads(l) for l in open(f"{root}/bn_{mode}/metrics.jsonl") if "train_loss" in l]
+    silent = all(all((c["bytes"], c["collectives"]) == (0, 0) for c in r["comm"][:-1]) for r in rows)
+    check(len(rows) == 10 and silent, f"bn_{mode}: 10 logged steps ({len(rows)}), body groups send nothing")
+    with h5py.File(f"{root}/bn_{mode}/weights.h5", "r") as f:
+        moved = [k for k in f if k.startswith("body.") and k.endswith("running_mean")
+                 and np.abs(f[k][()]).max() > 0]
+        n = sum(1 for k in f if k.startswith("body.") and k.endswith("running_mean"))
+    want = n if mode == "train" else 0
+    check(n > 0 and len(moved) == want,
+          f"bn_{mode}: {len(moved)} of {n} frozen running means moved (expected {want})")
 print(f"{checks - fails} passed, {fails} failed")
 sys.exit(1 if fails else 0)
 PY

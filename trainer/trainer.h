@@ -50,6 +50,13 @@ int trainer_train_ex(const io_config *cfg, comm *c, FILE *out, const trainer_tra
  * spec->arch points into cfg. */
 int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, int w,
                        int classes);
+/* fastai v2's mode for the layers of frozen groups, to apply after every
+ * nn_model_freeze_to, nn_model_set_train_bn and nn_model_set_training: with bn_freeze 0
+ * they follow the model's training mode, so their BatchNorm uses batch statistics and
+ * updates its running statistics whether or not its parameters train (train_bn); with
+ * bn_freeze 1 nn's mode stays: BatchNorm whose parameters are frozen in eval mode (fastai's
+ * BnFreeze callback, fastai 0.7's default). No trainable flag changes, so no gradient. */
+void trainer_bn_mode(nn_model *m, int bn_freeze);
 /* Loads weights (NULL: run.dir/weights.h5) and evaluates on data.valid across all ranks. */
 int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, double *loss,
                  double *acc);
@@ -59,8 +66,10 @@ typedef struct trainer_lr_find_opts {
     int num_it;              /* fastai: 100 */
     const char *plot_script; /* python script that draws the PNG; NULL: CSV only */
 } trainer_lr_find_opts;
-/* fastai's learning-rate finder over all groups; restores the weights afterwards, writes
- * run.dir/lr_find.csv (and lr_find.png) and sets *suggestion (the minimum's lr / 10). */
+/* fastai's learning-rate finder over all groups (lr_k = start (end/start)^(k/num_it));
+ * restores the weights afterwards, writes run.dir/lr_find.csv (and lr_find.png, with
+ * fastai's four suggestions marked), prints the suggestions and sets *suggestion to
+ * valley's, fastai's default (NaN when the sweep stopped too early for fastai's window). */
 int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_find_opts *o,
                     double *suggestion);
 

@@ -36,6 +36,7 @@ int trainer_hparam_expand(float *out, int ngroups, int kind, const double *v, in
         return nn_err(NN_EINVAL, "%s: unknown kind %d (1 scalar, 2 list, 3 slice(b), "
                                  "4 slice(a, b))", key, kind);
     }
+    if (kind == TRAINER_HP_LIST && n == 1) want = 1; /* fastai broadcasts a 1-element list */
     if (n != want) {
         if (kind == TRAINER_HP_LIST)
             return nn_err(NN_ERANGE, "%s: expected %d values (one per layer group), got %d", key,
@@ -52,11 +53,13 @@ int trainer_hparam_expand(float *out, int ngroups, int kind, const double *v, in
     if (kind == TRAINER_HP_SCALAR) {
         for (int i = 0; i < ngroups; i++) out[i] = (float)v[0];
     } else if (kind == TRAINER_HP_LIST) {
-        for (int i = 0; i < ngroups; i++) out[i] = (float)v[i];
-    } else if (kind == TRAINER_HP_SLICE1) {
+        for (int i = 0; i < ngroups; i++) out[i] = (float)v[n == 1 ? 0 : i];
+    } else if (kind == TRAINER_HP_SLICE1 || (kind == TRAINER_HP_SLICE2 && v[0] == 0.0)) {
+        /* slice(0, b) is slice(b) in fastai, whose set_hyper tests `if v.start`. */
+        const double b = v[n - 1];
         /* fastai: slice(b) gives b/10 to every group but the last, which gets b. */
-        for (int i = 0; i < ngroups - 1; i++) out[i] = (float)(v[0] / 10.0);
-        out[ngroups - 1] = (float)v[0];
+        for (int i = 0; i < ngroups - 1; i++) out[i] = (float)(b / 10.0);
+        out[ngroups - 1] = (float)b;
     } else {
         const double a = v[0], b = v[1];
         if (a != b && !(a * b > 0.0))
@@ -270,6 +273,19 @@ int trainer_opt_nstates(const trainer_opt *o)
     return o->type == TRAINER_OPT_ADAMW ? 2 : 1;
 }
 
+void trainer_opt_clear_state(trainer_opt *o, const nn_model *m)
+{
+    NN_ASSERT(o->ngroups == m->ngroups);
+    const int nstates = trainer_opt_nstates(o);
+    for (int g = 0; g < o->ngroups; g++) {
+        const size_t n = m->groups[g].numel ? m->groups[g].numel : 1;
+        memset(o->state1[g], 0, n * sizeof(float));
+        if (nstates > 1) memset(o->state2[g], 0, n * sizeof(float));
+        o->step[g] = 0;
+        o->step_bn[g] = 0;
+    }
+}
+
 void trainer_opt_free(trainer_opt *o)
 {
     for (int g = 0; g < NN_MAX_GROUPS; g++) {
@@ -283,6 +299,20 @@ void trainer_opt_free(trainer_opt *o)
  * Optimizers: the updates. Each kernel updates one parameter tensor of n elements; the
  * scalars are computed once per tensor, so the loops hold nothing but arithmetic.
  */
+
+/* fastai's SGD (decouple_wd) for one tensor: p *= keep; buf = mom buf + g; p -= lr (nesterov
+ * ? g + mom buf : buf). The buffer is updated at mom = 0 too (fastai's average_grad). */
+static void sgd_true_wd_update(float *restrict p, const float *restrict g, float *restrict buf,
+                               size_t n, float lr, float mom, float keep, int nesterov)
+{
+    if (keep != 1.0f)
+        for (size_t i = 0; i < n; i++) p[i] *= keep;
+    for (size_t i = 0; i < n; i++) {
+        const float b = mom * buf[i] + g[i];
+        buf[i] = b;
+        p[i] -= lr * (nesterov ? g[i] + mom * b : b);
+    }
+}
 
 /* torch.optim.SGD for one tensor: g' = g + wd p; buf = mom buf + g'; p -= lr (nesterov ?
  * g' + mom buf : buf). With mom = 0 the buffer is not touched and p -= lr g'. */
@@ -356,7 +386,11 @@ void trainer_opt_step(trainer_opt *o, nn_model *m, const float *lr, const float 
             if (!p->trainable) continue;
             const size_t off = (size_t)(p->data - g->param_slab);
             const float wdp = decays(o, p) ? wd[gi] : 0.0f;
-            if (o->type == TRAINER_OPT_SGD) {
+            if (o->type == TRAINER_OPT_SGD && o->true_wd) {
+                const double keep = 1.0 - (double)lr[gi] * wdp;
+                sgd_true_wd_update(p->data, p->grad, o->state1[gi] + off, p->numel, lr[gi],
+                                   mom[gi], (float)keep, o->nesterov);
+            } else if (o->type == TRAINER_OPT_SGD) {
                 sgd_update(p->data, p->grad, o->state1[gi] + off, p->numel, lr[gi], mom[gi], wdp,
                            o->nesterov);
             } else {
@@ -372,4 +406,111 @@ void trainer_opt_step(trainer_opt *o, nn_model *m, const float *lr, const float 
             }
         }
     }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The learning-rate finder: fastai's sweep and its four suggestion functions.
+ */
+
+double trainer_lr_find_lr(double start, double end, int k, int num_it)
+{
+    return start * pow(end / start, (double)k / (double)num_it);
+}
+
+/* The loss at lr on the curve, interpolated linearly in log10(lr) (numpy's interp: the end
+ * values outside the range); lrs increase. */
+static double interp_log(double lr, const double *lrs, const double *loss, int n)
+{
+    const double x = log10(lr);
+    if (x <= log10(lrs[0])) return loss[0];
+    for (int i = 1; i < n; i++) {
+        const double x0 = log10(lrs[i - 1]), x1 = log10(lrs[i]);
+        if (x <= x1) return x1 > x0 ? loss[i - 1] + (x - x0) * (loss[i] - loss[i - 1]) / (x1 - x0)
+                                    : loss[i];
+    }
+    return loss[n - 1];
+}
+
+/* fastai's valley: the end of the longest strictly descending run (a longest decreasing
+ * subsequence, its loops kept as fastai writes them), then a point at half its length. */
+static int suggest_valley(const double *loss, int n, int *lds)
+{
+    int max_start = 0, max_end = 0;
+    for (int i = 0; i < n; i++) lds[i] = 1;
+    for (int i = 1; i < n; i++)
+        for (int j = 0; j < i; j++) {
+            if (loss[i] < loss[j] && lds[i] < lds[j] + 1) lds[i] = lds[j] + 1;
+            if (lds[max_end] < lds[i]) {
+                max_end = i;
+                max_start = max_end - lds[max_end];
+            }
+        }
+    const double sections = (max_end - max_start) / 3.0;
+    return max_start + (int)sections + (int)(sections / 2.0);
+}
+
+/* fastai's slide (lr_diff 15, thresh 0.005): walks a window of lr_diff points down from the
+ * end while the loss gradients (numpy's gradient, in float32 as fastai computes them) at its
+ * two ends differ by more than thresh. Returns the index, or -1 with fewer than 16 points. */
+static int suggest_slide(const double *loss, int n, float *grad)
+{
+    const int lr_diff = 15;
+    const double thresh = 0.005;
+    if (n < lr_diff + 1) return -1;
+    for (int i = 0; i < n; i++) {
+        if (i == 0) grad[i] = (float)loss[1] - (float)loss[0];
+        else if (i == n - 1) grad[i] = (float)loss[n - 1] - (float)loss[n - 2];
+        else grad[i] = ((float)loss[i + 1] - (float)loss[i - 1]) / 2.0f;
+    }
+    int r = n - 1, l = r - lr_diff, at = l;
+    while (l >= 0 && fabs((double)(grad[r] - grad[l])) > thresh) {
+        at = l;
+        r--;
+        l--;
+    }
+    return at;
+}
+
+int trainer_lr_suggest(trainer_lr_suggestion out[TRAINER_NSUGGEST], const double *lrs,
+                       const double *losses, int n, int num_it)
+{
+    static const char *const names[TRAINER_NSUGGEST] = {"valley", "slide", "minimum", "steep"};
+    for (int s = 0; s < TRAINER_NSUGGEST; s++)
+        out[s] = (trainer_lr_suggestion){names[s], NAN, NAN, NAN, 0};
+    int lo = num_it / 10, hi = n - 5; /* fastai's window [num_it//10 : -5] */
+    for (int i = lo; i < hi; i++)
+        if (isnan(losses[i])) hi = i; /* and up to the first NaN */
+    const int w = hi - lo;
+    if (w < 2)
+        return nn_err(NN_ERANGE, "lr-find: %d points recorded; fastai's suggestions look at "
+                      "points %d to %d (num_it/10 up to the last 5), so they need at least %d",
+                      n, lo, n - 6, lo + 7);
+    const double *lr = lrs + lo, *l = losses + lo;
+    int *lds = malloc(sizeof(int) * (size_t)w);
+    float *grad = malloc(sizeof(float) * (size_t)w);
+    if (!lds || !grad) {
+        free(lds);
+        free(grad);
+        return nn_err(NN_ENOMEM, "lr-find: out of memory");
+    }
+    int iv = suggest_valley(l, w, lds), isl = suggest_slide(l, w, grad), imin = 0, isteep = 0;
+    double steepest = INFINITY;
+    for (int i = 0; i < w; i++) {
+        if (l[i] < l[imin]) imin = i;
+        if (i + 1 < w) {
+            const double d = (l[i + 1] - l[i]) / (log(lr[i + 1]) - log(lr[i])); /* forward */
+            if (d < steepest) steepest = d, isteep = i;
+        }
+    }
+    out[TRAINER_SUGGEST_VALLEY] = (trainer_lr_suggestion){names[0], lr[iv], lr[iv], l[iv], 1};
+    if (isl >= 0)
+        out[TRAINER_SUGGEST_SLIDE] = (trainer_lr_suggestion){names[1], lr[isl], lr[isl],
+                                                             interp_log(lr[isl], lr, l, w), 1};
+    out[TRAINER_SUGGEST_MINIMUM] =
+        (trainer_lr_suggestion){names[2], lr[imin] / 10.0, lr[imin], l[imin], 1};
+    out[TRAINER_SUGGEST_STEEP] =
+        (trainer_lr_suggestion){names[3], lr[isteep], lr[isteep], l[isteep], 1};
+    free(lds);
+    free(grad);
+    return 0;
 }

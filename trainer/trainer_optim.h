@@ -27,9 +27,10 @@ enum {
 
 /* Expands n values v of the given kind into one value per layer group, out[0..ngroups).
  * key names the setting in messages ("groups.lr"; NULL reads "value"). A scalar and
- * slice(b) take one value, slice(a, b) two, a list exactly ngroups ("KEY: expected N values
- * (one per layer group), got M"). slice(a, b) needs a == b or two non-zero values of the
- * same sign, since its steps are geometric. Returns NN_ERANGE for a wrong count, a
+ * slice(b) take one value, slice(a, b) two, a list exactly ngroups or one value, which is
+ * broadcast to every group as fastai does ("KEY: expected N values (one per layer group),
+ * got M"). slice(0, b) is slice(b), as in fastai; otherwise slice(a, b) needs a == b or two
+ * non-zero values of the same sign, since its steps are geometric. Returns NN_ERANGE for a wrong count, a
  * non-finite value or a bad slice, NN_EINVAL for an unknown kind or NULL arrays; out is
  * left untouched on failure. */
 int trainer_hparam_expand(float *out, int ngroups, int kind, const double *v, int n,
@@ -92,10 +93,12 @@ void trainer_sched_fill(float *lr, float *mom, const trainer_sched *s, const flo
  * group's parameter slab: parameter p of group g has its state at offset
  * (p->data - m->groups[g].param_slab) in state1[g] and state2[g].
  *
- *   sgd (torch.optim.SGD):  g' = g + wd p (coupled L2); buf = mom buf + g'; d = g' + mom buf
- *                           with nesterov, else buf; p -= lr d. With mom = 0 the buffer is
- *                           left as it is and d = g'. buf starts at zero, so the first step
- *                           gives buf = g' as PyTorch's does.
+ *   sgd, true_wd (fastai's SGD, decouple_wd=True): p *= 1 - lr wd; buf = mom buf + g (also
+ *                           at mom = 0); d = g + mom buf with nesterov, else buf; p -= lr d.
+ *   sgd, !true_wd (torch.optim.SGD): g' = g + wd p (coupled L2); buf = mom buf + g'; d = g' +
+ *                           mom buf with nesterov, else buf; p -= lr d. With mom = 0 the
+ *                           buffer is left as it is and d = g'. buf starts at zero, so the
+ *                           first step gives buf = g' as PyTorch's does.
  *   adamw (torch.optim.AdamW, betas (mom, beta2)): p *= 1 - lr wd (decoupled);
  *                           m = mom m + (1-mom) g; v = beta2 v + (1-beta2) g^2;
  *                           p -= lr (m / (1-mom^t)) / (sqrt(v / (1-beta2^t)) + eps)
@@ -114,6 +117,8 @@ typedef struct trainer_opt {
     int nesterov;             /* sgd */
     double beta2, eps;        /* adamw */
     int decay_bn_bias;        /* apply weight decay to BatchNorm parameters and biases too */
+    int true_wd;              /* sgd: fastai's decoupled decay; 0 (what init sets): torch's L2.
+                                 Set it after trainer_opt_init; adamw ignores it */
     float *state1[NN_MAX_GROUPS], *state2[NN_MAX_GROUPS]; /* sgd: momentum buffer (state2
                                  NULL); adamw: exp_avg, exp_avg_sq; owned */
     long step[NN_MAX_GROUPS]; /* per group: steps taken while trainable (adamw bias
@@ -141,7 +146,40 @@ int trainer_opt_nstates(const trainer_opt *o);
  * the parameter and state slabs. */
 void trainer_opt_step(trainer_opt *o, nn_model *m, const float *lr, const float *mom,
                       const float *wd);
+/* fastai's opt.clear_state(): zeroes every group's state slabs and step counters, so the
+ * next step is every parameter's first (Learner.freeze_to does this on every freeze). */
+void trainer_opt_clear_state(trainer_opt *o, const nn_model *m);
 /* Frees the state slabs and zeroes *o. Safe on a zeroed or already freed optimizer. */
 void trainer_opt_free(trainer_opt *o);
+
+/* ---------------------------------------------------------------------------------------
+ * The learning-rate finder (fastai's LRFinder and suggestion functions).
+ */
+
+/* The learning rate of sweep step k (0 .. num_it-1): start * (end/start)^(k/num_it), so the
+ * last is below end, as in fastai (8.3 for 1e-7, 10, 100). */
+double trainer_lr_find_lr(double start, double end, int k, int num_it);
+
+enum {
+    TRAINER_SUGGEST_VALLEY = 0, /* fastai's default: the longest descending run */
+    TRAINER_SUGGEST_SLIDE = 1,  /* the interval slide rule (needs 16 points in the window) */
+    TRAINER_SUGGEST_MINIMUM = 2, /* the minimum's lr / 10 */
+    TRAINER_SUGGEST_STEEP = 3,  /* the steepest forward difference of loss over log(lr) */
+    TRAINER_NSUGGEST = 4,
+};
+
+typedef struct trainer_lr_suggestion {
+    const char *name;       /* "valley", "slide", "minimum", "steep"; static */
+    double lr;              /* the suggested learning rate; NaN when !ok */
+    double at_lr, at_loss;  /* the point fastai marks on the plot */
+    int ok;                 /* 0: too few points for this function (slide) */
+} trainer_lr_suggestion;
+
+/* fastai's four suggestions, in the order above, for the recorded sweep lrs[0..n)
+ * (increasing) and smoothed losses[0..n) of a sweep of num_it steps. Like fastai they look
+ * only at points [num_it/10, n-5), cut at the first NaN. Returns 0, NN_ERANGE when that
+ * window holds fewer than 2 points (the message says how many are needed), or NN_ENOMEM. */
+int trainer_lr_suggest(trainer_lr_suggestion out[TRAINER_NSUGGEST], const double *lrs,
+                       const double *losses, int n, int num_it);
 
 #endif /* STRATA_TRAINER_OPTIM_H */

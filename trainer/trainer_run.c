@@ -103,6 +103,17 @@ int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, 
     return nn_engine_parse(&spec->engine, cfg->model.engine);
 }
 
+void trainer_bn_mode(nn_model *m, int bn_freeze)
+{
+    if (bn_freeze) return; /* nn's own mode: eval where the parameters are frozen */
+    for (int g = 0; g < m->ngroups; g++) {
+        const nn_group *gr = &m->groups[g];
+        if (!gr->frozen || gr->is_head) continue;
+        for (int i = gr->first; i <= gr->last; i++)
+            nn_layer_set_training(m->body->kids[i], m->training);
+    }
+}
+
 /* Loads train and valid data on every rank, builds the model and the optimizer. */
 static int run_setup(run *r, int need_train)
 {
@@ -156,6 +167,7 @@ static int run_setup(run *r, int need_train)
     rc = nn_model_init(&r->m, &spec, &init);
     if (rc) return rc;
     nn_model_set_train_bn(r->m, cfg->groups.train_bn);
+    trainer_bn_mode(r->m, cfg->groups.bn_freeze);
     nn_rng_seed(&r->rng, cfg->train.seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(comm_rank(r->c) + 1)));
 
     int type;
@@ -164,6 +176,7 @@ static int run_setup(run *r, int need_train)
         rc = trainer_opt_init(&r->opt, r->m, type, cfg->optimizer.nesterov, cfg->optimizer.beta2,
                               cfg->optimizer.eps, cfg->optimizer.decay_bn_bias);
     if (rc) return rc;
+    r->opt.true_wd = cfg->optimizer.true_wd;
     float *slabs[NN_MAX_GROUPS];
     size_t counts[NN_MAX_GROUPS], tails[NN_MAX_GROUPS];
     for (int g = 0; g < r->m->ngroups; g++) {
@@ -539,6 +552,7 @@ static int run_validate(run *r, double *loss, double *acc)
         sums[2] += cnt;
     }
     nn_model_set_training(r->m, 1);
+    trainer_bn_mode(r->m, r->cfg->groups.bn_freeze);
     int who;
     rc = comm_agree(r->c, rc, &who);
     if (rc) return rc;
@@ -641,10 +655,11 @@ static void json_num(FILE *f, double v)
         fputs("null", f);
 }
 
-static void metrics_lr(FILE *f, const float *lr, int n)
+/* Per-group values (lr, momentum) in metrics.jsonl, at full float precision. */
+static void metrics_list(FILE *f, const float *v, int n)
 {
     fputc('[', f);
-    print_lrs(f, lr, n, ", ");
+    for (int g = 0; g < n; g++) fprintf(f, "%s%.9g", g ? ", " : "", (double)v[g]);
     fputc(']', f);
 }
 
@@ -926,6 +941,7 @@ static int phase_setup(run *r, const io_phase *ph, int p, float *lr_max, float *
     const io_config *cfg = r->cfg;
     const int G = r->m->ngroups;
     int rc = nn_model_freeze_to(r->m, ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to, warn);
+    trainer_bn_mode(r->m, cfg->groups.bn_freeze);
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", nn_errmsg());
@@ -944,6 +960,22 @@ static int phase_setup(run *r, const io_phase *ph, int p, float *lr_max, float *
     if (!rc) rc = expand_hp(wd, G, &cfg->groups.wd, cfg, "groups.wd");
     if (!rc) rc = expand_hp(mom_base, G, &cfg->groups.momentum, cfg, "groups.momentum");
     return rc;
+}
+
+/* The first frozen groups' count after freeze_to(n) on G groups (nn_model_freeze_to's rule). */
+static int frozen_upto(int n, int G)
+{
+    return G == 1 ? 0 : n < 0 ? G + n : n;
+}
+
+/* Whether phase p starts with a freeze_to in fastai's sense, which clears the optimizer
+ * state: the phase gives its own freeze_to, or its frozen groups differ from phase p-1's. */
+static int phase_freezes(const io_config *cfg, const io_phase *ph, int p, int G)
+{
+    if (ph[p].has_freeze_to) return 1;
+    if (p == 0) return 0;
+    const int a = ph[p - 1].has_freeze_to ? ph[p - 1].freeze_to : cfg->groups.freeze_to;
+    return frozen_upto(a, G) != frozen_upto(cfg->groups.freeze_to, G);
 }
 
 /* Rank 0 resolves --resume (a path, or "auto": run.dir/checkpoints/latest if there is one)
@@ -1064,6 +1096,7 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         rc = phase_setup(&r, &phases[p], p, a, b, d, &w);
     }
     if (!rc) rc = nn_model_freeze_to(r.m, 0, NULL);
+    trainer_bn_mode(r.m, cfg->groups.bn_freeze);
     rc = comm_agree(c, rc, NULL);
     if (!rc) rc = run_sync_replicas(&r);
     if (!rc) rc = run_open_dir(&r, !start.has);
@@ -1139,6 +1172,12 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         const long total = per_epoch * ph->epochs;
         const int e0 = resuming ? start.epoch_in_phase : 0;
         long t = resuming ? start.phase_step : 0;
+        /* fastai's Learner.freeze_to calls opt.clear_state(); a phase resumed in its middle
+         * has already done so (its checkpoint holds the state since). */
+        if (cfg->optimizer.clear_state && t == 0 && phase_freezes(cfg, phases, p, G)) {
+            trainer_opt_clear_state(&r.opt, r.m);
+            if (r.out && p > 0) fprintf(r.out, "strata: optimizer state cleared (freeze_to, as fastai's)\n");
+        }
         at.phase = p;
         at.steps_per_epoch = per_epoch;
         for (int e = e0; e < ph->epochs && !rc && !stopped; e++, r.epoch++) {
@@ -1180,7 +1219,9 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
                         fprintf(r.metrics, ", \"train_acc\": ");
                         json_num(r.metrics, sums[1] / sums[2]);
                         fprintf(r.metrics, ", \"lr\": ");
-                        metrics_lr(r.metrics, lr, G);
+                        metrics_list(r.metrics, lr, G);
+                        fprintf(r.metrics, ", \"mom\": ");
+                        metrics_list(r.metrics, mom, G);
                         fprintf(r.metrics, ", \"frozen\": [");
                         for (int g = 0, k = 0; g < G; g++)
                             if (r.m->groups[g].frozen) fprintf(r.metrics, "%s%d", k++ ? ", " : "", g);
@@ -1385,6 +1426,62 @@ static void snapshot_model(snapshot *s, nn_model *m, int restore)
     nn_model_visit_buffers(m, snapshot_buffer, s);
 }
 
+/* Runs the plot script: CSV PNG NAME=LR:AT_LR:AT_LOSS for each suggestion available. */
+static int lr_find_plot(run *r, const char *script, const char *csv, const char *png,
+                        const trainer_lr_suggestion *sug)
+{
+    char args[TRAINER_NSUGGEST][96];
+    char *argv[5 + TRAINER_NSUGGEST] = {"/usr/bin/python3", (char *)script, (char *)csv,
+                                        (char *)png};
+    int argc = 4;
+    for (int i = 0; sug && i < TRAINER_NSUGGEST; i++)
+        if (sug[i].ok) {
+            snprintf(args[i], sizeof args[i], "%s=%.9g:%.9g:%.9g", sug[i].name, sug[i].lr,
+                     sug[i].at_lr, sug[i].at_loss);
+            argv[argc++] = args[i];
+        }
+    argv[argc] = NULL;
+    pid_t pid;
+    int st = 0, e = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ);
+    if (e) return nn_err(NN_EIO, "the plot was not written: cannot run %s: %s", argv[0], strerror(e));
+    if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return nn_err(NN_EIO, "the plot was not written: %s %s failed (exit %d); is python3-matplotlib installed?",
+                      argv[0], script, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    if (r->out) fprintf(r->out, "strata: wrote %s\n", png);
+    return 0;
+}
+
+/* Rank 0, after a sweep of n points: lr_find.csv, the suggestions (sug NULL: too few points
+ * for fastai's window) on the console, and lr_find.png. */
+static int lr_find_report(run *r, const trainer_lr_find_opts *o, const double *lrs,
+                          const double *losses, const double *smooth, int n,
+                          const trainer_lr_suggestion *sug)
+{
+    char csv[1100], png[1100];
+    snprintf(csv, sizeof csv, "%s/lr_find.csv", r->cfg->run.dir);
+    snprintf(png, sizeof png, "%s/lr_find.png", r->cfg->run.dir);
+    FILE *f = fopen(csv, "w");
+    if (!f) return nn_err(NN_EIO, "cannot write %s: %s", csv, strerror(errno));
+    fprintf(f, "lr,loss,smoothed_loss\n");
+    for (int i = 0; i < n; i++) fprintf(f, "%.9g,%.9g,%.9g\n", lrs[i], losses[i], smooth[i]);
+    if (fclose(f)) return nn_err(NN_EIO, "cannot write %s", csv);
+    if (r->out) {
+        fprintf(r->out, "strata: lr-find ran %d of %d steps (lr %.2e to %.2e)\n", n, o->num_it,
+                lrs[0], lrs[n - 1]);
+        if (sug) {
+            fprintf(r->out, "strata: suggested lr %.2e (valley, fastai's default); also", sug[0].lr);
+            for (int i = 1; i < TRAINER_NSUGGEST; i++)
+                if (sug[i].ok) fprintf(r->out, "%s %s %.2e", i > 1 ? "," : "", sug[i].name, sug[i].lr);
+                else fprintf(r->out, "%s %s n/a (too few points)", i > 1 ? "," : "", sug[i].name);
+            fprintf(r->out, "\n");
+        } else {
+            fprintf(r->out, "strata: no suggestion: %s\n", nn_errmsg());
+        }
+        fprintf(r->out, "strata: wrote %s\n", csv);
+    }
+    return o->plot_script ? lr_find_plot(r, o->plot_script, csv, png, sug) : 0;
+}
+
 /* fastai's learning-rate finder: lr_k = start * (end/start)^(k/num_it) for every group,
  * smoothed loss (exponential average, beta 0.98, debiased), stop when it exceeds 4x the
  * best; the weights, BN statistics and optimizer state are restored afterwards. */
@@ -1405,6 +1502,7 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     if (rc) goto done;
     const int G = r.m->ngroups;
     rc = nn_model_freeze_to(r.m, cfg->groups.freeze_to, NULL);
+    trainer_bn_mode(r.m, cfg->groups.bn_freeze);
     const size_t total = nn_model_numel(r.m) + count_buffer_floats(r.m);
     saved.data = malloc(sizeof(float) * (total ? total : 1));
     lrs = calloc(o->num_it, sizeof(double));
@@ -1429,7 +1527,7 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
             per_epoch = count / B;
         }
         if (rc) break;
-        const double l = o->start * pow(o->end / o->start, (double)k / (o->num_it - 1));
+        const double l = trainer_lr_find_lr(o->start, o->end, k, o->num_it);
         for (int g = 0; g < G; g++) lr[g] = (float)l;
         float loss;
         int hits;
@@ -1468,51 +1566,11 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
                     o->start);
         goto done;
     }
-    /* Suggestions: fastai's minimum/10 and the steepest descent of the smoothed loss. */
-    int imin = 0, isteep = 0;
-    double steep = INFINITY;
-    for (int i = 0; i < n; i++) {
-        if (smooth[i] < smooth[imin]) imin = i;
-        if (i > 0 && i < n - 1) {
-            double d = (smooth[i + 1] - smooth[i - 1]) / (log(lrs[i + 1]) - log(lrs[i - 1]));
-            if (d < steep) steep = d, isteep = i;
-        }
-    }
-    *suggestion = lrs[imin] / 10.0;
-    if (rank == 0) {
-        char csv[1100], png[1100];
-        snprintf(csv, sizeof csv, "%s/lr_find.csv", cfg->run.dir);
-        snprintf(png, sizeof png, "%s/lr_find.png", cfg->run.dir);
-        FILE *f = fopen(csv, "w");
-        if (!f) {
-            rc = nn_err(NN_EIO, "cannot write %s: %s", csv, strerror(errno));
-        } else {
-            fprintf(f, "lr,loss,smoothed_loss\n");
-            for (int i = 0; i < n; i++) fprintf(f, "%.6e,%.6f,%.6f\n", lrs[i], losses[i], smooth[i]);
-            if (fclose(f)) rc = nn_err(NN_EIO, "cannot write %s", csv);
-        }
-        if (!rc && r.out) {
-            fprintf(r.out, "strata: lr-find ran %d of %d steps (lr %.2e to %.2e)\n", n, o->num_it,
-                    lrs[0], lrs[n - 1]);
-            fprintf(r.out, "strata: suggested lr %.2e (minimum %.2e / 10); steepest descent at %.2e\n",
-                    *suggestion, lrs[imin], lrs[isteep]);
-            fprintf(r.out, "strata: wrote %s\n", csv);
-        }
-        if (!rc && o->plot_script) {
-            char sug[32];
-            snprintf(sug, sizeof sug, "%.6e", *suggestion);
-            char *const argv[] = {"/usr/bin/python3", (char *)o->plot_script, csv, png, sug, NULL};
-            pid_t pid;
-            int st = 0, e = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ);
-            if (e)
-                rc = nn_err(NN_EIO, "the plot was not written: cannot run %s: %s", argv[0], strerror(e));
-            else if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-                rc = nn_err(NN_EIO, "the plot was not written: %s %s failed (exit %d); is python3-matplotlib installed?",
-                            argv[0], o->plot_script, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-            else if (r.out)
-                fprintf(r.out, "strata: wrote %s\n", png);
-        }
-    }
+    /* fastai's four suggestions on its window of the smoothed loss; valley is "the" one. */
+    trainer_lr_suggestion sug[TRAINER_NSUGGEST];
+    int have = trainer_lr_suggest(sug, lrs, smooth, n, o->num_it) == 0;
+    *suggestion = have ? sug[TRAINER_SUGGEST_VALLEY].lr : NAN;
+    if (rank == 0) rc = lr_find_report(&r, o, lrs, losses, smooth, n, have ? sug : NULL);
     rc = comm_agree(c, rc, NULL);
 done:
     free(saved.data);
