@@ -381,6 +381,7 @@ typedef struct nn_model {
     nn_group groups[NN_MAX_GROUPS];
     int ngroups;
     int train_bn;         /* BatchNorm in frozen groups trains (batch stats, affine grads) */
+    int bn_freeze;        /* BatchNorm of frozen groups without train_bn in eval mode */
     int training;
     nn_tensor dlogits;
     nn_backward_hook hook; /* may be NULL */
@@ -405,10 +406,14 @@ int nn_model_body_children(const nn_model *m);
 int nn_model_freeze_to(nn_model *m, int n, int *warning);
 /* Sets one group's frozen flag. */
 int nn_model_set_frozen(nn_model *m, int group, int frozen);
-/* train_bn: BatchNorm in frozen groups keeps training (fastai v1/v2's default) instead of
- * being fixed in eval mode (fastai 0.7's, and strata's default). */
+/* train_bn: BatchNorm parameters in frozen groups keep training (fastai v1/v2's default). */
 void nn_model_set_train_bn(nn_model *m, int train_bn);
-/* Training or eval mode; frozen groups' BatchNorm stays in eval unless train_bn. */
+/* bn_freeze: BatchNorm of frozen groups whose parameters do not train (train_bn 0) is fixed
+ * in eval mode, running statistics untouched (fastai's BnFreeze, fastai 0.7's default; nn's
+ * default after nn_model_init). With bn_freeze 0 it follows the model's training mode, using
+ * batch statistics and updating its running ones, as fastai v2 does; no gradient either way. */
+void nn_model_set_bn_freeze(nn_model *m, int bn_freeze);
+/* Training or eval mode of every layer, but see bn_freeze. */
 void nn_model_set_training(nn_model *m, int training);
 
 /* Forward of a batch x (N, C, H, W); returns the logits tensor (owned by the model). */

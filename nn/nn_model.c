@@ -106,7 +106,7 @@ static void model_refresh(nn_model *m)
     for (int i = 0; i < m->body->nkids; i++) {
         nn_layer *k = m->body->kids[i];
         nn_layer_set_training(k, m->training);
-        if (m->groups[child_group(m, i)].frozen && !m->train_bn) set_bn_eval(k);
+        if (m->groups[child_group(m, i)].frozen && !m->train_bn && m->bn_freeze) set_bn_eval(k);
     }
     m->body->training = m->training;
     nn_layer_plan_backward(m->body, 0);
@@ -179,6 +179,7 @@ int nn_model_init(nn_model **out, const nn_model_spec *s, nn_rng *rng)
     m->in_shape[2] = s->in_w;
     m->classes = s->classes;
     m->training = 1;
+    m->bn_freeze = 1; /* nn's default; the trainer sets groups.bn_freeze */
     int cut = s->cut < 0 ? dcut : s->cut;
     if (cut > nkids) {
         for (int i = 0; i < nkids; i++) nn_layer_free(kids[i]);
@@ -300,6 +301,12 @@ int nn_model_set_frozen(nn_model *m, int group, int frozen)
 void nn_model_set_train_bn(nn_model *m, int train_bn)
 {
     m->train_bn = train_bn != 0;
+    model_refresh(m);
+}
+
+void nn_model_set_bn_freeze(nn_model *m, int bn_freeze)
+{
+    m->bn_freeze = bn_freeze != 0;
     model_refresh(m);
 }
 

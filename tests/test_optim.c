@@ -30,7 +30,7 @@
 
 #include "nn/nn.h"
 #include "tests/fixture_h5.h"
-#include "trainer/trainer.h" /* trainer_bn_mode */
+#include "io/io_config.h"
 #include "trainer/trainer_optim.h"
 
 #define PI 3.14159265358979323846
@@ -839,17 +839,21 @@ static void test_bn_mode_of_frozen_groups(void **state)
     NN_CHECK(nn_model_freeze_to(m, -1, NULL));
     nn_layer *bn0 = m->body->kids[1], *bn1 = m->body->kids[m->groups[1].first + 1];
     assert_true(bn0->params[0].is_bn && bn1->params[0].is_bn);
-    assert_int_equal(bn0->training, 0); /* nn's rule: eval */
-    trainer_bn_mode(m, 1);
-    assert_int_equal(bn0->training, 0);
-    trainer_bn_mode(m, 0);
+    assert_int_equal(bn0->training, 0); /* nn's default: bn_freeze */
+    nn_model_set_bn_freeze(m, 0);
     assert_int_equal(bn0->training, 1);
     assert_int_equal(bn1->training, 1);
     assert_int_equal(bn0->params[0].trainable, 0); /* no gradient, no bytes */
     assert_int_equal(bn0->params[1].trainable, 0);
+    NN_CHECK(nn_model_freeze_to(m, -1, NULL)); /* the mode survives a freeze change */
+    assert_int_equal(bn0->training, 1);
     nn_model_set_training(m, 0); /* evaluation: everything in eval */
-    trainer_bn_mode(m, 0);
     assert_int_equal(bn0->training, 0);
+    nn_model_set_training(m, 1);
+    assert_int_equal(bn0->training, 1);
+    nn_model_set_bn_freeze(m, 1);
+    assert_int_equal(bn0->training, 0);
+    assert_int_equal(bn1->training, 0);
     nn_model_free(m);
 }
 

@@ -50,13 +50,6 @@ int trainer_train_ex(const io_config *cfg, comm *c, FILE *out, const trainer_tra
  * spec->arch points into cfg. */
 int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, int w,
                        int classes);
-/* fastai v2's mode for the layers of frozen groups, to apply after every
- * nn_model_freeze_to, nn_model_set_train_bn and nn_model_set_training: with bn_freeze 0
- * they follow the model's training mode, so their BatchNorm uses batch statistics and
- * updates its running statistics whether or not its parameters train (train_bn); with
- * bn_freeze 1 nn's mode stays: BatchNorm whose parameters are frozen in eval mode (fastai's
- * BnFreeze callback, fastai 0.7's default). No trainable flag changes, so no gradient. */
-void trainer_bn_mode(nn_model *m, int bn_freeze);
 /* Loads weights (NULL: run.dir/weights.h5) and evaluates on data.valid across all ranks. */
 int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, double *loss,
                  double *acc);

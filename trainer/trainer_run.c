@@ -103,17 +103,6 @@ int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, 
     return nn_engine_parse(&spec->engine, cfg->model.engine);
 }
 
-void trainer_bn_mode(nn_model *m, int bn_freeze)
-{
-    if (bn_freeze) return; /* nn's own mode: eval where the parameters are frozen */
-    for (int g = 0; g < m->ngroups; g++) {
-        const nn_group *gr = &m->groups[g];
-        if (!gr->frozen || gr->is_head) continue;
-        for (int i = gr->first; i <= gr->last; i++)
-            nn_layer_set_training(m->body->kids[i], m->training);
-    }
-}
-
 /* Loads train and valid data on every rank, builds the model and the optimizer. */
 static int run_setup(run *r, int need_train)
 {
@@ -167,7 +156,7 @@ static int run_setup(run *r, int need_train)
     rc = nn_model_init(&r->m, &spec, &init);
     if (rc) return rc;
     nn_model_set_train_bn(r->m, cfg->groups.train_bn);
-    trainer_bn_mode(r->m, cfg->groups.bn_freeze);
+    nn_model_set_bn_freeze(r->m, cfg->groups.bn_freeze);
     nn_rng_seed(&r->rng, cfg->train.seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(comm_rank(r->c) + 1)));
 
     int type;
@@ -552,7 +541,6 @@ static int run_validate(run *r, double *loss, double *acc)
         sums[2] += cnt;
     }
     nn_model_set_training(r->m, 1);
-    trainer_bn_mode(r->m, r->cfg->groups.bn_freeze);
     int who;
     rc = comm_agree(r->c, rc, &who);
     if (rc) return rc;
@@ -941,7 +929,6 @@ static int phase_setup(run *r, const io_phase *ph, int p, float *lr_max, float *
     const io_config *cfg = r->cfg;
     const int G = r->m->ngroups;
     int rc = nn_model_freeze_to(r->m, ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to, warn);
-    trainer_bn_mode(r->m, cfg->groups.bn_freeze);
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", nn_errmsg());
@@ -1096,7 +1083,6 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         rc = phase_setup(&r, &phases[p], p, a, b, d, &w);
     }
     if (!rc) rc = nn_model_freeze_to(r.m, 0, NULL);
-    trainer_bn_mode(r.m, cfg->groups.bn_freeze);
     rc = comm_agree(c, rc, NULL);
     if (!rc) rc = run_sync_replicas(&r);
     if (!rc) rc = run_open_dir(&r, !start.has);
@@ -1502,7 +1488,6 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     if (rc) goto done;
     const int G = r.m->ngroups;
     rc = nn_model_freeze_to(r.m, cfg->groups.freeze_to, NULL);
-    trainer_bn_mode(r.m, cfg->groups.bn_freeze);
     const size_t total = nn_model_numel(r.m) + count_buffer_floats(r.m);
     saved.data = malloc(sizeof(float) * (total ? total : 1));
     lrs = calloc(o->num_it, sizeof(double));
