@@ -3,8 +3,8 @@ tests/train_accumulate.sh): the train_loss of every logged step within 1e-5 rela
 every tensor of weights.h5 within 1e-4 relative. Uses Debian's python3-h5py and numpy."""
 import json
 
-import h5py
 import numpy as np
+from strata_h5 import tensors
 
 
 def losses(root, name):
@@ -14,11 +14,8 @@ def losses(root, name):
 
 
 def weights(root, name):
-    """Every dataset of root/name/weights.h5, by name."""
-    with h5py.File(f"{root}/{name}/weights.h5", "r") as f:
-        out = {}
-        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-        return out
+    """Every tensor of root/name/weights.h5, by name."""
+    return tensors(f"{root}/{name}/weights.h5")
 
 
 def compare(root, ref, others, steps):

@@ -24,15 +24,14 @@ run clip2 2 1 --set groups.lr=1 --set train.clip_norm=0.001
 run clip5 1 5 --set groups.lr=1 --set train.clip_norm=0.001
 run frozen 2 1 --set groups.lr=1 --set train.clip_norm=0.001 --set groups.freeze_to=-1
 run noclip 1 1 --set groups.lr=1
-/usr/bin/python3 - "$dir" <<'PY'
-import sys
-import h5py, numpy as np
+STRATA_TESTS=$(dirname "$0") /usr/bin/python3 - "$dir" <<'PY'
+import os, sys
+import numpy as np
+sys.path.insert(0, os.environ["STRATA_TESTS"])
+from strata_h5 import tensors
 root = sys.argv[1]
 def weights(name):
-    with h5py.File(f"{root}/{name}/weights.h5", "r") as f:
-        out = {}
-        f.visititems(lambda n, o: out.__setitem__(n, o[()].astype(np.float64)) if isinstance(o, h5py.Dataset) else None)
-        return out
+    return {k: v.astype(np.float64) for k, v in tensors(f"{root}/{name}/weights.h5").items()}
 W0 = weights("start")
 def moved(name, keys=None):
     W = weights(name)

@@ -29,14 +29,17 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from compare_runs import compare
+from strata_h5 import group_numel
 root, ref, others = sys.argv[2], sys.argv[3], sys.argv[4:]
 fails, W0 = compare(root, ref, others, 20)
 # The counters of the last step: every group sends its whole slab each step, in one
 # collective with the default 4 MiB buckets, in ceil(numel / 1000) with buckets of 1000.
+# numel per group comes from the parameter shapes of the 1-rank run's weights.h5, not from
+# any counter.
 def comm(name):
     rows = [json.loads(l) for l in open(f"{root}/{name}/metrics.jsonl")]
     return rows[-1]["comm"]
-numel = [c["bytes"] // (4 * 20) for c in comm("np2")]
+numel = group_numel(f"{root}/{ref}/weights.h5")
 total = sum(int(np.prod(v.shape)) for v in W0.values())
 want_default = [(20 * n * 4, 20) for n in numel]
 want_buckets = [(20 * n * 4, 20 * -(-n // 1000)) for n in numel]

@@ -32,9 +32,11 @@ for mode in train freeze; do
         --set groups.train_bn=false --set groups.bn_freeze=$([ $mode = freeze ] && echo true || echo false) \
         --set train.epochs=2
 done
-/usr/bin/python3 - "$dir" <<'PY'
+/usr/bin/python3 - "$dir" "$(dirname "$0")" <<'PY'
 import json, sys
 import h5py, numpy as np
+sys.path.insert(0, sys.argv[2])
+from strata_h5 import tensors
 root = sys.argv[1]
 fails = checks = 0
 def check(ok, what):
@@ -44,8 +46,7 @@ def check(ok, what):
     print(f"{'ok' if ok else 'FAIL'}: {what}")
 for name, frozen_steps in (("frozen", 10), ("phases", 5)):
     rows = [json.loads(l) for l in open(f"{root}/{name}/metrics.jsonl") if "train_loss" in l]
-    with h5py.File(f"{root}/{name}/weights.h5", "r") as f:
-        sizes = {k: f[k].size for k in f}
+    sizes = {k: v.size for k, v in tensors(f"{root}/{name}/weights.h5").items()}
     head = sum(v for k, v in sizes.items() if k.startswith("head."))
     body = sum(v for k, v in sizes.items() if not k.startswith("head."))
     check(len(rows) == 10 and head > 0 and body > 0,
@@ -84,10 +85,10 @@ for mode in ("train", "freeze"):
     rows = [json.loads(l) for l in open(f"{root}/bn_{mode}/metrics.jsonl") if "train_loss" in l]
     silent = all(all((c["bytes"], c["collectives"]) == (0, 0) for c in r["comm"][:-1]) for r in rows)
     check(len(rows) == 10 and silent, f"bn_{mode}: 10 logged steps ({len(rows)}), body groups send nothing")
-    with h5py.File(f"{root}/bn_{mode}/weights.h5", "r") as f:
-        moved = [k for k in f if k.startswith("body.") and k.endswith("running_mean")
-                 and np.abs(f[k][()]).max() > 0]
-        n = sum(1 for k in f if k.startswith("body.") and k.endswith("running_mean"))
+    W = tensors(f"{root}/bn_{mode}/weights.h5")
+    moved = [k for k in W if k.startswith("body.") and k.endswith("running_mean")
+             and np.abs(W[k]).max() > 0]
+    n = sum(1 for k in W if k.startswith("body.") and k.endswith("running_mean"))
     want = n if mode == "train" else 0
     check(n > 0 and len(moved) == want,
           f"bn_{mode}: {len(moved)} of {n} frozen running means moved (expected {want})")

@@ -88,8 +88,12 @@ typedef struct trainer_ckpt_counts {
 int trainer_ckpt_load(nn_model *m, trainer_opt *opt, io_ckpt_reader *rd, int only_body,
                       trainer_ckpt_counts *n);
 
-/* weights.h5: every parameter and BatchNorm buffer by name. Load also reads a checkpoint. */
-int trainer_weights_save(nn_model *m, const char *path);
+/* weights.h5: a checkpoint of kind "weights" (docs/checkpoint-format.md): m's description,
+ * group table, every parameter in its PyTorch shape and every BatchNorm buffer, no optimizer
+ * or train state; with cfg (may be NULL) also the effective config, model.head and
+ * small_stem. Written atomically by io_ckpt_save. Load reads a checkpoint of either kind, or
+ * a flat weights file of strata before 2026-12-03 (one 1-D dataset per tensor name). */
+int trainer_weights_save(nn_model *m, const io_config *cfg, const char *path);
 int trainer_weights_load(nn_model *m, const char *path);
 
 #endif

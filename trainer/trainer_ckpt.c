@@ -242,25 +242,36 @@ void trainer_ckpt_release(io_ckpt *ck)
     ck->nparams = ck->nbuffers = 0;
 }
 
-/* weights.h5: every parameter and BatchNorm buffer by name (io_weights). */
-static int weights_refs(io_tensor_ref **out, int *n, named *l, nn_model *m)
+int trainer_weights_save(nn_model *m, const io_config *cfg, const char *path)
 {
-    int rc = named_list(l, m);
-    *out = rc ? NULL : calloc((size_t)(l->np + l->nb + 1), sizeof **out);
-    if (!rc && !*out) rc = nn_err(NN_ENOMEM, "cannot list tensors");
+    io_ckpt ck;
+    char *config = NULL;
+    int rc = trainer_ckpt_fill(&ck, m, NULL); /* no optimizer, no train state: kind weights */
     if (rc) return rc;
-    *n = 0;
-    for (int i = 0; i < l->np; i++) (*out)[(*n)++] = (io_tensor_ref){l->pname[i], l->p[i]->data, l->p[i]->numel};
-    for (int i = 0; i < l->nb; i++) (*out)[(*n)++] = (io_tensor_ref){l->bname[i], l->b[i]->data, l->b[i]->numel};
-    return 0;
+    if (cfg) {
+        rc = io_config_to_string(&config, cfg);
+        snprintf(ck.head, sizeof ck.head, "%s", cfg->model.head[0] ? cfg->model.head : "default");
+        ck.small_stem = cfg->model.small_stem;
+        ck.config = config;
+    }
+    if (!rc) rc = io_ckpt_save(path, &ck);
+    trainer_ckpt_release(&ck);
+    free(config);
+    return rc;
 }
 
-int trainer_weights_save(nn_model *m, const char *path)
+/* A weights file written before weights.h5 was a checkpoint: one flat dataset per tensor at
+ * the root, by name (io_weights_load). */
+static int weights_load_flat(nn_model *m, const char *path)
 {
     named l;
-    io_tensor_ref *t = NULL;
-    int n = 0, rc = weights_refs(&t, &n, &l, m);
-    if (!rc) rc = io_weights_save(path, t, n);
+    int rc = named_list(&l, m);
+    io_tensor_ref *t = rc ? NULL : calloc((size_t)(l.np + l.nb + 1), sizeof *t);
+    if (!rc && !t) rc = nn_err(NN_ENOMEM, "cannot list tensors");
+    int n = 0;
+    for (int i = 0; !rc && i < l.np; i++) t[n++] = (io_tensor_ref){l.pname[i], l.p[i]->data, l.p[i]->numel};
+    for (int i = 0; !rc && i < l.nb; i++) t[n++] = (io_tensor_ref){l.bname[i], l.b[i]->data, l.b[i]->numel};
+    if (!rc) rc = io_weights_load(path, t, n);
     free(t);
     named_free(&l);
     return rc;
@@ -268,7 +279,7 @@ int trainer_weights_save(nn_model *m, const char *path)
 
 int trainer_weights_load(nn_model *m, const char *path)
 {
-    /* A checkpoint (format attribute strata-checkpoint) or a plain weights file. */
+    /* A checkpoint of either kind (format attribute strata-checkpoint) or an old flat file. */
     io_ckpt_reader *rd = NULL;
     int rc = io_ckpt_open(&rd, path);
     if (!rc) {
@@ -278,12 +289,5 @@ int trainer_weights_load(nn_model *m, const char *path)
         return rc;
     }
     if (rc != NN_EFORMAT || !strstr(nn_errmsg(), "not a strata checkpoint")) return rc;
-    named l;
-    io_tensor_ref *t = NULL;
-    int n = 0;
-    rc = weights_refs(&t, &n, &l, m);
-    if (!rc) rc = io_weights_load(path, t, n);
-    free(t);
-    named_free(&l);
-    return rc;
+    return weights_load_flat(m, path);
 }

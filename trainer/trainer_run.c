@@ -1316,7 +1316,7 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         if (!rc && rank == 0) {
             char path[1100];
             snprintf(path, sizeof path, "%s/weights.h5", cfg->run.dir);
-            rc = trainer_weights_save(r.m, path);
+            rc = trainer_weights_save(r.m, cfg, path);
             if (!rc && r.out) fprintf(r.out, "strata: weights written to %s\n", path);
         }
         rc = comm_agree(c, rc, NULL);
