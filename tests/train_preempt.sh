@@ -3,14 +3,15 @@
 # the ranks) stops every rank after the same step with a checkpoint and exit status 75;
 # run.dir/status says preempted; --resume auto finishes, bitwise equal to an uninterrupted
 # run (an mlp: no BatchNorm statistics to average at the extra checkpoint). Then a fresh run
-# refuses the directory of a finished run and of a different run (nothing overwritten).
+# refuses the directory of a finished run and of a different run (nothing overwritten), and a
+# second SIGTERM ends a run at once.
 # Usage: train_preempt.sh MPIEXEC STRATA CONFIG
 set -uo pipefail
 mpiexec=$1 strata=$2 config=$3
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d)
 pid=
-trap 'kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill -9 $pid 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 fails=0
 ok() { echo "ok: $1"; }
 bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
@@ -45,5 +46,16 @@ st=$?
 ((st == 1)) && grep -q "already holds this run's checkpoints" "$dir/again.log" &&
     ok "the same run again without --resume is refused" || { tail -2 "$dir/again.log"; bad "same run again: exit $st"; }
 /usr/bin/python3 "$here/ckpt_compare.py" "$(final "$dir/straight")" "$(final "$dir/run")" > /dev/null || bad "the refused runs changed the checkpoint"
+# A second SIGTERM stops at once (SIGTERM's default action), without waiting for the step.
+# (Wide layers: the stop's step and checkpoint outlast the 20 ms between the signals.)
+"$strata" train "$config" --set run.dir="$dir/twice" "${args[@]}" --set model.widths=[4096,4096] \
+    --set train.epochs=4000 > "$dir/twice.log" 2>&1 &
+pid=$!
+for _ in $(seq 300); do grep -q "epoch 2/4000" "$dir/twice.log" && break; sleep 0.1; done
+kill -TERM "$pid"; sleep 0.02; kill -TERM "$pid"
+wait "$pid"
+st=$?
+pid=
+((st == 128 + 15)) && ok "a second SIGTERM: killed by it (exit $st)" || bad "a second SIGTERM: exit $st"
 echo "$((fails == 0 ? 1 : 0)) passed, $((fails == 0 ? 0 : 1)) failed"
 ((fails == 0))
