@@ -359,7 +359,7 @@ static int buffers_of(void *ud, const char *name, nn_buffer *b)
  * draw `seed` (the same initialisation and batch on every engine). */
 typedef struct {
     nn_model *m;
-    nn_tensor logits;
+    nn_tensor x, logits; /* x outlives the step: a layer's output may be a view of it */
     float *grads, *bufs;
     size_t ngrad, nbuf;
 } model_run;
@@ -384,16 +384,16 @@ static void model_step(model_run *r, int kind, const char *arch, int c, int hw, 
     assert_int_equal(rc, 0);
     nn_model_set_train_bn(r->m, train_bn);
     assert_int_equal(nn_model_freeze_to(r->m, freeze, NULL), 0);
-    nn_tensor x = {0}, dl = {0};
-    assert_int_equal(nn_tensor_resize(&x, batch, c, hw, hw), 0);
-    nn_rng_fill_normal(&rng, x.data, nn_tensor_numel(&x), 1.0f);
+    nn_tensor *x = &r->x, dl = {0};
+    assert_int_equal(nn_tensor_resize(x, batch, c, hw, hw), 0);
+    nn_rng_fill_normal(&rng, x->data, nn_tensor_numel(x), 1.0f);
     int32_t labels[64];
     for (int i = 0; i < batch; i++) labels[i] = (int32_t)(nn_rng_next(&rng) % 10);
     nn_ctx ctx = {&rng};
     const nn_tensor *out;
     float loss;
     nn_model_zero_grad(r->m);
-    rc = nn_model_forward(&out, r->m, &x, &ctx);
+    rc = nn_model_forward(&out, r->m, x, &ctx);
     if (!rc) rc = nn_cross_entropy(&loss, &dl, NULL, out, labels);
     if (!rc) rc = nn_model_backward(r->m, &dl);
     if (rc) print_error("%s step: %s\n", arch, nn_errmsg());
@@ -411,7 +411,6 @@ static void model_step(model_run *r, int kind, const char *arch, int c, int hw, 
     assert_non_null(r->bufs);
     f = (flat){r->bufs, 0};
     nn_model_visit_buffers(r->m, buffers_of, &f);
-    nn_tensor_free(&x);
     nn_tensor_free(&dl);
 }
 
@@ -419,6 +418,7 @@ static void model_run_free(model_run *r)
 {
     free(r->grads);
     free(r->bufs);
+    nn_tensor_free(&r->x);
     nn_tensor_free(&r->logits);
     nn_model_free(r->m);
 }
