@@ -13,12 +13,25 @@
 #include <string.h>
 #include <sys/wait.h>
 
-/* Runs the CLI with args (a shell fragment), capturing stdout and stderr together into a
- * malloc'd string. Returns the exit status. */
+#include "testutil.h"
+
+/* Runs the CLI with args (a shell fragment in which every "@T" stands for this program's
+ * temporary directory), capturing stdout and stderr together into a malloc'd string.
+ * Returns the exit status. */
 static int run_cli(const char *args, char **out)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", STRATA_CLI, args);
+    char cmd[4096];
+    int n = snprintf(cmd, sizeof cmd, "%s ", STRATA_CLI);
+    for (const char *a = args; *a && n < (int)sizeof cmd - 1; a++) {
+        if (a[0] == '@' && a[1] == 'T') {
+            n += snprintf(cmd + n, sizeof cmd - n, "%s", tu_tmpdir());
+            a++;
+        } else {
+            cmd[n++] = *a;
+        }
+    }
+    assert_true(n < (int)sizeof cmd - 8);
+    snprintf(cmd + n, sizeof cmd - n, " 2>&1");
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t cap = 1 << 16, len = 0;
@@ -135,57 +148,48 @@ static void test_ckpt_cli(void **state)
                                  "buffer body.1.running_var 32\n", NULL});
 }
 
-/* The fixed run directories below are removed first: a training run refuses a run.dir that
- * holds another run's config or this run's checkpoints. */
-static void remove_dirs(void)
-{
-    assert_int_equal(system("rm -rf /tmp/strata-cli-bad /tmp/strata-cli-lrf /tmp/strata-cli-5ch"), 0);
-}
-
 static void test_train_bad(void **state)
 {
-    remove_dirs();
     expect("train", 2, (const char *const[]){"missing CONFIG", NULL});
     expect("train /nonexistent/cfg.yaml", 1,
            (const char *const[]){"/nonexistent/cfg.yaml", "cannot open", NULL});
-    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set data.batch_size=100000", 1,
+    expect("train " SYN " --set run.dir=@T/bad --set data.batch_size=100000", 1,
            (const char *const[]){"batch size 100000", NULL});
-    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set model.arch=resnet35", 1,
+    expect("train " SYN " --set run.dir=@T/bad --set model.arch=resnet35", 1,
            (const char *const[]){"unknown model 'resnet35'", NULL});
-    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set data.train=/nonexistent/x.h5",
+    expect("train " SYN " --set run.dir=@T/bad --set data.train=/nonexistent/x.h5",
            1, (const char *const[]){"/nonexistent/x.h5", NULL});
     expect("train " SYN " --set train.epoch=2", 1,
            (const char *const[]){"train.epoch", "did you mean", NULL});
-    expect("train " SYN " --set 'groups.lr=[0.1,0.2]' --set run.dir=/tmp/strata-cli-bad", 1,
+    expect("train " SYN " --set 'groups.lr=[0.1,0.2]' --set run.dir=@T/bad", 1,
            (const char *const[]){"expected 3 values", "got 2", NULL});
     expect("train " SYN " --frobnicate", 2, (const char *const[]){"--frobnicate", NULL});
     expect("eval " SYN " --weights /nonexistent/w.h5", 1,
            (const char *const[]){"/nonexistent/w.h5", NULL});
     expect("data convert --images a", 2, (const char *const[]){"required", NULL});
-    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set groups.freeze_to=7", 1,
+    expect("train " SYN " --set run.dir=@T/bad --set groups.freeze_to=7", 1,
            (const char *const[]){"groups.freeze_to: freeze_to 7 is out of range", NULL});
     /* A validation set whose samples do not match the training data's. */
-    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set model.input=null "
+    expect("train " SYN " --set run.dir=@T/bad --set model.input=null "
            "--set data.valid=fashion-mnist",
            1, (const char *const[]){"data.valid (fashion-mnist) holds 1x28x28", "1x8x8", NULL});
-    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set data.augment.crop_padding=9", 1,
+    expect("train " SYN " --set run.dir=@T/bad --set data.augment.crop_padding=9", 1,
            (const char *const[]){"crop_padding 9 is larger than the 8x8 images", NULL});
-    expect("train " SYN " --set run.dir=/tmp/strata-cli-bad --set model.classes=2", 1,
+    expect("train " SYN " --set run.dir=@T/bad --set model.classes=2", 1,
            (const char *const[]){"label", "2", NULL});
     expect("model mlp --input 1x65536x65537", 1,
            (const char *const[]){"4295032832 features", NULL});
     /* lr-find stops its sweep, rather than failing, when the loss diverges. */
-    expect("lr-find " SYN " --set run.dir=/tmp/strata-cli-lrf --start 1e3 --end 1e30 --num-it 8", 0,
+    expect("lr-find " SYN " --set run.dir=@T/lrf --start 1e3 --end 1e30 --num-it 8", 0,
            (const char *const[]){"lr-find ran", NULL});
-    expect("data convert --images /nonexistent/i.gz --labels /nonexistent/l.gz --out /tmp/x.h5",
+    expect("data convert --images /nonexistent/i.gz --labels /nonexistent/l.gz --out @T/x.h5",
            1, (const char *const[]){"/nonexistent/i.gz", NULL});
 }
 
 /* Images with more channels than the RGB-sized buffers of old: 5-channel synthetic data. */
 static void test_train_many_channels(void **state)
 {
-    remove_dirs();
-    expect("train " SYN " --set run.dir=/tmp/strata-cli-5ch --set model.input=null "
+    expect("train " SYN " --set run.dir=@T/5ch --set model.input=null "
            "--set 'data.synthetic.input=[5,4,4]' --set train.epochs=1",
            0, (const char *const[]){"valid accuracy", NULL});
 }
@@ -194,9 +198,9 @@ static void test_train_many_channels(void **state)
  * eval reads the weights back. */
 static void test_train_runs(void **state)
 {
-    char dir[] = "/tmp/strata-cli-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char args[512], *out;
+    char dir[256];
+    tu_tmp_path(dir, sizeof dir, __func__);
+    char args[1024], *out;
     snprintf(args, sizeof args, "train %s --set run.dir=%s --set train.epochs=2", SYN, dir);
     int st = run_cli(args, &out);
     if (st != 0) print_error("%s\n", out);
@@ -265,8 +269,8 @@ static char *read_file(const char *path)
  * frozen, the second with nothing frozen, and the switch happens exactly at step 17. */
 static void test_train_phases(void **state)
 {
-    char dir[] = "/tmp/strata-cli-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[256];
+    tu_tmp_path(dir, sizeof dir, __func__);
     char args[1024], *out;
     snprintf(args, sizeof args,
              "train %s --set run.dir=%s --set train.log_every=1 --set "
@@ -300,8 +304,8 @@ static void test_train_phases(void **state)
  * restored exactly (strata checks the validation loss before and after). */
 static void test_lr_find(void **state)
 {
-    char dir[] = "/tmp/strata-cli-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[256];
+    tu_tmp_path(dir, sizeof dir, __func__);
     char args[1024], *out;
     snprintf(args, sizeof args, "lr-find %s --set run.dir=%s --start 1e-5 --end 100 --num-it 40",
              SYN, dir);
@@ -333,6 +337,13 @@ static void test_lr_find(void **state)
     assert_memory_equal(sig, "\x89PNG\r\n\x1a\n", 8);
 }
 
+/* The group setup: this program's temporary directory (every run.dir and file below). */
+static int cli_setup(void **state)
+{
+    (void)state;
+    return tu_tmpdir_make("strata-cli");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,5 +353,5 @@ int main(void)
         cmocka_unit_test(test_lr_find),      cmocka_unit_test(test_train_many_channels),
         cmocka_unit_test(test_ckpt_cli),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, cli_setup, tu_group_teardown);
 }

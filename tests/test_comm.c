@@ -1,12 +1,15 @@
 /* The communicator on however many ranks mpiexec starts (1 when run alone: an MPI
  * singleton): typed all-reduces, broadcast, and agreement on a failure. Registered in
- * CTest at 1, 2 and 3 ranks. */
+ * CTest at 1, 2 and 3 ranks. A check that fails on one rank is only recorded (CHECK) until
+ * the test's end, where every rank agrees (agreed()): a rank that stopped in the middle would
+ * leave the others waiting in the next collective. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <string.h>
 
 #include "comm/comm.h"
@@ -14,27 +17,49 @@
 
 static comm *C;
 
+/* The checks that failed on this rank in the running test. */
+static int failed;
+
+/* Records a failed condition with its line and this rank, without leaving the test. */
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            print_error("rank %d: %s:%d: %s\n", comm_rank(C), __FILE__, __LINE__, #cond);    \
+            failed++;                                                                        \
+        }                                                                                    \
+    } while (0)
+
+/* The end of a test: every rank learns whether any rank's check failed, and all fail. */
+static void agreed(void)
+{
+    int32_t any[1] = {failed};
+    failed = 0;
+    assert_int_equal(comm_allreduce_max_i32(C, any, 1), 0);
+    if (any[0]) fail_msg("a check failed on some rank (see above)");
+}
+
 static void test_allreduce(void **state)
 {
     const int r = comm_rank(C), n = comm_size(C);
     float x[5] = {1.0f, (float)r, 2.0f * r, -1.0f, 0.5f};
-    assert_int_equal(comm_allreduce_f32(C, x, 5, 0), 0);
-    assert_float_equal(x[0], (float)n, 0);
-    assert_float_equal(x[1], n * (n - 1) / 2.0f, 0);
-    assert_float_equal(x[2], (float)(n * (n - 1)), 0);
+    CHECK(comm_allreduce_f32(C, x, 5, 0) == 0);
+    CHECK(x[0] == (float)n);
+    CHECK(x[1] == n * (n - 1) / 2.0f);
+    CHECK(x[2] == (float)(n * (n - 1)));
     float y[3] = {(float)r, 1.0f, 3.0f};
-    assert_int_equal(comm_allreduce_f32(C, y, 3, 1), 0);
-    assert_float_equal(y[0], (n - 1) / 2.0f, 1e-6);
-    assert_float_equal(y[1], 1.0f, 1e-6);
+    CHECK(comm_allreduce_f32(C, y, 3, 1) == 0);
+    CHECK(fabsf(y[0] - (n - 1) / 2.0f) <= 1e-6f);
+    CHECK(fabsf(y[1] - 1.0f) <= 1e-6f);
     double d[2] = {0.25, (double)r};
-    assert_int_equal(comm_allreduce_f64(C, d, 2), 0);
-    assert_float_equal(d[0], 0.25 * n, 0);
+    CHECK(comm_allreduce_f64(C, d, 2) == 0);
+    CHECK(d[0] == 0.25 * n);
     int64_t k[1] = {(int64_t)1 << 40};
-    assert_int_equal(comm_allreduce_i64(C, k, 1), 0);
-    assert_true(k[0] == ((int64_t)n << 40));
+    CHECK(comm_allreduce_i64(C, k, 1) == 0);
+    CHECK(k[0] == ((int64_t)n << 40));
     int32_t m[1] = {r};
-    assert_int_equal(comm_allreduce_max_i32(C, m, 1), 0);
-    assert_int_equal(m[0], n - 1);
+    CHECK(comm_allreduce_max_i32(C, m, 1) == 0);
+    CHECK(m[0] == n - 1);
+    agreed();
 }
 
 static void test_bcast(void **state)
@@ -44,12 +69,13 @@ static void test_bcast(void **state)
         float v[4] = {3.0f, 1.0f, 4.0f, 1.5f};
         memcpy(w, v, sizeof v);
     }
-    assert_int_equal(comm_bcast_f32(C, w, 4, 0), 0);
-    assert_float_equal(w[2], 4.0f, 0);
+    CHECK(comm_bcast_f32(C, w, 4, 0) == 0);
+    CHECK(w[2] == 4.0f);
     char s[8] = "";
     if (comm_rank(C) == 0) strcpy(s, "strata");
-    assert_int_equal(comm_bcast_bytes(C, s, sizeof s, 0), 0);
-    assert_string_equal(s, "strata");
+    CHECK(comm_bcast_bytes(C, s, sizeof s, 0) == 0);
+    CHECK(!strcmp(s, "strata"));
+    agreed();
 }
 
 /* The last rank fails: every rank learns its code and rank; success when nobody fails. */
@@ -57,21 +83,22 @@ static void test_agree(void **state)
 {
     const int r = comm_rank(C), n = comm_size(C);
     int who = 7;
-    assert_int_equal(comm_agree(C, 0, &who), 0);
-    assert_int_equal(who, -1);
+    CHECK(comm_agree(C, 0, &who) == 0);
+    CHECK(who == -1);
     int status = r == n - 1 ? NN_ERANGE : 0;
-    assert_int_equal(comm_agree(C, status, &who), NN_ERANGE);
-    assert_int_equal(who, n - 1);
+    CHECK(comm_agree(C, status, &who) == NN_ERANGE);
+    CHECK(who == n - 1);
     /* comm_agree_max: the same agreement, plus the largest value in one collective (a stop
      * signal seen on one rank only reaches every rank). */
     int32_t v = r == n - 1 ? 10 : 0;
-    assert_int_equal(comm_agree_max(C, 0, &who, &v), 0);
-    assert_int_equal(v, 10);
+    CHECK(comm_agree_max(C, 0, &who, &v) == 0);
+    CHECK(v == 10);
     v = r;
-    assert_int_equal(comm_agree_max(C, status, &who, &v), NN_ERANGE);
-    assert_int_equal(who, n - 1);
-    assert_int_equal(v, n - 1);
-    assert_int_equal(comm_barrier(C), 0);
+    CHECK(comm_agree_max(C, status, &who, &v) == NN_ERANGE);
+    CHECK(who == n - 1);
+    CHECK(v == n - 1);
+    CHECK(comm_barrier(C) == 0);
+    agreed();
 }
 
 int main(int argc, char **argv)

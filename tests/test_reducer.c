@@ -17,6 +17,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "comm/comm.h"
 #include "io/io.h"
@@ -47,12 +48,21 @@ typedef struct {
     float *slab[NG];
     comm_reducer *red;
     comm_reduce_mode mode;
+    double t0; /* CLOCK_MONOTONIC seconds at fixture_init: the counters' seconds fit since */
 } fixture;
+
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static void fixture_init(fixture *f, comm_reduce_mode mode)
 {
     memset(f, 0, sizeof *f);
     f->mode = mode;
+    f->t0 = mono_s();
     for (int g = 0; g < NG; g++) {
         f->slab[g] = malloc(sizeof(float) * COUNTS[g]);
         assert_non_null(f->slab[g]);
@@ -98,25 +108,43 @@ static void check_slabs(const fixture *f, const int *active, int s, float scale)
 
 /* Counters after `steps` steps in which the groups in active[] were reduced: count * 4
  * bytes and one collective per bucket each step; nothing for inactive groups, and nothing
- * at all on one rank (a singleton sends nothing). */
+ * at all on one rank (a singleton sends nothing). A sending group's seconds are positive and,
+ * like the exposed seconds, no more than the wall time since fixture_init. Every rank judges
+ * its own counters, then all agree, so that a failure on one rank does not leave the others
+ * waiting in the next collective. */
 static void check_stats(const fixture *f, const int *active, int steps)
 {
     const int world = comm_size(C);
+    const double wall = mono_s() - f->t0;
+    int32_t bad[1] = {0};
     for (int g = 0; g < NG; g++) {
         const comm_group_stats *st = comm_reducer_stats(f->red, g);
         const int sends = active[g] && world > 1;
         const uint64_t bytes = sends ? (uint64_t)steps * COUNTS[g] * sizeof(float) : 0;
         const uint64_t coll = sends ? (uint64_t)steps * ((COUNTS[g] + BUCKET - 1) / BUCKET) : 0;
-        if (st->bytes != bytes || st->collectives != coll)
-            fail_msg("world %d, mode %d: group %d (%s) counters: %llu bytes, %llu collectives; "
-                     "expected %llu bytes, %llu collectives",
-                     world, (int)f->mode, g, active[g] ? "active" : "inactive",
-                     (unsigned long long)st->bytes, (unsigned long long)st->collectives,
-                     (unsigned long long)bytes, (unsigned long long)coll);
-        if (!sends) assert_true(st->seconds == 0.0);
-        else assert_true(st->seconds >= 0.0);
+        if (st->bytes != bytes || st->collectives != coll) {
+            print_error("rank %d, world %d, mode %d: group %d (%s) counters: %llu bytes, %llu "
+                        "collectives; expected %llu bytes, %llu collectives\n",
+                        comm_rank(C), world, (int)f->mode, g, active[g] ? "active" : "inactive",
+                        (unsigned long long)st->bytes, (unsigned long long)st->collectives,
+                        (unsigned long long)bytes, (unsigned long long)coll);
+            bad[0] = 1;
+        }
+        if (sends ? !(st->seconds > 0.0 && st->seconds <= wall) : st->seconds != 0.0) {
+            print_error("rank %d, mode %d: group %d (%s) seconds %g; expected %s %g s\n",
+                        comm_rank(C), (int)f->mode, g, sends ? "sending" : "silent", st->seconds,
+                        sends ? "in (0, wall time]" : "0, not even", sends ? wall : 0.0);
+            bad[0] = 1;
+        }
     }
-    assert_true(comm_reducer_exposed_seconds(f->red) >= 0.0);
+    const double exposed = comm_reducer_exposed_seconds(f->red);
+    if (!(exposed >= 0.0 && exposed <= wall)) {
+        print_error("rank %d, mode %d: exposed seconds %g outside [0, %g]\n", comm_rank(C),
+                    (int)f->mode, exposed, wall);
+        bad[0] = 1;
+    }
+    assert_int_equal(comm_allreduce_max_i32(C, bad, 1), 0);
+    if (bad[0]) fail_msg("the reducer's counters are wrong on some rank (see above)");
 }
 
 /* One step as the trainer drives it: head first, progress between groups, a repeated
