@@ -22,6 +22,7 @@
 #include "comm/comm.h"
 #include "io/io.h"
 #include "nn/nn.h"
+#include "testutil.h"
 
 enum { NG = 4, BUCKET = 1000 };
 static const size_t COUNTS[NG] = {1, 7, 1000, 4099}; /* group 3 is the head */
@@ -88,7 +89,7 @@ static void fill(fixture *f, int s)
 static void check_slabs(const fixture *f, const int *active, int s, float scale)
 {
     const int r = comm_rank(C), world = comm_size(C);
-    int32_t bad[1] = {0};
+    int bad[1] = {0};
     for (int g = 0; g < NG && !bad[0]; g++)
         for (size_t i = 0; i < COUNTS[g]; i++) {
             const float want = active[g] ? expected(g, i, s, world, scale) : value(r, g, i, s);
@@ -102,8 +103,7 @@ static void check_slabs(const fixture *f, const int *active, int s, float scale)
             }
         }
     /* Every rank fails together, so none is left waiting in the next test's collectives. */
-    assert_int_equal(comm_allreduce_max_i32(C, bad, 1), 0);
-    if (bad[0]) fail_msg("the reduced slabs differ from the serial average (see above)");
+    tu_agree(C, bad[0], "the reduced slabs differ from the serial average");
 }
 
 /* Counters after `steps` steps in which the groups in active[] were reduced: count * 4
@@ -116,7 +116,7 @@ static void check_stats(const fixture *f, const int *active, int steps)
 {
     const int world = comm_size(C);
     const double wall = mono_s() - f->t0;
-    int32_t bad[1] = {0};
+    int bad[1] = {0};
     for (int g = 0; g < NG; g++) {
         const comm_group_stats *st = comm_reducer_stats(f->red, g);
         const int sends = active[g] && world > 1;
@@ -143,8 +143,7 @@ static void check_stats(const fixture *f, const int *active, int steps)
                     (int)f->mode, exposed, wall);
         bad[0] = 1;
     }
-    assert_int_equal(comm_allreduce_max_i32(C, bad, 1), 0);
-    if (bad[0]) fail_msg("the reducer's counters are wrong on some rank (see above)");
+    tu_agree(C, bad[0], "the reducer's counters are wrong on some rank");
 }
 
 /* One step as the trainer drives it: head first, progress between groups, a repeated
@@ -336,7 +335,7 @@ static void run_tails(comm_reduce_mode mode)
         comm_reducer_begin(f.red, active);
         for (int g = NG - 1; g >= 0; g--) assert_int_equal(comm_reducer_group_done(f.red, g), 0);
         assert_int_equal(comm_reducer_finish(f.red, scale), 0);
-        int32_t bad[1] = {0};
+        int bad[1] = {0};
         for (int g = 0; g < NG && !bad[0]; g++)
             for (size_t i = 0; i < COUNTS[g] && !bad[0]; i++) {
                 const int reduced = active[g] == COMM_GROUP_ALL || i >= TAILS[g];
@@ -349,8 +348,7 @@ static void run_tails(comm_reduce_mode mode)
                     bad[0] = 1;
                 }
             }
-        assert_int_equal(comm_allreduce_max_i32(C, bad, 1), 0);
-        if (bad[0]) fail_msg("a tail reduction differs from the serial average (see above)");
+        tu_agree(C, bad[0], "a tail reduction differs from the serial average");
     }
     for (int g = 0; g < NG; g++) {
         const comm_group_stats *st = comm_reducer_stats(f.red, g);

@@ -101,3 +101,10 @@ void tu_expect_zeroed(const io_dataset *ds)
     assert_null(ds->norm_std);
     assert_int_equal(ds->classes, 0);
 }
+
+void tu_agree(comm *c, int failed, const char *what)
+{
+    int32_t any[1] = {failed != 0};
+    assert_int_equal(comm_allreduce_max_i32(c, any, 1), 0);
+    if (any[0]) fail_msg("%s (see above)", what);
+}

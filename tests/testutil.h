@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comm/comm.h"
 #include "io/io.h"
 
 /* ---------------------------------------------------------------------------------------
@@ -62,5 +63,14 @@ void tu_expect_msg_(const char *file, int line, ...);
 /* Fails the test unless every field of ds is zero or NULL (what io_dataset_free and a
  * failed load must leave). */
 void tu_expect_zeroed(const io_dataset *ds);
+
+/* ---------------------------------------------------------------------------------------
+ * Several ranks.
+ */
+
+/* Every rank of c learns whether any rank's checks failed (failed != 0 there), and then
+ * all fail the running test with the message what (a rank that failed alone would leave
+ * the others waiting in their next collective). Call it at the same point on every rank. */
+void tu_agree(comm *c, int failed, const char *what);
 
 #endif /* STRATA_TESTUTIL_H */
