@@ -40,6 +40,10 @@ enum {
 /* Records a formatted message for the current thread and returns `code`, so that a failure
  * reads `return nn_err(NN_EINVAL, "cut %d is out of range", cut);`. */
 int nn_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Puts a prefix before the message of the last nn_err() on this thread and returns code:
+ * after a failed load, `return nn_err_wrap(rc, "model.init_from %s", path);` leaves
+ * "model.init_from PATH: <the loader's message>". */
+int nn_err_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The message of the last nn_err() on this thread ("" if none). Never NULL. */
 const char *nn_errmsg(void);
 /* The fixed text of a code ("shape mismatch"); "unknown error" for an unknown code. */

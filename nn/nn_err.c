@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local char nn__errbuf[1024];
 
@@ -13,6 +14,19 @@ int nn_err(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(nn__errbuf, sizeof nn__errbuf, fmt, ap);
     va_end(ap);
+    return code;
+}
+
+int nn_err_wrap(int code, const char *fmt, ...)
+{
+    char prev[sizeof nn__errbuf];
+    memcpy(prev, nn__errbuf, sizeof prev);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(nn__errbuf, sizeof nn__errbuf, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof nn__errbuf)
+        snprintf(nn__errbuf + n, sizeof nn__errbuf - (size_t)n, ": %s", prev);
     return code;
 }
 
