@@ -42,6 +42,7 @@
 #define _DEFAULT_SOURCE /* mincore, realpath, statfs */
 #include "nn/nn.h"
 #include "trainer/trainer.h"
+#include "util/util.h"
 
 #include "bench/bench_util.h"
 
@@ -60,13 +61,6 @@
 #define MAX_REPS 64
 
 static const char *prog = "strata_bench_ckpt";
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void die_nn(const char *what, int rc)
 {
@@ -361,38 +355,38 @@ typedef struct {
 
 static double time_save(bench *b)
 {
-    double t0 = now_s();
+    double t0 = util_now_s();
     int rc = io_ckpt_save_reuse(b->ckpt, b->ck, &b->keep);
-    double t = now_s() - t0;
+    double t = util_now_s() - t0;
     if (rc) die_nn("save", rc);
     return t;
 }
 
 static double time_raw_write(bench *b)
 {
-    double t0 = now_s();
+    double t0 = util_now_s();
     raw_write(b->raw, b->dir, b->wbuf, b->bytes);
-    return now_s() - t0;
+    return util_now_s() - t0;
 }
 
 static double time_load(bench *b)
 {
-    double t0 = now_s();
+    double t0 = util_now_s();
     io_ckpt_reader *rd = NULL;
     int rc = io_ckpt_open(&rd, b->ckpt);
     trainer_ckpt_counts n;
     if (!rc) rc = trainer_ckpt_load(b->m, b->opt, rd, 0, &n);
     io_ckpt_close(rd);
-    double t = now_s() - t0;
+    double t = util_now_s() - t0;
     if (rc) die_nn("load", rc);
     return t;
 }
 
 static double time_read(bench *b, const char *path)
 {
-    double t0 = now_s();
+    double t0 = util_now_s();
     size_t got = raw_read(path, b->rbuf, b->cap);
-    double t = now_s() - t0;
+    double t = util_now_s() - t0;
     if (got != b->bytes) {
         fprintf(stderr, "%s: read %zu bytes of %s, expected %zu\n", prog, got, path, b->bytes);
         exit(1);

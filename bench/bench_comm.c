@@ -47,6 +47,7 @@
 #include "io/io.h"
 #include "nn/nn.h"
 #include "trainer/trainer.h"
+#include "util/util.h"
 
 #include "bench/bench_util.h"
 
@@ -78,13 +79,6 @@ typedef struct {
     const char *variants; /* training variants to run (overlap, no_overlap, thread, frozen);
                              NULL: all */
 } bench_opts;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double median_of(const double *v, int n)
 {
@@ -139,37 +133,6 @@ static void fail(comm *c, const char *what, int rc)
     exit(1);
 }
 
-/* ---- the JSON line, built in a growing buffer ------------------------------------------- */
-
-typedef struct {
-    char *s;
-    size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sbuf *b, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) return;
-        if (b->s && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? 2 * b->cap : 4096) + (size_t)n;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            fprintf(stderr, "strata_bench_comm: out of memory\n");
-            exit(1);
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-}
-
 /* ---- other processes' load ---------------------------------------------------------------- */
 
 /* Busy and steal time of the whole machine from /proc/stat, in seconds. */
@@ -203,7 +166,7 @@ typedef struct {
 static load_mark load_start(void)
 {
     load_mark m;
-    m.wall = now_s();
+    m.wall = util_now_s();
     machine_cpu(&m.busy, &m.steal);
     m.own = own_cpu();
     return m;
@@ -215,7 +178,7 @@ static void load_end(const load_mark *m, double *other, double *steal)
 {
     double busy, st;
     machine_cpu(&busy, &st);
-    double own = own_cpu() - m->own, wall = now_s() - m->wall;
+    double own = own_cpu() - m->own, wall = util_now_s() - m->wall;
     MPI_Allreduce(MPI_IN_PLACE, &own, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     double o = (busy - m->busy - own) / wall;
     *other = o > 0.0 ? o : 0.0;
@@ -248,7 +211,7 @@ static double max_over_ranks(double t)
     return t;
 }
 
-static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *o, sbuf *js,
+static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *o, util_str *js,
                                int *first)
 {
     const int rank = comm_rank(c);
@@ -301,7 +264,7 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
     for (int k = -2; k < R; k++) { /* two warm-up rounds */
         for (int v = 0; v < NVARIANTS; v++) {
             MPI_Barrier(MPI_COMM_WORLD);
-            double t0 = now_s();
+            double t0 = util_now_s();
             if (v == 0) {
                 rc = MPI_Allreduce(MPI_IN_PLACE, plain, (int)total, MPI_FLOAT, MPI_SUM,
                                    MPI_COMM_WORLD);
@@ -314,17 +277,17 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
                 if (!rc) rc = comm_reducer_finish(r, 1.0f);
                 if (rc) fail(c, "comm_reducer", rc);
             }
-            double dt = max_over_ranks(now_s() - t0);
+            double dt = max_over_ranks(util_now_s() - t0);
             if (k >= 0) t[v][k] = dt;
         }
-        double t0 = now_s();
+        double t0 = util_now_s();
         for (int g = 0; g < G; g++) {
             float *x = slabs[g];
             volatile float one = 1.0f; /* the compiler cannot drop x *= s */
             const float s = one;
             for (size_t i = 0; i < counts[g]; i++) x[i] *= s;
         }
-        if (k >= 0) tscale[k] = max_over_ranks(now_s() - t0);
+        if (k >= 0) tscale[k] = max_over_ranks(util_now_s() - t0);
     }
     double other, steal;
     load_end(&lm, &other, &steal);
@@ -358,7 +321,7 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
                 snprintf(key, sizeof key, "group");
             for (int ov = 1; ov >= 0; ov--) {
                 const double *tv = t[1 + 2 * b + (ov ? 0 : 1)];
-                sb_add(js, "%s\"reduce.%s.%s.%s\":{\"floats\":%zu,\"buckets\":%d,\"ms\":%.6g,"
+                util_str_printf(js, "%s\"reduce.%s.%s.%s\":{\"floats\":%zu,\"buckets\":%d,\"ms\":%.6g,"
                        "\"ms_median\":%.6g,\"plain_ms\":%.6g,\"plain_ms_median\":%.6g,"
                        "\"pct_of_plain\":%.4g}",
                        *first ? "" : ",", sm->arch, key, ov ? "overlap" : "blocking", total, nbk[b],
@@ -369,7 +332,7 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
         }
     }
     if (rank == 0) {
-        sb_add(js, ",\"reduce.%s.plain\":{\"floats\":%zu,\"groups\":%d,\"ms\":%.6g,\"ms_median\":%.6g,"
+        util_str_printf(js, ",\"reduce.%s.plain\":{\"floats\":%zu,\"groups\":%d,\"ms\":%.6g,\"ms_median\":%.6g,"
                "\"gb_per_s\":%.4g,\"scale_ms\":%.6g,\"other_load\":%.3g}",
                sm->arch, total, G, pbest * 1e3, pmed * 1e3, bytes / pmed / 1e9,
                median_of(tscale, R) * 1e3, other);
@@ -384,7 +347,7 @@ static void bench_reduce_model(comm *c, const slab_model *sm, const bench_opts *
  * MPI_Wait of the same size, which is what the reducer issues with and without overlap. Shows
  * which message sizes the MPI library handles well, and how its nonblocking algorithm
  * compares with its blocking one. */
-static void bench_mpi_sizes(comm *c, const bench_opts *o, sbuf *js, int *first)
+static void bench_mpi_sizes(comm *c, const bench_opts *o, util_str *js, int *first)
 {
     static const double mib[] = {0.25, 1, 4, 16, 64};
     const int rank = comm_rank(c), R = o->reduce_reps;
@@ -400,7 +363,7 @@ static void bench_mpi_sizes(comm *c, const bench_opts *o, sbuf *js, int *first)
         for (int k = -2; k < R; k++)
             for (int v = 0; v < 2; v++) {
                 MPI_Barrier(MPI_COMM_WORLD);
-                double t0 = now_s();
+                double t0 = util_now_s();
                 int rc;
                 if (v == 0) {
                     rc = MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
@@ -410,7 +373,7 @@ static void bench_mpi_sizes(comm *c, const bench_opts *o, sbuf *js, int *first)
                     if (rc == MPI_SUCCESS) rc = MPI_Wait(&q, MPI_STATUS_IGNORE);
                 }
                 if (rc != MPI_SUCCESS) fail(c, v ? "MPI_Iallreduce" : "MPI_Allreduce", NN_EMPI);
-                double dt = max_over_ranks(now_s() - t0);
+                double dt = max_over_ranks(util_now_s() - t0);
                 if (k >= 0) t[v][k] = dt;
             }
         free(x);
@@ -418,7 +381,7 @@ static void bench_mpi_sizes(comm *c, const bench_opts *o, sbuf *js, int *first)
         if (rank == 0) {
             printf("| %g | %.3f | %.2f | %.3f | %.2f | %.0f%% |\n", mib[i], a * 1e3, bytes / a / 1e9,
                    b * 1e3, bytes / b / 1e9, 100.0 * a / b);
-            sb_add(js, "%s\"mpi.%g\":{\"bytes\":%.0f,\"allreduce_ms\":%.6g,\"iallreduce_ms\":%.6g}",
+            util_str_printf(js, "%s\"mpi.%g\":{\"bytes\":%.0f,\"allreduce_ms\":%.6g,\"iallreduce_ms\":%.6g}",
                    *first ? "" : ",", mib[i], bytes, a * 1e3, b * 1e3);
             *first = 0;
         }
@@ -457,21 +420,6 @@ typedef struct {
     double other, steal; /* other processes' load, cores */
     int batch, steps;
 } train_rep;
-
-static int make_dirs(const char *path)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++)
-        if (*p == '/' || *p == '\0') {
-            char keep = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-            *p = keep;
-            if (!keep) break;
-        }
-    return 0;
-}
 
 /* One metrics.jsonl progress line. */
 typedef struct {
@@ -578,8 +526,8 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
     FILE *log = NULL;
     if (rank == 0) {
         char lp[1100];
-        if (make_dirs(o->run_dir)) {
-            fprintf(stderr, "strata_bench_comm: cannot create %s: %s\n", o->run_dir, strerror(errno));
+        if (util_mkdirs(o->run_dir)) {
+            fprintf(stderr, "strata_bench_comm: %s\n", nn_errmsg());
             comm_abort(c, 1, "run dir");
         }
         /* strata train refuses a run.dir that holds a run's checkpoints: each repetition
@@ -615,7 +563,7 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
     }
 }
 
-static void bench_train(comm *c, const bench_opts *o, sbuf *js, int *first)
+static void bench_train(comm *c, const bench_opts *o, util_str *js, int *first)
 {
     const int rank = comm_rank(c), world = comm_size(c);
     train_case cases[4 * NTRAIN_MODELS];
@@ -668,7 +616,7 @@ static void bench_train(comm *c, const bench_opts *o, sbuf *js, int *first)
                cases[i].model, cases[i].variant, b->batch, b->steps, b->ms, median_of(ms, o->reps),
                min_of(mw, o->reps), sps, b->exposed_ms, median_of(ex, o->reps), gm, b->bytes, b->collectives, b->other,
                min_of(other, o->reps), omax);
-        sb_add(js, "%s\"train.%s.%s\":{\"batch\":%d,\"steps\":%d,\"ms_per_step\":%.6g,"
+        util_str_printf(js, "%s\"train.%s.%s\":{\"batch\":%d,\"steps\":%d,\"ms_per_step\":%.6g,"
                "\"ms_per_step_median\":%.6g,\"samples_per_s\":%.6g,\"exposed_ms\":%.6g,"
                "\"exposed_ms_median\":%.6g,\"bytes_per_step\":%.6g,\"collectives_per_step\":%.4g,"
                "\"other_load\":%.3g,\"other_load_median\":%.3g,\"steal\":%.3g,"
@@ -676,8 +624,8 @@ static void bench_train(comm *c, const bench_opts *o, sbuf *js, int *first)
                *first ? "" : ",", cases[i].model, cases[i].variant, b->batch, b->steps, b->ms,
                median_of(ms, o->reps), sps, b->exposed_ms, median_of(ex, o->reps), b->bytes,
                b->collectives, b->other, median_of(other, o->reps), b->steal, min_of(mw, o->reps));
-        for (int g = 0; g < b->ngroups; g++) sb_add(js, ",\"group%d_ms\":%.6g", g, b->group_ms[g]);
-        sb_add(js, "}");
+        for (int g = 0; g < b->ngroups; g++) util_str_printf(js, ",\"group%d_ms\":%.6g", g, b->group_ms[g]);
+        util_str_printf(js, "}");
         *first = 0;
     }
     fflush(stdout);
@@ -812,7 +760,7 @@ static int memory_need(mem_need *nd, const io_config *cfg)
 /* Peak resident memory of every rank over one short training run (trainer_train, overlap
  * on), against memory_need. Run one model per process (bench/run does): ru_maxrss is the
  * process's peak, so a second model here would be measured on top of the first. */
-static void bench_memory(comm *c, const bench_opts *o, const double *start_kib, sbuf *js,
+static void bench_memory(comm *c, const bench_opts *o, const double *start_kib, util_str *js,
                          int *first)
 {
     const int rank = comm_rank(c), world = comm_size(c);
@@ -840,7 +788,7 @@ static void bench_memory(comm *c, const bench_opts *o, const double *start_kib, 
         FILE *log = NULL;
         if (rank == 0) {
             char lp[1100];
-            if (make_dirs(o->run_dir)) comm_abort(c, 1, "run dir");
+            if (util_mkdirs(o->run_dir)) comm_abort(c, 1, nn_errmsg());
             remove_tree(dir); /* strata train refuses a run.dir holding a run's checkpoints */
             snprintf(lp, sizeof lp, "%s/np%d-%s-memory.log", o->run_dir, world, model);
             log = fopen(lp, "w");
@@ -870,7 +818,7 @@ static void bench_memory(comm *c, const bench_opts *o, const double *start_kib, 
                "the training set %.1f\n",
                nd.need / 1e6, nd.params / 1e6, nd.grads / 1e6, nd.opt / 1e6, nd.act_visible / 1e6,
                nd.act_internal / 1e6, nd.input / 1e6, nd.data / 1e6);
-        sb_add(js, "%s\"memory.%s\":{\"batch\":%d,\"steps\":%d,\"params_bytes\":%.0f,\"grads_bytes\":%.0f,"
+        util_str_printf(js, "%s\"memory.%s\":{\"batch\":%d,\"steps\":%d,\"params_bytes\":%.0f,\"grads_bytes\":%.0f,"
                "\"opt_bytes\":%.0f,\"act_visible_bytes\":%.0f,\"act_internal_bytes\":%.0f,"
                "\"input_bytes\":%.0f,\"data_bytes\":%.0f,\"need_bytes\":%.0f,\"ranks\":[",
                *first ? "" : ",", model, cfg.data.batch_size, steps, nd.params, nd.grads, nd.opt,
@@ -883,12 +831,12 @@ static void bench_memory(comm *c, const bench_opts *o, const double *start_kib, 
                    "files/libraries %.1f, shared memory %.1f), peak - start %.1f MB (%.2fx)\n",
                    r, peak / 1e6, peak / nd.need, start / 1e6, a[2] * 1.024e-3, a[3] * 1.024e-3,
                    a[4] * 1.024e-3, (peak - start) / 1e6, (peak - start) / nd.need);
-            sb_add(js, "%s{\"peak_bytes\":%.0f,\"start_bytes\":%.0f,\"start_anon_bytes\":%.0f,"
+            util_str_printf(js, "%s{\"peak_bytes\":%.0f,\"start_bytes\":%.0f,\"start_anon_bytes\":%.0f,"
                    "\"start_file_bytes\":%.0f,\"start_shmem_bytes\":%.0f,\"ratio\":%.4g}",
                    r ? "," : "", peak, start, a[2] * 1024.0, a[3] * 1024.0, a[4] * 1024.0,
                    peak / nd.need);
         }
-        sb_add(js, "]}");
+        util_str_printf(js, "]}");
         fflush(stdout);
     }
 }
@@ -903,29 +851,6 @@ typedef struct {
     int n;
     char *ddp; /* ddp_ref.py's JSON line, NULL when absent */
 } report_in;
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0, got;
-    char *s = bench_xcalloc("strata_bench_comm", cap, 1);
-    while ((got = fread(s + len, 1, cap - 1 - len, f)) > 0) {
-        len += got;
-        if (len + 1 == cap) {
-            char *p = realloc(s, cap * 2);
-            if (!p) {
-                fprintf(stderr, "strata_bench_comm: out of memory reading %s\n", path);
-                exit(1);
-            }
-            s = p;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    s[len] = '\0';
-    return s;
-}
 
 /* The number `field` inside the flat object "key":{...} of a JSON line; NAN when absent. */
 static double jget(const char *line, const char *key, const char *field)
@@ -991,9 +916,9 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
 {
     report_in in = {0};
     for (int f = 0; f < nfiles; f++) {
-        char *text = read_text(files[f]);
-        if (!text) {
-            fprintf(stderr, "strata_bench_comm: cannot read %s: %s\n", files[f], strerror(errno));
+        char *text;
+        if (util_read_file(&text, NULL, files[f], 0)) {
+            fprintf(stderr, "strata_bench_comm: %s\n", nn_errmsg());
             return 1;
         }
         for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n"))
@@ -1005,7 +930,8 @@ static int report(const char *const *files, int nfiles, const char *ddp_path)
         free(text);
     }
     if (ddp_path) {
-        char *t = read_text(ddp_path);
+        char *t = NULL;
+        (void)util_read_file(&t, NULL, ddp_path, 0); /* absent: said below */
         char *l = t ? (t[0] == '{' ? t : strstr(t, "\n{")) : NULL;
         if (l && strstr(l, "\"results\""))
             in.ddp = t;
@@ -1340,8 +1266,8 @@ int main(int argc, char **argv)
 #endif
         fflush(stdout);
     }
-    sbuf js = {0};
-    sb_add(&js, "{\"bench\":\"comm\",\"world\":%d,\"strata\":\"%s\",\"mpi\":\"%s\",\"reps\":%d,"
+    util_str js = {0};
+    util_str_printf(&js, "{\"bench\":\"comm\",\"world\":%d,\"strata\":\"%s\",\"mpi\":\"%s\",\"reps\":%d,"
            "\"reduce_reps\":%d,\"loadavg\":\"%s\",\"cases\":{",
            world, STRATA_VERSION, lib, o.reps, o.reduce_reps, loadavg);
     int first = 1;
@@ -1357,7 +1283,8 @@ int main(int argc, char **argv)
     }
     bench_train(c, &o, &js, &first);
     bench_memory(c, &o, start_kib, &js, &first);
-    sb_add(&js, "}}");
+    util_str_printf(&js, "}}");
+    if (js.failed) comm_abort(c, 1, "out of memory building the JSON line");
     if (rank == 0) {
         printf("\n%s\n", js.s);
         if (o.json) {

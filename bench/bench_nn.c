@@ -28,6 +28,7 @@
  */
 #include "nn/nn.h"
 #include "trainer/trainer.h"
+#include "util/util.h"
 
 #include "bench/bench_util.h"
 
@@ -56,13 +57,6 @@ typedef struct {
     int engine;            /* NN_ENGINE_* the cases run on */
 } bench_opts;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void die(const char *what, int rc)
 {
     fprintf(stderr, "strata_bench: %s: %s (%s)\n", what, nn_errmsg(), nn_errname(rc));
@@ -82,21 +76,21 @@ typedef void (*step_fn)(void *ud);
  * last o->min_time each. */
 static timing time_steps(step_fn fn, void *ud, const bench_opts *o)
 {
-    double t0 = now_s(), t;
+    double t0 = util_now_s(), t;
     long n = 0;
     do {
         fn(ud);
         n++;
-        t = now_s() - t0;
+        t = util_now_s() - t0;
     } while (n < 3 || t < 0.2);
     timing r = {0};
     r.steps = (long)ceil(o->min_time / (t / (double)n));
     if (r.steps < 1) r.steps = 1;
     double per[MAX_REPS];
     for (int k = 0; k < o->reps; k++) {
-        t0 = now_s();
+        t0 = util_now_s();
         for (long i = 0; i < r.steps; i++) fn(ud);
-        per[k] = (now_s() - t0) / (double)r.steps;
+        per[k] = (util_now_s() - t0) / (double)r.steps;
     }
     qsort(per, (size_t)o->reps, sizeof per[0], bench_cmp_double);
     r.best = per[0];
@@ -213,9 +207,9 @@ static double sgemm_square_rate(int n, int reps, nn_rng *rng)
     gemm_list_step(&L);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = util_now_s();
         gemm_list_step(&L);
-        double t = now_s() - t0;
+        double t = util_now_s() - t0;
         if (t < best) best = t;
     }
     gemm_list_free(&L);
@@ -234,29 +228,11 @@ static void torch_load(torch_ref *t, const char *path)
 {
     memset(t, 0, sizeof *t);
     if (!path) return;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "strata_bench: cannot open %s: %s; PyTorch column left empty\n", path,
-                strerror(errno));
+    char *s;
+    if (util_read_file(&s, NULL, path, 0)) {
+        fprintf(stderr, "strata_bench: %s; PyTorch column left empty\n", nn_errmsg());
         return;
     }
-    size_t cap = 1 << 16, len = 0;
-    char *s = bench_xcalloc("strata_bench", cap, 1);
-    size_t got;
-    while ((got = fread(s + len, 1, cap - 1 - len, f)) > 0) {
-        len += got;
-        if (len + 1 == cap) {
-            char *p = realloc(s, cap * 2);
-            if (!p) {
-                fprintf(stderr, "strata_bench: out of memory reading %s\n", path);
-                exit(1);
-            }
-            s = p;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    s[len] = '\0';
     /* The JSON line is the one that starts with '{' (torch_ref.py prints nothing else on
      * stdout, but be lenient about what run.sh captured). */
     char *line = s[0] == '{' ? s : strstr(s, "\n{");
@@ -553,34 +529,34 @@ static void breakdown_step(model_bench *b, breakdown *d)
     double t;
     const nn_tensor *h = &b->x;
     for (int i = 0; i < d->n; i++) {
-        t = now_s();
+        t = util_now_s();
         int rc = nn_layer_forward(d->kid[i], h, &b->ctx);
-        d->fwd[i] += now_s() - t;
+        d->fwd[i] += util_now_s() - t;
         if (rc) die("breakdown forward", rc);
         h = &d->kid[i]->y;
     }
     float loss;
-    t = now_s();
+    t = util_now_s();
     int rc = nn_cross_entropy(&loss, &b->dlogits, NULL, h, b->labels);
-    d->loss += now_s() - t;
+    d->loss += util_now_s() - t;
     if (rc) die("breakdown loss", rc);
-    t = now_s();
+    t = util_now_s();
     nn_model_zero_grad(b->m);
-    d->zero += now_s() - t;
+    d->zero += util_now_s() - t;
     const nn_tensor *g = &b->dlogits;
     for (int i = d->n - 1; i >= 0; i--) {
         nn_layer *k = d->kid[i];
         if (!k->any_trainable && !k->need_dx) break;
-        t = now_s();
+        t = util_now_s();
         rc = nn_layer_backward(k, g);
-        d->bwd[i] += now_s() - t;
+        d->bwd[i] += util_now_s() - t;
         if (rc) die("breakdown backward", rc);
         if (!k->need_dx) break;
         g = nn_layer_grad_input(k);
     }
-    t = now_s();
+    t = util_now_s();
     trainer_opt_step(&b->opt, b->m, b->lr, b->mom, b->wd);
-    d->sgd += now_s() - t;
+    d->sgd += util_now_s() - t;
 }
 
 static double layer_gemm_seconds(const nn_layer *l, int N, const bench_opts *o, nn_rng *rng)

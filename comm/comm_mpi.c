@@ -2,6 +2,7 @@
  * failed call comes back here and becomes a strata error carrying MPI's message. Counts
  * larger than INT_MAX are sent in pieces (MPI counts are int). */
 #include "comm/comm.h"
+#include "comm/comm_internal.h"
 
 #include "nn/nn.h"
 
@@ -17,8 +18,7 @@ struct comm {
     int thread_level; /* what MPI provides: MPI_THREAD_SINGLE .. MPI_THREAD_MULTIPLE */
 };
 
-/* Turns an MPI return code into NN_EMPI with MPI's own message. */
-static int mpi_check(int rc, const char *what)
+int comm__mpi_check(int rc, const char *what)
 {
     if (rc == MPI_SUCCESS) return 0;
     char msg[MPI_MAX_ERROR_STRING];
@@ -54,11 +54,11 @@ int comm_init(comm **out, int *argc, char ***argv)
         c->started_mpi = 1;
     }
     c->world = MPI_COMM_WORLD;
-    int rc = mpi_check(MPI_Query_thread(&c->thread_level), "MPI_Query_thread");
+    int rc = comm__mpi_check(MPI_Query_thread(&c->thread_level), "MPI_Query_thread");
     if (!rc)
-        rc = mpi_check(MPI_Comm_set_errhandler(c->world, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
-    if (!rc) rc = mpi_check(MPI_Comm_rank(c->world, &c->rank), "MPI_Comm_rank");
-    if (!rc) rc = mpi_check(MPI_Comm_size(c->world, &c->size), "MPI_Comm_size");
+        rc = comm__mpi_check(MPI_Comm_set_errhandler(c->world, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    if (!rc) rc = comm__mpi_check(MPI_Comm_rank(c->world, &c->rank), "MPI_Comm_rank");
+    if (!rc) rc = comm__mpi_check(MPI_Comm_size(c->world, &c->size), "MPI_Comm_size");
     if (rc) {
         comm_free(c);
         return rc;
@@ -109,7 +109,7 @@ static int allreduce(comm *c, void *x, size_t count, MPI_Datatype type, size_t e
     char *p = x;
     while (count > 0) {
         int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
-        int rc = mpi_check(MPI_Allreduce(MPI_IN_PLACE, p, n, type, op, c->world), what);
+        int rc = comm__mpi_check(MPI_Allreduce(MPI_IN_PLACE, p, n, type, op, c->world), what);
         if (rc) return rc;
         p += (size_t)n * elem;
         count -= (size_t)n;
@@ -151,7 +151,7 @@ int comm_bcast_bytes(comm *c, void *x, size_t count, int root)
     char *p = x;
     while (count > 0) {
         int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
-        int rc = mpi_check(MPI_Bcast(p, n, MPI_BYTE, root, c->world), "MPI_Bcast");
+        int rc = comm__mpi_check(MPI_Bcast(p, n, MPI_BYTE, root, c->world), "MPI_Bcast");
         if (rc) return rc;
         p += n;
         count -= (size_t)n;
@@ -164,7 +164,7 @@ int comm_bcast_f32(comm *c, float *x, size_t count, int root)
     if (c->size == 1 || count == 0) return 0;
     while (count > 0) {
         int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
-        int rc = mpi_check(MPI_Bcast(x, n, MPI_FLOAT, root, c->world), "MPI_Bcast(float)");
+        int rc = comm__mpi_check(MPI_Bcast(x, n, MPI_FLOAT, root, c->world), "MPI_Bcast(float)");
         if (rc) return rc;
         x += n;
         count -= (size_t)n;
@@ -174,7 +174,7 @@ int comm_bcast_f32(comm *c, float *x, size_t count, int root)
 
 int comm_barrier(comm *c)
 {
-    return c->size == 1 ? 0 : mpi_check(MPI_Barrier(c->world), "MPI_Barrier");
+    return c->size == 1 ? 0 : comm__mpi_check(MPI_Barrier(c->world), "MPI_Barrier");
 }
 
 void comm_abort(comm *c, int code, const char *msg)

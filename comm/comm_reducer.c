@@ -16,8 +16,10 @@
  * as MPI_Testall's work does, plus thread switches: the mlp's 2-rank step was 3-5 ms
  * longer with the thread, and the cnn's gain was within the noise of a shared machine. */
 #include "comm/comm.h"
+#include "comm/comm_internal.h"
 
 #include "nn/nn.h"
+#include "util/util.h"
 
 #include <limits.h>
 #include <mpi.h>
@@ -71,21 +73,6 @@ struct comm_reducer {
     char errmsg[512];    /* and its message (nn_err's buffer is per thread) */
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int mpi_fail(int rc, const char *what)
-{
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
-    return nn_err(NN_EMPI, "%s failed: %s", what, msg);
-}
-
 /* The communication thread: takes each queued group in order and reduces its buckets with
  * blocking all-reduces. After an error it empties the queue without sending (finish
  * reports the error). On quit it first drains the queue, so that a reducer freed in the
@@ -104,17 +91,17 @@ static void *reduce_thread(void *arg)
         pthread_mutex_unlock(&r->mu);
 
         int rc = 0, sent = 0;
-        const double t0 = now_s();
+        const double t0 = util_now_s();
         for (int k = r->kb[g]; k < r->ke[g] && !skip; k++) {
             bucket *b = &r->buckets[k];
             int mrc = MPI_Allreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w);
             if (mrc != MPI_SUCCESS) {
-                rc = mpi_fail(mrc, "MPI_Allreduce (communication thread)");
+                rc = comm__mpi_check(mrc, "MPI_Allreduce (communication thread)");
                 break;
             }
             sent++;
         }
-        const double t1 = now_s();
+        const double t1 = util_now_s();
 
         pthread_mutex_lock(&r->mu);
         for (int k = r->kb[g]; k < r->kb[g] + sent; k++) {
@@ -319,19 +306,19 @@ static int start_group(comm_reducer *r, int g)
     MPI_Comm w = comm__mpi(r->c);
     const int nonblocking = r->mode == COMM_REDUCE_NONBLOCKING;
     r->started[g] = 1;
-    r->t_start[g] = now_s();
+    r->t_start[g] = util_now_s();
     for (int k = r->kb[g]; k < r->ke[g]; k++) {
         bucket *b = &r->buckets[k];
         int rc = nonblocking
                      ? MPI_Iallreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w, &r->req[k])
                      : MPI_Allreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w);
-        if (rc != MPI_SUCCESS) return mpi_fail(rc, nonblocking ? "MPI_Iallreduce" : "MPI_Allreduce");
+        if (rc != MPI_SUCCESS) return comm__mpi_check(rc, nonblocking ? "MPI_Iallreduce" : "MPI_Allreduce");
         r->stats[g].bytes += (uint64_t)b->count * sizeof(float);
         r->stats[g].collectives++;
     }
     if (!nonblocking) {
         r->completed[g] = 1;
-        r->stats[g].seconds += now_s() - r->t_start[g];
+        r->stats[g].seconds += util_now_s() - r->t_start[g];
     }
     return 0;
 }
@@ -351,11 +338,11 @@ int comm_reducer_group_done(comm_reducer *r, int g)
     if (g < 0 || g >= r->ngroups) return nn_err(NN_ERANGE, "reducer: group %d of %d", g, r->ngroups);
     if (!r->active[g] || comm_size(r->c) == 1) return 0;
     if (r->has_thread) {
-        const double t0 = now_s();
+        const double t0 = util_now_s();
         pthread_mutex_lock(&r->mu);
         enqueue(r, g);
         pthread_mutex_unlock(&r->mu);
-        r->progress += now_s() - t0;
+        r->progress += util_now_s() - t0;
         return 0;
     }
     if (r->started[g]) return 0;
@@ -363,9 +350,9 @@ int comm_reducer_group_done(comm_reducer *r, int g)
         if (r->order[i] == g) return 0;
     r->order[r->norder++] = g;
     if (r->mode != COMM_REDUCE_NONBLOCKING) return 0;
-    const double t0 = now_s();
+    const double t0 = util_now_s();
     int rc = start_group(r, g);
-    r->progress += now_s() - t0;
+    r->progress += util_now_s() - t0;
     return rc;
 }
 
@@ -374,10 +361,10 @@ static int test_group(comm_reducer *r, int g)
 {
     int flag = 0;
     int rc = MPI_Testall(r->ke[g] - r->kb[g], r->req + r->kb[g], &flag, MPI_STATUSES_IGNORE);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Testall");
+    if (rc != MPI_SUCCESS) return comm__mpi_check(rc, "MPI_Testall");
     if (flag) {
         r->completed[g] = 1;
-        r->stats[g].seconds += now_s() - r->t_start[g];
+        r->stats[g].seconds += util_now_s() - r->t_start[g];
     }
     return 0;
 }
@@ -385,13 +372,13 @@ static int test_group(comm_reducer *r, int g)
 int comm_reducer_progress(comm_reducer *r)
 {
     if (r->mode != COMM_REDUCE_NONBLOCKING) return 0;
-    const double t0 = now_s();
+    const double t0 = util_now_s();
     int rc = 0;
     for (int i = 0; i < r->norder && !rc; i++) {
         int g = r->order[i];
         if (r->started[g] && !r->completed[g]) rc = test_group(r, g);
     }
-    r->progress += now_s() - t0;
+    r->progress += util_now_s() - t0;
     return rc;
 }
 
@@ -413,7 +400,7 @@ static int finish_thread(comm_reducer *r)
 
 int comm_reducer_finish(comm_reducer *r, float scale)
 {
-    const double t0 = now_s();
+    const double t0 = util_now_s();
     if (r->has_thread) {
         int rc = finish_thread(r);
         if (rc) return rc;
@@ -431,9 +418,9 @@ int comm_reducer_finish(comm_reducer *r, float scale)
             if (!r->started[g]) rc = start_group(r, g);
             if (!rc && !r->completed[g]) {
                 rc = MPI_Waitall(r->ke[g] - r->kb[g], r->req + r->kb[g], MPI_STATUSES_IGNORE);
-                if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Waitall");
+                if (rc != MPI_SUCCESS) return comm__mpi_check(rc, "MPI_Waitall");
                 r->completed[g] = 1;
-                r->stats[g].seconds += now_s() - r->t_start[g];
+                r->stats[g].seconds += util_now_s() - r->t_start[g];
             }
             if (rc) return rc;
         }
@@ -444,7 +431,7 @@ int comm_reducer_finish(comm_reducer *r, float scale)
         float *x = first->data, *end = r->slabs[g] + r->counts[g];
         for (; x < end; x++) *x *= scale;
     }
-    r->exposed += now_s() - t0;
+    r->exposed += util_now_s() - t0;
     return 0;
 }
 

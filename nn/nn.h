@@ -250,6 +250,12 @@ struct nn_layer {
     int training;            /* training mode (BatchNorm batch statistics, dropout on) */
     int need_dx;             /* backward must produce dx */
     int any_trainable;       /* this layer or a descendant has a trainable parameter */
+    int x_overwritable;      /* set by the container before each forward: the input is the
+                                previous sibling's own output, read by nobody again, so the
+                                layer may overwrite it (ReLU does, as PyTorch's inplace=True).
+                                No backward reads its own output except ReLU's mask, a
+                                BatchNorm's fused ReLU mask and the residual blocks' final
+                                ReLU, and a further ReLU leaves all of them unchanged. */
 };
 
 /* Frees a layer, its children, parameters, buffers and tensors. NULL is a no-op. */

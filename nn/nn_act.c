@@ -12,12 +12,11 @@ static int same_infer(nn_layer *l, const int in[3])
 }
 
 /* ---- ReLU: in place (as PyTorch's ReLU(inplace=True)) when its container says the input
- * is a buffer nobody reads again, else out of place; a pass-through when the container fused
+ * is a buffer nobody reads again (x_overwritable), else out of place; a pass-through when the container fused
  * it into the BatchNorm before it. Elementwise, so any layout (padding channels stay 0). -- */
 
 typedef struct {
     nn_layer base;
-    int inplace_ok; /* set by the container before each forward */
     int fused;      /* the BatchNorm before it applies it */
 } nn_relu;
 
@@ -29,7 +28,7 @@ static int relu_forward(nn_layer *l, const nn_tensor *x, nn_ctx *ctx)
         nn__tensor_view(&l->y, x, x->n, x->c, x->h, x->w);
         return 0;
     }
-    if (((nn_relu *)l)->inplace_ok) {
+    if (l->x_overwritable) {
         if (l->y.cap) nn_tensor_free(&l->y);
         float *d = x->data;
         for (size_t i = 0; i < n; i++) d[i] = d[i] > 0.0f ? d[i] : 0.0f;
@@ -79,11 +78,6 @@ int nn_relu_new(nn_layer **out)
 {
     *out = nn__layer_alloc(sizeof(nn_relu), &relu_ops, 0, 0);
     return *out ? 0 : nn_err(NN_ENOMEM, "cannot allocate ReLU");
-}
-
-void nn__relu_allow_inplace(nn_layer *l, int ok)
-{
-    if (l->ops == &relu_ops) ((nn_relu *)l)->inplace_ok = ok;
 }
 
 int nn__is_relu(const nn_layer *l)

@@ -15,11 +15,6 @@ void nn__param_decl(nn_layer *l, int i, const char *name, int ndim, const int *s
 int nn__buffer_decl(nn_layer *l, int i, const char *name, size_t numel, float value);
 /* Fills a parameter (bound to memory) from its declared init. */
 void nn__param_init(nn_param *p, nn_rng *rng);
-/* Lets a ReLU overwrite its input (a no-op for other layers). Only a container may allow it,
- * when the input is the previous sibling's own output buffer: no layer's backward reads its
- * own output except ReLU's mask, a BatchNorm's fused ReLU mask and the residual blocks'
- * final ReLU, and all are unchanged by a further ReLU. */
-void nn__relu_allow_inplace(nn_layer *l, int ok);
 /* 1 for ReLU layers. */
 int nn__is_relu(const nn_layer *l);
 /* Makes a ReLU pass its input through (forward a view of x, backward a view of dy): its

@@ -200,9 +200,7 @@ int nn_model_init(nn_model **out, const nn_model_spec *s, nn_rng *rng)
     snprintf(m->body->name, sizeof m->body->name, "body");
     rc = nn_layer_infer(m->body, m->in_shape);
     if (rc) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", nn_errmsg());
-        rc = nn_err(rc, "%s on input %dx%dx%d: body %s", s->arch, s->in_c, s->in_h, s->in_w, msg);
+        rc = nn_err_wrap(rc, "%s on input %dx%dx%d: body", s->arch, s->in_c, s->in_h, s->in_w);
         goto fail;
     }
     nn_layer *hk[96];
@@ -214,9 +212,7 @@ int nn_model_init(nn_model **out, const nn_model_spec *s, nn_rng *rng)
     snprintf(m->head->name, sizeof m->head->name, "head");
     rc = nn_layer_infer(m->head, m->body->out_shape);
     if (rc) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", nn_errmsg());
-        rc = nn_err(rc, "%s head: %s", s->arch, msg);
+        rc = nn_err_wrap(rc, "%s head", s->arch);
         goto fail;
     }
     int nsplit = s->nsplit < 0 ? dnsplit : s->nsplit;

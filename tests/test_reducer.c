@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "comm/comm.h"
+#include "util/util.h"
 #include "io/io.h"
 #include "nn/nn.h"
 #include "testutil.h"
@@ -49,21 +50,14 @@ typedef struct {
     float *slab[NG];
     comm_reducer *red;
     comm_reduce_mode mode;
-    double t0; /* CLOCK_MONOTONIC seconds at fixture_init: the counters' seconds fit since */
+    double t0; /* util_now_s() at fixture_init: the counters' seconds fit since */
 } fixture;
-
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void fixture_init(fixture *f, comm_reduce_mode mode)
 {
     memset(f, 0, sizeof *f);
     f->mode = mode;
-    f->t0 = mono_s();
+    f->t0 = util_now_s();
     for (int g = 0; g < NG; g++) {
         f->slab[g] = malloc(sizeof(float) * COUNTS[g]);
         assert_non_null(f->slab[g]);
@@ -115,7 +109,7 @@ static void check_slabs(const fixture *f, const int *active, int s, float scale)
 static void check_stats(const fixture *f, const int *active, int steps)
 {
     const int world = comm_size(C);
-    const double wall = mono_s() - f->t0;
+    const double wall = util_now_s() - f->t0;
     int bad[1] = {0};
     for (int g = 0; g < NG; g++) {
         const comm_group_stats *st = comm_reducer_stats(f->red, g);
