@@ -104,21 +104,13 @@ static hid_t dcpl_checked(int ndim, const hsize_t *dims, size_t elem)
     return pl;
 }
 
-/* A dataset at path (intermediate groups created) of ndim dims. */
+/* A dataset at path (intermediate groups created) of ndim dims, chunked and checksummed. */
 static int dset_write(hid_t f, const char *path, hid_t ftype, hid_t mtype, int ndim,
                       const hsize_t *dims, const void *data, size_t elem)
 {
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    hid_t sp = H5Screate_simple(ndim, dims, NULL);
     hid_t pl = dcpl_checked(ndim, dims, elem);
-    hid_t d = (lcpl < 0 || sp < 0 || pl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0)
-                  ? -1
-                  : H5Dcreate2(f, path, ftype, sp, lcpl, pl, H5P_DEFAULT);
-    int rc = (d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) ? -1 : 0;
-    if (d >= 0) H5Dclose(d);
+    int rc = pl < 0 ? -1 : io__h5_dset_write(f, path, ftype, mtype, ndim, dims, pl, data);
     if (pl >= 0) H5Pclose(pl);
-    if (sp >= 0) H5Sclose(sp);
-    if (lcpl >= 0) H5Pclose(lcpl);
     return rc;
 }
 
@@ -186,12 +178,8 @@ static uint32_t fletcher32(const void *data, size_t nbytes)
 static int dset_write_f32(hid_t f, save_job *job, const char *path, int ndim, const hsize_t *dims,
                           const float *data)
 {
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    hid_t sp = H5Screate_simple(ndim, dims, NULL);
     hid_t pl = dcpl_checked(ndim, dims, sizeof(float));
-    hid_t d = (lcpl < 0 || sp < 0 || pl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0)
-                  ? -1
-                  : H5Dcreate2(f, path, H5T_IEEE_F32LE, sp, lcpl, pl, H5P_DEFAULT);
+    hid_t d = pl < 0 ? -1 : io__h5_dset_create(f, path, H5T_IEEE_F32LE, ndim, dims, pl);
     int rc = d < 0 ? -1 : 0;
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) numel *= dims[i];
@@ -223,8 +211,6 @@ static int dset_write_f32(hid_t f, save_job *job, const char *path, int ndim, co
         rc = -1;
     if (d >= 0) H5Dclose(d);
     if (pl >= 0) H5Pclose(pl);
-    if (sp >= 0) H5Sclose(sp);
-    if (lcpl >= 0) H5Pclose(lcpl);
     return rc;
 }
 

@@ -513,29 +513,14 @@ static int io__h5_write_ds(hid_t file, const char *path, const char *name, int r
     int rc = 0;
     hsize_t chunk[4];
     io__chunk_dims(chunk, dims, rank, elem, (size_t)1 << 20);
-    hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t ds = -1;
     char doing[96];
-    snprintf(doing, sizeof doing, "cannot create /%s", name);
-    if (space < 0 || dcpl < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_shuffle(dcpl) < 0 ||
-        H5Pset_deflate(dcpl, 4) < 0 || H5Pset_fletcher32(dcpl) < 0) {
+    snprintf(doing, sizeof doing, "cannot write /%s", name);
+    if (dcpl < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_shuffle(dcpl) < 0 ||
+        H5Pset_deflate(dcpl, 4) < 0 || H5Pset_fletcher32(dcpl) < 0 ||
+        io__h5_dset_write(file, name, file_type, mem_type, rank, dims, dcpl, data) < 0)
         rc = io__h5_fail(path, doing);
-        goto done;
-    }
-    ds = H5Dcreate2(file, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (ds < 0) {
-        rc = io__h5_fail(path, doing);
-        goto done;
-    }
-    if (H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-        snprintf(doing, sizeof doing, "cannot write /%s", name);
-        rc = io__h5_fail(path, doing);
-    }
-done:
-    io__h5_close_id(&ds, H5Dclose);
     io__h5_close_id(&dcpl, H5Pclose);
-    io__h5_close_id(&space, H5Sclose);
     return rc;
 }
 

@@ -72,6 +72,28 @@ int io__h5_fail(const char *path, const char *doing)
 }
 
 /* fsync on a path opened read-only (a file, or a directory). */
+hid_t io__h5_dset_create(hid_t f, const char *path, hid_t ftype, int ndim, const hsize_t *dims,
+                         hid_t dcpl)
+{
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    hid_t sp = H5Screate_simple(ndim, dims, NULL);
+    hid_t d = (lcpl < 0 || sp < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0)
+                  ? -1
+                  : H5Dcreate2(f, path, ftype, sp, lcpl, dcpl, H5P_DEFAULT);
+    if (sp >= 0) H5Sclose(sp);
+    if (lcpl >= 0) H5Pclose(lcpl);
+    return d;
+}
+
+int io__h5_dset_write(hid_t f, const char *path, hid_t ftype, hid_t mtype, int ndim,
+                      const hsize_t *dims, hid_t dcpl, const void *data)
+{
+    hid_t d = io__h5_dset_create(f, path, ftype, ndim, dims, dcpl);
+    int rc = (d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) ? -1 : 0;
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
 int io__fsync_path(const char *p, const char *what, const char *path)
 {
     const int fd = open(p, O_RDONLY | O_CLOEXEC);

@@ -19,6 +19,14 @@ void io__h5_quiet_end(const io__h5_quiet *q);
 const char *io__h5_msg(char *buf, size_t len);
 /* Returns NN_EHDF5 with "PATH: DOING: <HDF5's message>". */
 int io__h5_fail(const char *path, const char *doing);
+/* Creates the dataset at path (missing groups on the way created) of ndim dims stored as
+ * ftype, with the dataset creation properties dcpl (H5P_DEFAULT for none). Returns its id, or
+ * a negative id with the reason on HDF5's error stack (io__h5_fail reports it). */
+hid_t io__h5_dset_create(hid_t f, const char *path, hid_t ftype, int ndim, const hsize_t *dims,
+                         hid_t dcpl);
+/* io__h5_dset_create, then writes all of data (of mtype) and closes it: 0, or -1 as above. */
+int io__h5_dset_write(hid_t f, const char *path, hid_t ftype, hid_t mtype, int ndim,
+                      const hsize_t *dims, hid_t dcpl, const void *data);
 /* fsync of p (a file or a directory, opened read-only); messages name path and what. */
 int io__fsync_path(const char *p, const char *what, const char *path);
 
