@@ -1,0 +1,144 @@
+/* io_sweep on its own: a sweep file's grid numbered with the first key slowest, values kept
+ * as YAML flow text, the base config found beside the file, the default run directory, and
+ * every refusal naming the file, the line and the key. tests/sweep.sh runs sweeps end to end. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "io/io.h"
+#include "nn/nn.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return tu_tmpdir_make("strata-test-sweep");
+}
+
+/* Writes text to TMPDIR/name and its path into path. */
+static void put(char *path, size_t len, const char *name, const char *text)
+{
+    tu_tmp_path(path, len, name);
+    tu_write_file(path, text, strlen(text), 0);
+}
+
+static void grid_numbering_and_texts(void **state)
+{
+    (void)state;
+    char path[1024];
+    put(path, sizeof path, "lr.yaml",
+        "config: base.yaml\n"
+        "set:\n"
+        "  train.epochs: 2\n"
+        "grid:\n"
+        "  groups.lr: [[0.01, 0.02], 0.5]\n"
+        "  groups.momentum.1: [0.8, 0.9, 0.95]\n");
+    io_sweep s;
+    assert_int_equal(io_sweep_load(&s, path), 0);
+    char want[1200];
+    snprintf(want, sizeof want, "%s/base.yaml", tu_tmpdir());
+    assert_string_equal(s.config, want);
+    assert_string_equal(s.dir, "runs/sweep-lr");
+    assert_int_equal(s.nruns, 6);
+    assert_int_equal(s.nkeys, 2);
+    assert_string_equal(s.keys[0], "groups.lr");
+    assert_string_equal(s.texts[0][0], "[0.01, 0.02]");
+    assert_string_equal(s.texts[1][2], "0.95");
+
+    const char *sets[IO_SWEEP_MAX_KEYS + 4];
+    int n = 0, idx[IO_SWEEP_MAX_KEYS];
+    /* Run 4 = key 0's value 1, key 1's value 1 (4 = 1 * 3 + 1): the first key slowest. */
+    assert_int_equal(io_sweep_run(&s, 4, sets, &n, idx), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(sets[0], "train.epochs=2");
+    assert_string_equal(sets[1], "groups.lr=0.5");
+    assert_string_equal(sets[2], "groups.momentum.1=0.9");
+    assert_int_equal(idx[0], 1);
+    assert_int_equal(idx[1], 1);
+    assert_int_equal(io_sweep_run(&s, 2, sets, &n, NULL), 0);
+    assert_string_equal(sets[1], "groups.lr=[0.01, 0.02]");
+    assert_string_equal(sets[2], "groups.momentum.1=0.95");
+
+    assert_int_equal(io_sweep_run(&s, 6, sets, &n, NULL), NN_ERANGE);
+    tu_expect_msg(path, "has 6 runs (indices 0 to 5): index 6 is out of range");
+    assert_int_equal(io_sweep_run(&s, -1, sets, &n, NULL), NN_ERANGE);
+
+    char dir[600];
+    io_sweep_run_dir(dir, sizeof dir, &s, 4);
+    assert_string_equal(dir, "runs/sweep-lr/run-004");
+    io_sweep_run_dir(dir, sizeof dir, &s, 1234);
+    assert_string_equal(dir, "runs/sweep-lr/run-1234");
+    io_sweep_free(&s);
+    assert_int_equal(s.nruns, 0);
+    io_sweep_free(&s); /* twice is harmless */
+}
+
+static void dir_and_absolute_config(void **state)
+{
+    (void)state;
+    char path[1024];
+    put(path, sizeof path, "plain.yml", "dir: out/here\nconfig: /abs/base.yaml\ngrid:\n  train.seed: [1]\n");
+    io_sweep s;
+    assert_int_equal(io_sweep_load(&s, path), 0);
+    assert_string_equal(s.dir, "out/here");
+    assert_string_equal(s.config, "/abs/base.yaml");
+    assert_int_equal(s.nruns, 1);
+    assert_int_equal(s.nset, 0);
+    io_sweep_free(&s);
+}
+
+/* Loads text as a sweep file and expects a refusal whose message holds every string given. */
+#define REFUSED(name, text, ...)                                                            \
+    do {                                                                                    \
+        char p__[1024];                                                                     \
+        put(p__, sizeof p__, name, text);                                                   \
+        io_sweep s__;                                                                       \
+        assert_int_not_equal(io_sweep_load(&s__, p__), 0);                                  \
+        assert_int_equal(s__.nruns, 0);                                                     \
+        assert_null(s__.set);                                                               \
+        tu_expect_msg(p__, __VA_ARGS__);                                                    \
+    } while (0)
+
+static void refusals(void **state)
+{
+    (void)state;
+    REFUSED("empty.yaml", "", "the sweep file is empty");
+    REFUSED("list.yaml", "- 1\n- 2\n", "expected a map with grid:");
+    REFUSED("nogrid.yaml", "set:\n  train.epochs: 1\n", "no grid:");
+    REFUSED("typo.yaml", "grids:\n  train.seed: [1]\n", ":1: grids: unknown key 'grids'");
+    REFUSED("emptygrid.yaml", "grid: {}\n", "grid: expected a non-empty map");
+    REFUSED("emptylist.yaml", "grid:\n  groups.lr.0: []\n",
+            ":2: grid.groups.lr.0: expected a non-empty list");
+    REFUSED("twice.yaml", "grid:\n  train.seed: [1]\n  train.seed: [2]\n",
+            ":3: grid.train.seed: the key is given twice");
+    REFUSED("badkey.yaml", "grid:\n  groups..lr: [1]\n", "keys must be config key paths");
+    REFUSED("badset.yaml", "set: 3\ngrid:\n  train.seed: [1]\n", "set: expected a map");
+    REFUSED("syntax.yaml", "grid:\n  a: [1\n", "YAML syntax");
+    /* 11^5 = 161,051 runs: over the limit, said at the key that crossed it. */
+    REFUSED("huge.yaml",
+            "grid:\n"
+            "  a.a: [0,1,2,3,4,5,6,7,8,9,10]\n  a.b: [0,1,2,3,4,5,6,7,8,9,10]\n"
+            "  a.c: [0,1,2,3,4,5,6,7,8,9,10]\n  a.d: [0,1,2,3,4,5,6,7,8,9,10]\n"
+            "  a.e: [0,1,2,3,4,5,6,7,8,9,10]\n",
+            ":6: grid.a.e: the grid has more than 100000 runs");
+
+    char path[1024];
+    tu_tmp_path(path, sizeof path, "absent.yaml");
+    io_sweep s;
+    assert_int_equal(io_sweep_load(&s, path), NN_EIO);
+    tu_expect_msg("cannot read the sweep file", path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(grid_numbering_and_texts),
+        cmocka_unit_test(dir_and_absolute_config),
+        cmocka_unit_test(refusals),
+    };
+    return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
+}
