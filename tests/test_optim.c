@@ -32,6 +32,7 @@
 #include "tests/fixture_h5.h"
 #include "io/io_config.h"
 #include "trainer/trainer_optim.h"
+#include "tests/testutil.h"
 
 #define PI 3.14159265358979323846
 #define FIXTURE_TOL 1e-5 /* relative L2 error of each parameter after each step */
@@ -622,14 +623,11 @@ static void test_sched_vs_fastai(void **state)
     free(lr);
     free(mom);
     /* fine_tune(2): the preset as the config expands it, 8 frozen steps then 16. */
-    char cfgpath[] = "/tmp/strata_test_optim_XXXXXX";
-    int fd = mkstemp(cfgpath);
-    assert_true(fd >= 0);
+    char cfgpath[1024];
+    tu_tmp_path(cfgpath, sizeof cfgpath, "fine_tune.yaml");
     const char *yaml = "model: {arch: cnn}\ntrain: {preset: fine_tune, epochs: 2}\n";
-    assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
-    close(fd);
+    tu_write_file(cfgpath, yaml, strlen(yaml), 0);
     NN_CHECK(io_config_load(&c, cfgpath, NULL, 0));
-    unlink(cfgpath);
     assert_int_equal(c.train.nphases, 2);
     assert_int_equal(fx_read_f32(fx, "/fine_tune/lr", &lr, dims, &nd), 0);
     assert_true(dims[0] == 24 && dims[1] == 3);
@@ -979,6 +977,12 @@ static void test_opt_init_errors(void **state)
     nn_model_free(m);
 }
 
+static int group_setup(void **state)
+{
+    (void)state;
+    return tu_tmpdir_make("strata-test-optim");
+}
+
 int main(void)
 {
     nn_blas_threads(1);
@@ -1007,5 +1011,5 @@ int main(void)
         cmocka_unit_test(test_decay_rules),
         cmocka_unit_test(test_opt_init_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }
