@@ -29,6 +29,7 @@ success, 1 on an error (message on stderr), 2 on a usage error.
 import argparse
 import datetime
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -161,12 +162,18 @@ def torch_modules():
 
 
 def load_state_dict(torch, path):
+    # weights_only: the unpickler builds tensors and plain containers and nothing else, so a
+    # downloaded file cannot run code here (a full pickle can: its __reduce__ calls anything).
     try:
-        obj = torch.load(path, map_location="cpu")
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ConvertError(
+            f"{path}: refused: it holds more than tensors (a pickled model or other objects), "
+            "which torch.load can only read by running code from the file. Save only the "
+            "weights, torch.save(model.state_dict(), path), from a source you trust, and "
+            f"convert that file. (torch: {str(e).rpartition('WeightsUnpickler error: ')[2] or e})")
     except Exception as e:  # torch raises many kinds for a bad file
         raise ConvertError(f"{path}: cannot load with torch.load: {e}")
-    if isinstance(obj, torch.nn.Module):
-        obj = obj.state_dict()
     if isinstance(obj, dict) and not any(torch.is_tensor(v) for v in obj.values()):
         for k in ("state_dict", "model"):
             if isinstance(obj.get(k), dict):
