@@ -292,9 +292,9 @@ static int io__h5_read_labels(hid_t lds, const char *path, io_dataset *ds, int32
                         i, (long long)wide[i]);
             goto done;
         }
-        if (wide[i] > INT32_MAX) {
-            rc = nn_err(NN_EFORMAT, "%s: /labels[%zu] is %lld (labels must be below 2^31)", path,
-                        i, (long long)wide[i]);
+        if (wide[i] >= INT32_MAX) { /* classes = max label + 1 must fit an int */
+            rc = nn_err(NN_EFORMAT, "%s: /labels[%zu] is %lld (labels must be below %d)", path, i,
+                        (long long)wide[i], INT32_MAX);
             goto done;
         }
         ds->labels[i] = (int32_t)wide[i];

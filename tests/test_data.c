@@ -489,6 +489,14 @@ static void test_h5_bad_labels(void **state)
     expect_load_fails(path, NN_EFORMAT);
     tu_expect_msg("/labels[3] is 1099511627776");
 
+    /* 2^31 - 1 fits an int32, but classes = label + 1 would not (UBSan: signed overflow). */
+    const int64_t edge[4] = {0, 1, 2, INT32_MAX};
+    f = h5_good("edge.h5", path, sizeof path, 1, 0);
+    h5_put(f, "labels", H5T_NATIVE_INT64, 1, good_ldims, edge);
+    H5Fclose(f);
+    expect_load_fails(path, NN_EFORMAT);
+    tu_expect_msg("/labels[3] is 2147483647", "below 2147483647");
+
     /* A classes attribute that does not cover the labels (label 2 with classes 2). */
     f = h5_good("few-classes.h5", path, sizeof path, 1, 1);
     const int32_t two = 2;
