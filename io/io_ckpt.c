@@ -774,6 +774,28 @@ static herr_t count_datasets(hid_t g, const char *name, const H5O_info_t *info, 
     return 0;
 }
 
+/* 0 when dataset d holds IEEE float32 values (either byte order); otherwise NN_EFORMAT naming
+ * the dataset and its type ("int32", "float64", "a string", ...): strata never converts
+ * weights of another type silently. */
+static int want_f32(hid_t d, const char *path, const char *p)
+{
+    hid_t t = d < 0 ? -1 : H5Dget_type(d);
+    const H5T_class_t cls = t < 0 ? H5T_NO_CLASS : H5Tget_class(t);
+    const size_t size = t < 0 ? 0 : H5Tget_size(t);
+    const int sgn = cls == H5T_INTEGER ? H5Tget_sign(t) : -1;
+    if (t >= 0) H5Tclose(t);
+    if (cls == H5T_FLOAT && size == 4) return 0;
+    char what[48];
+    if (cls == H5T_FLOAT)
+        snprintf(what, sizeof what, "float%zu", 8 * size);
+    else if (cls == H5T_INTEGER)
+        snprintf(what, sizeof what, "%sint%zu", sgn == H5T_SGN_NONE ? "u" : "", 8 * size);
+    else
+        snprintf(what, sizeof what, "%s", cls == H5T_STRING ? "a string" : "not a number type");
+    return nn_err(NN_EFORMAT, "%s: dataset /%s is %s; a strata tensor is float32 (convert it "
+                  "explicitly, e.g. with h5py: f[name][...].astype('float32'))", path, p, what);
+}
+
 /* Opens path and reads every table; errors name path and the table. */
 static int reader_load(io_ckpt_reader *r)
 {
@@ -919,8 +941,13 @@ static int reader_load(io_ckpt_reader *r)
             int nd = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
             hsize_t dims[H5S_MAX_RANK];
             if (nd >= 0 && nd <= 4) H5Sget_simple_extent_dims(sp, dims, NULL);
+            const int bad_type = d >= 0 && nd >= 1 && nd <= 4 ? want_f32(d, path, p) : 0;
             if (sp >= 0) H5Sclose(sp);
             if (d >= 0) H5Dclose(d);
+            if (bad_type) {
+                strs_free(names, n);
+                return bad_type;
+            }
             if (nd < 1 || nd > 4) {
                 strs_free(names, n);
                 return nn_err(NN_EFORMAT, "%s: dataset /%s is not a tensor of 1 to 4 dimensions", path, p);
@@ -1091,6 +1118,8 @@ static int read_floats(io_ckpt_reader *r, const char *p, size_t numel, float *ou
         hssize_t np = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
         if (np < 0)
             rc = io__h5_fail(r->path, doing);
+        else if ((rc = want_f32(d, r->path, p)) != 0)
+            ;
         else if ((size_t)np != numel)
             rc = nn_err(NN_ESHAPE, "%s: dataset /%s holds %lld values, expected %zu", r->path, p,
                         (long long)np, numel);
@@ -1129,7 +1158,24 @@ typedef struct {
     const char *path;
     int rc, n;
     size_t bytes;
+    int unchecked;       /* datasets without a fletcher32 filter */
+    char names[400];     /* the first of them, for the message */
 } verify_job;
+
+/* Notes dataset name when it has no fletcher32 filter: its bytes read back unchecked. */
+static void note_unchecked(verify_job *v, hid_t d, const char *name)
+{
+    hid_t pl = H5Dget_create_plist(d);
+    unsigned flags = 0, cd[8];
+    size_t ncd = 8;
+    const int has = pl >= 0 && H5Pget_filter_by_id2(pl, H5Z_FILTER_FLETCHER32, &flags, &ncd, cd, 0,
+                                                    NULL, NULL) >= 0;
+    if (pl >= 0) H5Pclose(pl);
+    if (has) return;
+    const size_t len = strlen(v->names);
+    if (v->unchecked++ < 5)
+        snprintf(v->names + len, sizeof v->names - len, "%s/%s", len ? ", " : "", name);
+}
 
 static herr_t verify_obj(hid_t root, const char *name, const H5O_info_t *info, void *ud)
 {
@@ -1151,6 +1197,7 @@ static herr_t verify_obj(hid_t root, const char *name, const H5O_info_t *info, v
     } else {
         v->n++;
         v->bytes += var ? 0 : (size_t)np * sz;
+        note_unchecked(v, d, name);
     }
     free(buf);
     if (sp >= 0) H5Sclose(sp);
@@ -1161,7 +1208,7 @@ static herr_t verify_obj(hid_t root, const char *name, const H5O_info_t *info, v
 
 int io_ckpt_verify(io_ckpt_reader *r, int *ndatasets, size_t *nbytes)
 {
-    verify_job v = {r->path, 0, 0, 0};
+    verify_job v = {r->path, 0, 0, 0, 0, ""};
     io__h5_quiet q;
     io__h5_quiet_begin(&q);
     herr_t e = H5Ovisit(r->f, H5_INDEX_NAME, H5_ITER_INC, verify_obj, &v);
@@ -1179,6 +1226,11 @@ int io_ckpt_verify(io_ckpt_reader *r, int *ndatasets, size_t *nbytes)
                 v.rc = nn_err(NN_ENOTFOUND, "%s: dataset /%s is missing", r->path, p);
         }
     io__h5_quiet_end(&q);
+    if (!v.rc && v.unchecked)
+        v.rc = nn_err(NN_EFORMAT, "%s: %d of %d datasets have no fletcher32 checksum, so their "
+                      "bytes cannot be checked: %s%s (strata writes one on every dataset: was the "
+                      "file rewritten by another tool?)", r->path, v.unchecked, v.n, v.names,
+                      v.unchecked > 5 ? ", ..." : "");
     if (ndatasets) *ndatasets = v.n;
     if (nbytes) *nbytes = v.bytes;
     return v.rc;

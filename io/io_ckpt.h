@@ -125,11 +125,14 @@ const char *io_ckpt_path(const io_ckpt_reader *r);
 int io_ckpt_find_param(const io_ckpt_reader *r, const char *name);
 int io_ckpt_find_buffer(const io_ckpt_reader *r, const char *name);
 /* Reads parameter i's values (state < 0) or its optimizer state tensor `state` into
- * out[0..numel), numel being the info's; fletcher32 is checked. */
+ * out[0..numel), numel being the info's; fletcher32 is checked. A dataset that is not
+ * float32 is refused (NN_EFORMAT naming it and its type), never converted. */
 int io_ckpt_read_param(io_ckpt_reader *r, int i, int state, float *out);
 int io_ckpt_read_buffer(io_ckpt_reader *r, int i, float *out);
 /* Reads every dataset of the file and checks its checksum; *ndatasets and *nbytes (may be
- * NULL) count what was read. The first failure is returned, naming the dataset. */
+ * NULL) count what was read. The first failure is returned, naming the dataset; a dataset
+ * stored without a checksum (a file rewritten by another tool) fails too (NN_EFORMAT, naming
+ * the first five), since nothing vouches for its bytes. */
 int io_ckpt_verify(io_ckpt_reader *r, int *ndatasets, size_t *nbytes);
 
 /* Checkpoint files of a run directory: DIR/ckpt-<global step, 9 digits>.h5 and DIR/latest,

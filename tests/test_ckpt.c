@@ -285,6 +285,65 @@ static void save_replaces(void **state)
     io_ckpt_close(r);
 }
 
+/* Replaces dataset name of the checkpoint at path by one of n values of type mtype (stored
+ * as ftype), contiguous and without a checksum, as another tool might write it. */
+static void replace_dataset(const char *path, const char *name, hid_t ftype, hid_t mtype,
+                            int ndim, const hsize_t *dims, const void *data)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_true(H5Ldelete(f, name, H5P_DEFAULT) >= 0);
+    hid_t sp = H5Screate_simple(ndim, dims, NULL);
+    hid_t d = H5Dcreate2(f, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    H5Dclose(d);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+/* Weights of another type are refused by name, never converted; a dataset without a
+ * checksum reads, but --verify does not vouch for it. */
+static void foreign_types_and_unchecked_datasets(void **state)
+{
+    (void)state;
+    handmade h;
+    handmade_init(&h);
+    char path[1024];
+    io_ckpt_reader *r = NULL;
+
+    tu_tmp_path(path, sizeof path, "int-weights.h5");
+    NN_CHECK(io_ckpt_save(path, &h.ck));
+    const int32_t iw[W_N] = {1, 2, 3};
+    const hsize_t wd[2] = {3, 4};
+    replace_dataset(path, "params/group0/body.0.weight", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, wd, iw);
+    assert_int_equal(io_ckpt_open(&r, path), NN_EFORMAT);
+    tu_expect_msg(path, "dataset /params/group0/body.0.weight is int32", "float32");
+
+    tu_tmp_path(path, sizeof path, "double-buffer.h5");
+    NN_CHECK(io_ckpt_save(path, &h.ck));
+    const double dm[RM_N] = {0.5, 0.25, 0.125};
+    const hsize_t bd[1] = {RM_N};
+    replace_dataset(path, "buffers/body.1.running_mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, bd, dm);
+    NN_CHECK(io_ckpt_open(&r, path));
+    float rm[RM_N];
+    assert_int_equal(io_ckpt_read_buffer(r, io_ckpt_find_buffer(r, "body.1.running_mean"), rm),
+                     NN_EFORMAT);
+    tu_expect_msg("dataset /buffers/body.1.running_mean is float64");
+    io_ckpt_close(r);
+
+    tu_tmp_path(path, sizeof path, "unchecked.h5");
+    NN_CHECK(io_ckpt_save(path, &h.ck));
+    const float fm[RM_N] = {0.5f, 0.25f, 0.125f};
+    replace_dataset(path, "buffers/body.1.running_mean", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, bd, fm);
+    NN_CHECK(io_ckpt_open(&r, path));
+    NN_CHECK(io_ckpt_read_buffer(r, io_ckpt_find_buffer(r, "body.1.running_mean"), rm));
+    assert_memory_equal(rm, fm, sizeof fm);
+    assert_int_equal(io_ckpt_verify(r, NULL, NULL), NN_EFORMAT);
+    tu_expect_msg(path, "datasets have no fletcher32 checksum", "/buffers/body.1.running_mean");
+    io_ckpt_close(r);
+}
+
 /* ---- io_ckpt: the run directory ----------------------------------------------------------- */
 
 static int exists_in(const char *dir, const char *name)
@@ -494,6 +553,7 @@ int main(void)
         cmocka_unit_test(flipped_byte_is_caught),
         cmocka_unit_test(refusals_name_the_file),
         cmocka_unit_test(save_replaces),
+        cmocka_unit_test(foreign_types_and_unchecked_datasets),
         cmocka_unit_test(latest_and_prune),
         cmocka_unit_test(model_and_optimizer_round_trip),
         cmocka_unit_test(body_only_under_a_new_head),
