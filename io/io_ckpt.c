@@ -1283,56 +1283,129 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void names_free(char **names, int n)
+{
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+/* The ckpt-*.h5 files of dir (temporary files aside), oldest first (the steps are
+ * zero-padded), into *names (*n of them; free with names_free). A temporary file of a save
+ * that died (ckpt-N.h5.tmp.<pid>.<n>, its process gone: not one a live save of this process
+ * may be writing) is removed when removed is not NULL, and counted there. */
+static int list_ckpts(const char *dir, char ***names, int *n, int *removed)
+{
+    *names = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return nn_err(NN_EIO, "cannot list %s: %s", dir, strerror(errno));
+    int cap = 0, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && !rc) {
+        const char *s = e->d_name;
+        const size_t l = strlen(s);
+        if (strncmp(s, "ckpt-", 5)) continue;
+        const char *tmp = strstr(s, ".h5.tmp.");
+        if (tmp) {
+            const long pid = strtol(tmp + 8, NULL, 10);
+            if (removed && pid != (long)getpid() && (pid <= 0 || kill((pid_t)pid, 0) != 0)) {
+                char path[1400];
+                snprintf(path, sizeof path, "%s/%s", dir, s);
+                if (unlink(path) == 0) (*removed)++;
+            }
+            continue;
+        }
+        if (l < 8 || strcmp(s + l - 3, ".h5")) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nn = realloc(*names, sizeof *nn * (size_t)cap);
+            if (!nn) {
+                rc = nn_err(NN_ENOMEM, "out of memory listing %s", dir);
+                break;
+            }
+            *names = nn;
+        }
+        if (!((*names)[*n] = strdup(s))) rc = nn_err(NN_ENOMEM, "out of memory listing %s", dir);
+        else (*n)++;
+    }
+    closedir(d);
+    if (rc) {
+        names_free(*names, *n);
+        *names = NULL;
+        *n = 0;
+        return rc;
+    }
+    if (*n > 1) qsort(*names, (size_t)*n, sizeof **names, cmp_str);
+    return 0;
+}
+
 int io_ckpt_prune(const char *dir, int keep, int *removed)
 {
+    int gone = 0;
     if (removed) *removed = 0;
     if (keep < 1) return nn_err(NN_ERANGE, "checkpoint.keep %d: keep at least 1", keep);
     char latest[1100] = "", path[1400];
     if (io_ckpt_latest(latest, sizeof latest, dir)) latest[0] = '\0';
     const char *lname = latest[0] ? strrchr(latest, '/') + 1 : "";
-    DIR *d = opendir(dir);
-    if (!d) return nn_err(NN_EIO, "cannot list %s: %s", dir, strerror(errno));
-    char **names = NULL;
-    int n = 0, cap = 0, rc = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && !rc) {
-        const char *s = e->d_name;
-        size_t l = strlen(s);
-        if (strncmp(s, "ckpt-", 5)) continue;
-        /* A temporary file of a save that died: ckpt-N.h5.tmp.<pid>.<n>; not one of ours,
-         * which a live save in this process may be writing. */
-        const char *tmp = strstr(s, ".h5.tmp.");
-        if (tmp) {
-            long pid = strtol(tmp + 8, NULL, 10);
-            if (pid != (long)getpid() && (pid <= 0 || kill((pid_t)pid, 0) != 0)) {
-                snprintf(path, sizeof path, "%s/%s", dir, s);
-                if (unlink(path) == 0 && removed) (*removed)++;
-            }
+    char **names;
+    int n, rc = list_ckpts(dir, &names, &n, &gone);
+    for (int i = 0; !rc && i < n - keep; i++) {
+        if (!strcmp(names[i], lname)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (unlink(path) != 0)
+            rc = nn_err(NN_EIO, "cannot remove the old checkpoint %s: %s", path, strerror(errno));
+        else
+            gone++;
+    }
+    names_free(names, n);
+    if (removed) *removed = gone;
+    return rc;
+}
+
+int io_ckpt_find_resume(io_ckpt_found *out, const char *dir)
+{
+    memset(out, 0, sizeof *out);
+    char latest[1100] = "";
+    int lrc = io_ckpt_latest(latest, sizeof latest, dir);
+    char lmsg[600];
+    snprintf(lmsg, sizeof lmsg, "%s", lrc ? nn_errmsg() : "");
+    char **names;
+    int n, rc = list_ckpts(dir, &names, &n, NULL);
+    if (rc) return rc;
+    char first_err[700] = "";
+    for (int i = n - 1; i >= 0 && !out->path[0]; i--) {
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        io_ckpt_reader *r = NULL;
+        if (io_ckpt_open(&r, p)) {
+            if (!out->skipped++) snprintf(first_err, sizeof first_err, "%s", nn_errmsg());
             continue;
         }
-        if (l < 8 || strcmp(s + l - 3, ".h5")) continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **nn = realloc(names, sizeof *nn * (size_t)cap);
-            if (!nn) rc = nn_err(NN_ENOMEM, "out of memory listing %s", dir);
-            else names = nn;
+        io_ckpt_close(r);
+        if (strlen(p) >= sizeof out->path) {
+            rc = nn_err(NN_ERANGE, "%s: the checkpoint path is too long", dir);
+            break;
         }
-        if (!rc && !(names[n++] = strdup(s))) rc = nn_err(NN_ENOMEM, "out of memory listing %s", dir);
+        snprintf(out->path, sizeof out->path, "%s", p);
     }
-    closedir(d);
-    if (!rc && n > keep) {
-        qsort(names, (size_t)n, sizeof *names, cmp_str); /* zero-padded steps: oldest first */
-        for (int i = 0; i < n - keep; i++) {
-            if (!strcmp(names[i], lname)) continue;
-            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-            if (unlink(path) != 0) {
-                rc = nn_err(NN_EIO, "cannot remove the old checkpoint %s: %s", path, strerror(errno));
-                break;
-            }
-            if (removed) (*removed)++;
-        }
-    }
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    return rc;
+    names_free(names, n);
+    if (rc) return rc;
+    out->latest_ok = !lrc && out->path[0] && !strcmp(latest, out->path);
+    if (!out->path[0])
+        return nn_err(NN_ENOTFOUND, "%s: no checkpoint to resume from (%s%s)", dir,
+                      n ? "no ckpt-*.h5 file opens; the newest: " : "no ckpt-*.h5 files",
+                      n ? first_err : "");
+    const char *name = strrchr(out->path, '/') + 1;
+    int w = 0;
+    if (lrc == NN_ENOTFOUND)
+        w = snprintf(out->why, sizeof out->why, "%s/latest is missing", dir);
+    else if (lrc)
+        w = snprintf(out->why, sizeof out->why, "%s", lmsg);
+    else if (!out->latest_ok)
+        w = snprintf(out->why, sizeof out->why, "%s/latest names %s, but %s is newer", dir,
+                     strrchr(latest, '/') + 1, name);
+    if (out->skipped && w >= 0 && (size_t)w < sizeof out->why)
+        snprintf(out->why + w, sizeof out->why - (size_t)w, "%s%d newer file(s) do not open: %s",
+                 w ? "; " : "", out->skipped, first_err);
+    return 0;
 }

@@ -141,6 +141,19 @@ int io_ckpt_verify(io_ckpt_reader *r, int *ndatasets, size_t *nbytes);
 int io_ckpt_set_latest(const char *dir, const char *file);
 /* The path of the checkpoint DIR/latest names in out; NN_ENOTFOUND when there is none. */
 int io_ckpt_latest(char *out, size_t len, const char *dir);
+/* Where `--resume auto` continues: the newest ckpt-*.h5 of a directory that opens as a strata
+ * checkpoint, whatever DIR/latest says. latest can be missing (deleted, or a crash between a
+ * save's rename and latest's update) or name an older file; then why says so, and a newer
+ * file that does not open is skipped and named in why, never taken for no checkpoint. */
+typedef struct io_ckpt_found {
+    char path[1100];  /* DIR/ckpt-<step>.h5 */
+    int latest_ok;    /* 1: DIR/latest names that file */
+    int skipped;      /* newer ckpt-*.h5 files that do not open */
+    char why[1400];   /* "" when latest_ok and nothing was skipped; else what was not used */
+} io_ckpt_found;
+/* Fills *out; NN_ENOTFOUND when dir holds no checkpoint that opens (naming the newest one's
+ * error when there are files), NN_EIO when dir cannot be listed. */
+int io_ckpt_find_resume(io_ckpt_found *out, const char *dir);
 /* Removes all but the newest keep ckpt-*.h5 files of dir (never the one latest names) and
  * temporary files left by saves that died. *removed (may be NULL) counts the files. */
 int io_ckpt_prune(const char *dir, int keep, int *removed);

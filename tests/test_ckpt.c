@@ -403,6 +403,77 @@ static void latest_and_prune(void **state)
     tu_expect_msg(dir, "does not hold a checkpoint file name");
 }
 
+/* The global step a checkpoint file holds. */
+static long file_step(const char *path)
+{
+    io_ckpt_reader *r = NULL;
+    NN_CHECK(io_ckpt_open(&r, path));
+    const long step = io_ckpt_info(r)->train.global_step;
+    io_ckpt_close(r);
+    return step;
+}
+
+/* --resume auto's choice: the newest checkpoint that opens, whatever latest says. */
+static void find_resume_whatever_latest_says(void **state)
+{
+    (void)state;
+    char dir[1024], p[1200];
+    tu_tmp_path(dir, sizeof dir, "resume-dir");
+    assert_int_equal(mkdir(dir, 0777), 0);
+    io_ckpt_found got;
+    assert_int_equal(io_ckpt_find_resume(&got, dir), NN_ENOTFOUND);
+    tu_expect_msg(dir, "no checkpoint to resume from (no ckpt-*.h5 files)");
+
+    handmade h;
+    handmade_init(&h);
+    char want[1200];
+    for (int step = 10; step <= 30; step += 10) {
+        snprintf(p, sizeof p, "%s/ckpt-%09d.h5", dir, step);
+        h.ck.train.global_step = step;
+        NN_CHECK(io_ckpt_save(p, &h.ck));
+    }
+    snprintf(want, sizeof want, "%s/ckpt-000000030.h5", dir);
+
+    /* latest missing: the newest file, and why says so. */
+    NN_CHECK(io_ckpt_find_resume(&got, dir));
+    assert_string_equal(got.path, want);
+    assert_int_equal(got.latest_ok, 0);
+    assert_non_null(strstr(got.why, "latest is missing"));
+
+    NN_CHECK(io_ckpt_set_latest(dir, "ckpt-000000030.h5"));
+    NN_CHECK(io_ckpt_find_resume(&got, dir));
+    assert_string_equal(got.path, want);
+    assert_int_equal(got.latest_ok, 1);
+    assert_string_equal(got.why, "");
+
+    /* latest stale (a crash between a save's rename and latest's update). */
+    NN_CHECK(io_ckpt_set_latest(dir, "ckpt-000000020.h5"));
+    NN_CHECK(io_ckpt_find_resume(&got, dir));
+    assert_string_equal(got.path, want);
+    assert_int_equal(got.latest_ok, 0);
+    assert_non_null(strstr(got.why, "latest names ckpt-000000020.h5, but ckpt-000000030.h5 is newer"));
+
+    /* A newer file that does not open is skipped and named, not taken for none. */
+    NN_CHECK(io_ckpt_set_latest(dir, "ckpt-000000030.h5"));
+    snprintf(p, sizeof p, "%s/ckpt-000000040.h5", dir);
+    tu_write_file(p, "torn", 4, 0);
+    NN_CHECK(io_ckpt_find_resume(&got, dir));
+    assert_string_equal(got.path, want);
+    assert_int_equal(got.latest_ok, 1);
+    assert_int_equal(got.skipped, 1);
+    assert_non_null(strstr(got.why, "1 newer file(s) do not open"));
+    assert_non_null(strstr(got.why, "ckpt-000000040.h5: not an HDF5 file"));
+    assert_int_equal(file_step(want), 30);
+
+    /* Nothing that opens: an error naming the newest file's problem. */
+    for (int step = 10; step <= 30; step += 10) {
+        snprintf(p, sizeof p, "%s/ckpt-%09d.h5", dir, step);
+        tu_write_file(p, "torn", 4, 0);
+    }
+    assert_int_equal(io_ckpt_find_resume(&got, dir), NN_ENOTFOUND);
+    tu_expect_msg("no ckpt-*.h5 file opens", "ckpt-000000040.h5: not an HDF5 file");
+}
+
 /* ---- trainer_ckpt: a model and its optimizer to a file and back ------------------------- */
 
 static nn_model *mlp(int classes, int width, uint64_t seed)
@@ -555,6 +626,7 @@ int main(void)
         cmocka_unit_test(save_replaces),
         cmocka_unit_test(foreign_types_and_unchecked_datasets),
         cmocka_unit_test(latest_and_prune),
+        cmocka_unit_test(find_resume_whatever_latest_says),
         cmocka_unit_test(model_and_optimizer_round_trip),
         cmocka_unit_test(body_only_under_a_new_head),
         cmocka_unit_test(body_shape_mismatch_is_refused),
