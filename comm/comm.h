@@ -1,7 +1,7 @@
 /*
  * comm: the communicator between replicas. An opaque handle with an MPI backend (a NCCL
  * backend can sit behind the same interface later), typed collectives that take element
- * counts, and errors turned into strata errors that carry MPI's own message.
+ * counts, and MPI errors that end the whole job with MPI's own message.
  *
  * comm knows nothing of layers: the reducer sees a layer group only as its gradient slab
  * (a float pointer and an element count).
@@ -15,8 +15,10 @@
 typedef struct comm comm;
 
 /* Starts MPI if it is not running (a process launched without mpirun is a singleton of
- * world size 1) and wraps MPI_COMM_WORLD. MPI errors return instead of aborting. Free with
- * comm_free, which finalizes MPI if comm_init started it. */
+ * world size 1) and wraps MPI_COMM_WORLD. An MPI error in any call on it, on any rank, ends
+ * the whole job after printing the rank, host and MPI's message (MPI_Abort): a rank that
+ * returned the error would leave its peers in a collective for ever. Free with comm_free,
+ * which finalizes MPI if comm_init started it. */
 int comm_init(comm **out, int *argc, char ***argv);
 void comm_free(comm *c);
 

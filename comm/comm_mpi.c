@@ -1,5 +1,6 @@
-/* The MPI backend of comm. MPI_ERRORS_RETURN is set on the world communicator so that a
- * failed call comes back here and becomes a strata error carrying MPI's message. Counts
+/* The MPI backend of comm. An MPI error on any rank ends the whole job (the error handler
+ * below prints the rank, its host and MPI's message, then MPI_Abort): a rank that returned
+ * the error instead would leave its peers waiting in their next collective for ever. Counts
  * larger than INT_MAX are sent in pieces (MPI counts are int). */
 #include "comm/comm.h"
 #include "comm/comm_internal.h"
@@ -10,6 +11,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 struct comm {
     MPI_Comm world;
@@ -25,6 +27,21 @@ int comm__mpi_check(int rc, const char *what)
     int len = 0;
     if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
     return nn_err(NN_EMPI, "%s failed: %s", what, msg);
+}
+
+/* MPI's error handler on the world communicator: report, then end every rank. */
+static void on_mpi_error(MPI_Comm *world, int *code, ...)
+{
+    char msg[MPI_MAX_ERROR_STRING], host[256] = "?";
+    int len = 0, rank = -1;
+    if (MPI_Error_string(*code, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", *code);
+    MPI_Comm_rank(*world, &rank);
+    gethostname(host, sizeof host - 1);
+    fprintf(stderr, "strata: rank %d (%s): MPI error: %s; ending the job on every rank\n", rank,
+            host, msg);
+    fflush(stderr);
+    MPI_Abort(*world, 1);
+    _exit(1); /* MPI_Abort does not return */
 }
 
 int comm_init(comm **out, int *argc, char ***argv)
@@ -55,8 +72,12 @@ int comm_init(comm **out, int *argc, char ***argv)
     }
     c->world = MPI_COMM_WORLD;
     int rc = comm__mpi_check(MPI_Query_thread(&c->thread_level), "MPI_Query_thread");
-    if (!rc)
-        rc = comm__mpi_check(MPI_Comm_set_errhandler(c->world, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    MPI_Errhandler eh;
+    if (!rc) rc = comm__mpi_check(MPI_Comm_create_errhandler(on_mpi_error, &eh), "MPI_Comm_create_errhandler");
+    if (!rc) {
+        rc = comm__mpi_check(MPI_Comm_set_errhandler(c->world, eh), "MPI_Comm_set_errhandler");
+        MPI_Errhandler_free(&eh); /* the communicator keeps its reference */
+    }
     if (!rc) rc = comm__mpi_check(MPI_Comm_rank(c->world, &c->rank), "MPI_Comm_rank");
     if (!rc) rc = comm__mpi_check(MPI_Comm_size(c->world, &c->size), "MPI_Comm_size");
     if (rc) {
