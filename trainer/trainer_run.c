@@ -365,8 +365,8 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
         rc = train_phase(&r, p);
     if (!rc) rc = finish(&r, &result);
     result.global_step = r.model.global_step;
-    if (rc && r.log.opened) record_failure(&r, rc);
 done:
+    if (rc && r.log.opened) record_failure(&r, rc);
     result.signal = r.ckpt.signal;
     if (res) *res = result;
     io_ckpt_close(rd);
