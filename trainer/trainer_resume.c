@@ -75,7 +75,8 @@ static int same_groups(const io_ckpt *info, const nn_model *m, const char *path,
     const int G = m->ngroups;
     int same = info->ngroups == G;
     for (int g = 0; g < G && same; g++)
-        same = info->groups[g].first == m->groups[g].first && info->groups[g].last == m->groups[g].last;
+        same = info->groups[g].first == m->groups[g].first &&
+               info->groups[g].last == m->groups[g].last;
     if (same || regroup) return same;
     char a[512], b[512];
     int o = 0, o2 = 0;
@@ -103,7 +104,8 @@ static void opt_steps(trainer_opt *opt, const nn_model *m, const io_ckpt *info, 
         for (int k = 0; k < info->ngroups; k++) {
             const io_ckpt_group *og = &info->groups[k];
             const int overlap = ng->is_head ? og->first < 0
-                                            : og->first >= 0 && og->first <= ng->last && og->last >= ng->first;
+                                            : og->first >= 0 && og->first <= ng->last &&
+                                                  og->last >= ng->first;
             if (!overlap) continue;
             if (info->opt_step[k] > st) st = info->opt_step[k];
             if (info->opt_step_bn[k] > stbn) stbn = info->opt_step_bn[k];

@@ -80,7 +80,8 @@ static int phase_setup(trainer__run *r, const io_phase *ph, int p, float *lr_max
 {
     const io_config *cfg = r->cfg;
     const int G = r->model.m->ngroups;
-    int rc = nn_model_freeze_to(r->model.m, ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to, warn);
+    const int n = ph->has_freeze_to ? ph->freeze_to : cfg->groups.freeze_to;
+    int rc = nn_model_freeze_to(r->model.m, n, warn);
     if (rc)
         rc = ph->has_freeze_to ? nn_err_wrap(rc, "train.phases.%d.freeze_to", p)
                                : nn_err_wrap(rc, "groups.freeze_to");

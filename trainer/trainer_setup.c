@@ -69,10 +69,11 @@ int trainer__data_open(trainer__data *d, const io_config *cfg)
     }
     if (rc) return rc;
     const io_dataset *shape = &d->train;
-    if (d->has_valid && (d->valid.c != shape->c || d->valid.h != shape->h || d->valid.w != shape->w))
+    const io_dataset *v = &d->valid;
+    if (d->has_valid && (v->c != shape->c || v->h != shape->h || v->w != shape->w))
         return nn_err(NN_ESHAPE, "data.valid (%s) holds %dx%dx%d samples but data.train (%s) holds %dx%dx%d",
-                      cfg->data.valid, d->valid.c, d->valid.h, d->valid.w, cfg->data.train, shape->c,
-                      shape->h, shape->w);
+                      cfg->data.valid, v->c, v->h, v->w, cfg->data.train, shape->c, shape->h,
+                      shape->w);
     const int pmax = shape->h < shape->w ? shape->h : shape->w;
     if (cfg->data.augment.crop_padding > pmax)
         return nn_err(NN_ERANGE, "data.augment.crop_padding %d is larger than the %dx%d images",

@@ -196,7 +196,8 @@ static int step_checkpoint(trainer__run *r, int e, long b)
     const trainer__phase *ph = &r->phase;
     trainer__ckpt *k = &r->ckpt;
     const long gs = r->model.global_step;
-    const int last = b + 1 == ph->per_epoch && e + 1 == ph->list[ph->p].epochs && ph->p + 1 == ph->n;
+    const int last = b + 1 == ph->per_epoch && e + 1 == ph->list[ph->p].epochs &&
+                     ph->p + 1 == ph->n;
     const int by_steps = cfg->checkpoint.every_steps > 0 && !last &&
                          gs % cfg->checkpoint.every_steps == 0;
     k->stopped = k->stop_after > 0 && gs >= k->stop_after;
