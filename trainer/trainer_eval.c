@@ -2,6 +2,7 @@
  * and `strata eval` itself: data and model only, no optimizer, reducer or run.dir. */
 #include "trainer/trainer_internal.h"
 
+/* Validation loss and accuracy over all of data.valid, agreed on. */
 int trainer__validate(const io_config *cfg, comm *c, trainer__data *d, trainer__model *mo,
                       double *loss, double *acc)
 {
@@ -36,6 +37,7 @@ int trainer__validate(const io_config *cfg, comm *c, trainer__data *d, trainer__
     return 0;
 }
 
+/* `strata eval`: the weights' loss and accuracy on data.valid (trainer.h). */
 int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, double *loss,
                  double *acc)
 {

@@ -211,6 +211,8 @@ static int lrf_restore(lrf_run *r, snapshot *saved, double before_loss, double b
     return rc;
 }
 
+/* fastai's learning-rate finder over every group (trainer.h): the model set up as for
+ * training, a sweep, its state put back, the report and plot in run.dir. */
 int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_find_opts *o,
                     double *suggestion)
 {

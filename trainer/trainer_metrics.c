@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Per-group learning rates, %.3g, separated by sep. */
 void trainer__print_lrs(FILE *f, const float *lr, int n, const char *sep)
 {
     for (int g = 0; g < n; g++) fprintf(f, "%s%.3g", g ? sep : "", (double)lr[g]);
@@ -28,6 +29,7 @@ int trainer__progress_bar_wanted(FILE *out)
     return isatty(fileno(out));
 }
 
+/* A progress line (or the redrawn bar) for step b of nb of epoch e. */
 void trainer__progress(const trainer__run *r, int e, int b, int nb, double loss, double sps)
 {
     FILE *out = r->log.out;
@@ -87,6 +89,7 @@ static void metrics_comm(FILE *f, const comm_reducer *red, int G)
     fputc(']', f);
 }
 
+/* A training line of metrics.jsonl; a failed write names the file. */
 int trainer__metrics_train(trainer__log *lg, const trainer__run *r, const double *sums,
                            double sps)
 {
@@ -114,6 +117,7 @@ int trainer__metrics_train(trainer__log *lg, const trainer__run *r, const double
     return metrics_flush(lg);
 }
 
+/* A validation line of metrics.jsonl; a failed write names the file. */
 int trainer__metrics_valid(trainer__log *lg, const trainer__run *r, double loss, double acc)
 {
     FILE *f = lg->metrics;
@@ -128,6 +132,7 @@ int trainer__metrics_valid(trainer__log *lg, const trainer__run *r, double loss,
     return metrics_flush(lg);
 }
 
+/* Resuming: the checkpoint's metrics history first in metrics.jsonl. */
 int trainer__metrics_history(trainer__log *lg, const char *history)
 {
     if (!lg->metrics || !history) return 0;
@@ -136,6 +141,7 @@ int trainer__metrics_history(trainer__log *lg, const char *history)
     return metrics_flush(lg);
 }
 
+/* The run's banner: model, engine, data, run.dir, where a resume starts. */
 void trainer__print_start(const trainer__run *r)
 {
     FILE *out = r->log.out;
@@ -157,6 +163,7 @@ void trainer__print_start(const trainer__run *r)
                 start->t.global_step + 1);
 }
 
+/* A phase's banner: epochs, frozen groups, maximum lrs, schedule. */
 void trainer__print_phase(const trainer__run *r, int warn)
 {
     FILE *out = r->log.out;
@@ -175,6 +182,7 @@ void trainer__print_phase(const trainer__run *r, int warn)
     fprintf(out, "; schedule %s\n", (cur->has_schedule ? &cur->schedule : &r->cfg->schedule)->type);
 }
 
+/* The gradient reduction's per-group report at the end of training. */
 void trainer__print_reduction(const trainer__run *r)
 {
     FILE *out = r->log.out;

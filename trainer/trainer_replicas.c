@@ -29,6 +29,7 @@ int trainer__sync_replicas(nn_model *m, comm *c)
     return nn_model_visit_buffers(m, bn_bcast, c);
 }
 
+/* The BatchNorm running statistics averaged over all ranks. */
 int trainer__bn_average(nn_model *m, comm *c)
 {
     return nn_model_visit_buffers(m, bn_average, c);
@@ -125,6 +126,7 @@ static int compare_with_rank0(comm *c, const char *what, const char *mine, size_
     return status;
 }
 
+/* The same model and effective config on every rank, agreed on. */
 int trainer__check_replicas(const trainer__run *r)
 {
     const nn_model *m = r->model.m;
@@ -147,6 +149,7 @@ int trainer__check_replicas(const trainer__run *r)
     return rc;
 }
 
+/* The same step and frozen groups on every rank at a phase's start. */
 int trainer__check_phase(const trainer__run *r, int phase)
 {
     const nn_model *m = r->model.m;

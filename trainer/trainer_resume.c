@@ -187,6 +187,7 @@ static int bcast_rng(trainer__model *mo, comm *c, io_ckpt_reader *rd, int nrng)
     return rc;
 }
 
+/* Resumed checkpoint's state (or model.init_from's body) into the set-up run. */
 int trainer__restore(trainer__run *r, io_ckpt_reader *rd, int regroup)
 {
     comm *c = r->comm.c;

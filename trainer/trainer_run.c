@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* trainer_train_ex without options (trainer.h). */
 int trainer_train(const io_config *cfg, comm *c, FILE *out)
 {
     const trainer_train_opts none = {NULL, 0, 0, NULL, NULL};
@@ -328,6 +329,7 @@ static void record_failure(const trainer__run *r, int rc)
     nn_err(rc, "%s", msg);
 }
 
+/* `strata train` (trainer.h): setup, restore, the phases' epochs, finish. */
 int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_train_opts *o,
                      trainer_train_result *res)
 {

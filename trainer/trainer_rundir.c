@@ -85,6 +85,7 @@ void trainer__write_status(const io_config *cfg, comm *c, const char *fmt, ...)
     fclose(f);
 }
 
+/* Rank 0: run.dir/sweep.json holds json. */
 int trainer__write_sweep_json(const io_config *cfg, const char *json)
 {
     char path[1100];

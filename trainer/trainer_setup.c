@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The model spec for c x h x w samples of `classes` classes (trainer.h). */
 int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, int w,
                        int classes)
 {
@@ -57,6 +58,7 @@ static int data_norm(trainer__data *d, const io_config *cfg)
     return 0;
 }
 
+/* Both datasets, checked against each other, and their normalisation. */
 int trainer__data_open(trainer__data *d, const io_config *cfg)
 {
     io_synthetic_opts syn = {cfg->data.synthetic.samples, cfg->data.synthetic.classes,
@@ -81,6 +83,7 @@ int trainer__data_open(trainer__data *d, const io_config *cfg)
     return data_norm(d, cfg);
 }
 
+/* The model of the config for d's data; rank's dropout RNG. */
 int trainer__model_init(trainer__model *mo, const io_config *cfg, const trainer__data *d,
                         int rank)
 {
@@ -134,6 +137,7 @@ static int reducer_init(trainer__comm *cm, const io_config *cfg, const nn_model 
                              bucket ? bucket : 1, mode);
 }
 
+/* The batch buffers; with need_train, a whole batch per rank and step. */
 int trainer__batches_init(trainer__data *d, const io_config *cfg, int world, int need_train)
 {
     const int B = cfg->data.batch_size;
@@ -150,6 +154,7 @@ int trainer__batches_init(trainer__data *d, const io_config *cfg, int world, int
     return 0;
 }
 
+/* Training's and lr-find's parts, first error returned (not agreed on). */
 int trainer__setup(const io_config *cfg, trainer__data *d, trainer__model *mo, trainer__comm *cm)
 {
     int rc = trainer__data_open(d, cfg);
@@ -160,6 +165,7 @@ int trainer__setup(const io_config *cfg, trainer__data *d, trainer__model *mo, t
     return rc;
 }
 
+/* Frees what trainer__data_open and trainer__batches_init allocated. */
 void trainer__data_free(trainer__data *d)
 {
     free(d->mean);
@@ -172,6 +178,7 @@ void trainer__data_free(trainer__data *d)
     free(d->shard);
 }
 
+/* Frees the model, the optimizer state and the loss gradient. */
 void trainer__model_free(trainer__model *mo)
 {
     trainer_opt_free(&mo->opt);
@@ -179,12 +186,14 @@ void trainer__model_free(trainer__model *mo)
     nn_tensor_free(&mo->dlogits);
 }
 
+/* Frees the reducer (the communicator is the caller's). */
 void trainer__comm_free(trainer__comm *cm)
 {
     comm_reducer_free(cm->red);
     cm->red = NULL;
 }
 
+/* One value per group of a hyperparameter; errors name where it was set. */
 int trainer__expand_hp(float *out, int ngroups, const io_hparam *hp, const io_config *cfg,
                        const char *key)
 {

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+/* Samples idx[0..count) of ds into d->x and d->labels. */
 int trainer__load_batch(const io_config *cfg, trainer__data *d, const io_dataset *ds,
                         const int *idx, int count, int augment)
 {
@@ -212,6 +213,7 @@ static int step_checkpoint(trainer__run *r, int e, long b)
     return trainer__ckpt_save(r);
 }
 
+/* Epoch e of r->phase from its step b0; r->ckpt.stopped set after a stop. */
 int trainer__train_epoch(trainer__run *r, int e, long b0)
 {
     const io_config *cfg = r->cfg;
