@@ -12,7 +12,7 @@
 
 #define IO_CKPT_FORMAT "strata-checkpoint"
 #define IO_CKPT_VERSION 1
-#define IO_CKPT_MAX_GROUPS 32 /* NN_MAX_GROUPS */
+#define IO_CKPT_MAX_GROUPS 32 /* NN_MAX_GROUPS (asserted in trainer/trainer_internal.h) */
 #define IO_CKPT_MAX_STATES 2  /* optimizer state tensors per parameter (AdamW: 2) */
 
 /* A parameter: its PyTorch name ("body.4.0.conv1.weight"), its group and shape, and where

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Gradient accumulation: an optimizer step over A micro-batches of B samples, reduced once,
 # is the step over one batch of A * B samples. Rank r's step b takes shard_r[b*B*A ..
-# (b+1)*B*A) (trainer_run.c), so 1 rank x 16 x accumulate 2, 1 rank x 32, 2 ranks x 16 and
+# (b+1)*B*A) (trainer_step.c), so 1 rank x 16 x accumulate 2, 1 rank x 32, 2 ranks x 16 and
 # 2 ranks x 8 x accumulate 2 all train on the same 32 samples each step: their 20 losses
 # must agree within 1e-5 (relative) and their final weights within 1e-4.
 # Usage: train_accumulate.sh MPIEXEC STRATA CONFIG

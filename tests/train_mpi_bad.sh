@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Bad input under `mpiexec -n 2` ends the job on every rank with a message and a non-zero
 # status, never a hang (ctest's TIMEOUT catches a hang): a batch larger than a rank's share,
-# a missing data file, a config that does not parse, labels out of range and a corrupted IDX
-# header.
+# a missing data file, a config that does not parse, labels out of range, a corrupted IDX
+# header and a metrics.jsonl that cannot be written (a full disk).
 # Usage: train_mpi_bad.sh MPIEXEC STRATA CONFIG
 set -uo pipefail
 mpiexec=$1 strata=$2 config=$3
@@ -38,5 +38,10 @@ printf '\x00\x00\x08\x01\x00\x00\x00\x01\x05' | gzip > "$dir/fm/train-labels-idx
 check "corrupted IDX header" "bad magic 0x00000804" \
     "$config" --set run.dir="$dir/r4" --set data.train=fashion-mnist --set data.valid= \
     --set data.dir="$dir/fm" --set model.input=null --set model.classes=null
+# metrics.jsonl on a full disk (a link to /dev/full): the failed write is rank 0's error,
+# naming the file, and every rank stops instead of waiting at the next step.
+mkdir -p "$dir/r5" && ln -s /dev/full "$dir/r5/metrics.jsonl"
+check "metrics.jsonl on a full disk" "cannot write $dir/r5/metrics.jsonl: No space left on device" \
+    "$config" --set run.dir="$dir/r5"
 echo "$pass passed, $fail failed"
 ((fail == 0))

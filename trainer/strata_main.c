@@ -540,11 +540,7 @@ static int cmd_sweep(int argc, char **argv, char *argv0)
         io_config cfg;
         rc = io_sweep_run(&sw, i, sets, &n, NULL);
         if (!rc) rc = io_config_load(&cfg, sw.config, sets, n);
-        if (rc) {
-            char msg[1024];
-            snprintf(msg, sizeof msg, "%s", nn_errmsg());
-            rc = nn_err(rc, "run %ld: %s", i, msg);
-        }
+        if (rc) rc = nn_err_wrap(rc, "run %ld", i);
     }
     if (rc) {
         fprintf(stderr, "strata sweep plan: %s\n", nn_errmsg());

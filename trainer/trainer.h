@@ -24,9 +24,9 @@ typedef struct trainer_train_opts {
     int regroup;        /* resume into the config's group partition even if the
                            checkpoint's differs (optimizer state remapped by parameter name) */
     long stop_after;    /* > 0: save a checkpoint and return after this global step */
-    const volatile int *stop_signal; /* may be NULL: a flag a signal handler sets to the
-                           signal's number; checked (and agreed on by all ranks) after every
-                           step: non-zero saves a checkpoint and returns (preemption) */
+    const volatile int *stop_signal; /* may be NULL: a flag set to a signal's number (by the
+                           CLI's stop thread, strata_main.c); checked (and agreed on by all ranks)
+                           after every step: non-zero saves a checkpoint and returns (preemption) */
     const char *sweep_json; /* may be NULL: written by rank 0 to run.dir/sweep.json once the
                            run directory is set up (a sweep run's index and overrides) */
 } trainer_train_opts;
