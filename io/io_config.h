@@ -187,6 +187,15 @@ int io_config_write(const io_config *cfg, FILE *f);
  * NULL on failure. */
 int io_config_to_string(char **out, const io_config *cfg);
 
+/* The number of keys a config may hold, one per row of io_config.c's key table (a section's
+ * keys, not the section: "schedule.div"; train.phases and then its items' keys as
+ * "train.phases.*.epochs"). */
+int io_config_key_count(void);
+/* Writes the path of key i (0 <= i < io_config_key_count()), in the table's order, to buf.
+ * Returns 0, NN_EINVAL for no buffer, or NN_ERANGE for an i out of range or a buffer too
+ * small (which then holds a truncated path). */
+int io_config_key_path(char *buf, size_t len, int i);
+
 /* Formats a hyperparameter for logs and for YAML: "0.001", "[0.1, 0.2]", "slice(0.001)",
  * "slice(1e-05, 0.001)", "unset". Numbers use the shortest form that reads back exactly.
  * Returns 0, or NN_ERANGE when buf is too small (buf then holds a truncated string). */
