@@ -23,7 +23,7 @@
 #define MAX_KEYS 512
 
 typedef struct keyset {
-    char key[MAX_KEYS][128];
+    char key[MAX_KEYS][256];
     int line[MAX_KEYS]; /* the doc's line, 0 for the table's keys */
     int n;
 } keyset;
