@@ -1,12 +1,14 @@
 /*
  * The YAML run configuration (docs/config.md).
  *
- * The file is read with libyaml's event API into a small tree of maps, lists and scalars in
- * which every node remembers where it came from (the file and a line, or a --set override).
- * The overrides are applied to the tree, and the tree is then converted into io_config key by
- * key: each map's keys are checked against the keys it may hold, each value against its type
- * and range. The first problem found stops the load with a message of the form
- * `FILE:LINE: key.path: what is wrong (got 'VALUE')`.
+ * The file is read into a tree (io_yaml.c) in which every node remembers where it came from
+ * (the file and a line, or a --set override). The overrides are applied to the tree, and the
+ * tree is then converted into io_config as the key table below says: each map's keys are
+ * checked against the keys it may hold, each value against its type and range. The first
+ * problem found stops the load with a message of the form
+ * `FILE:LINE: key.path: what is wrong (got 'VALUE')`. The same table gives the defaults and
+ * writes the effective config. fastai's recipes (the schedule defaults, the fine_tune preset)
+ * are in io_fastai.c.
  */
 #include "io/io_config.h"
 
@@ -15,12 +17,13 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <yaml.h>
-
+#include "io/io_internal.h"
+#include "io/io_yaml.h"
 #include "nn/nn.h"
 
 _Static_assert(IO_MAX_GROUPS == NN_MAX_GROUPS, "IO_MAX_GROUPS must equal NN_MAX_GROUPS");
@@ -28,166 +31,12 @@ _Static_assert(IO_MAX_WIDTHS == NN_MAX_WIDTHS, "IO_MAX_WIDTHS must equal NN_MAX_
 
 /* The largest config file read (a config is a few kilobytes; this only stops accidents). */
 #define CFG_MAX_FILE (16u << 20)
-/* The deepest nesting of maps and lists accepted. */
-#define CFG_MAX_DEPTH 32
 /* Key paths longer than this are cut in messages. */
-#define CFG_PATH 256
+#define CFG_PATH IO__YAML_PATH
 
 /* ---------------------------------------------------------------------------------------
- * The generic tree.
+ * Unknown and missing keys.
  */
-enum { NODE_SCALAR, NODE_SEQ, NODE_MAP };
-
-typedef struct cfg_node cfg_node;
-struct cfg_node {
-    int kind;           /* NODE_* */
-    int line;           /* 1-based line in the file (0 for an override) */
-    const char *origin; /* the file's path, or the override's "--set key=value"; not owned */
-    int from_set;       /* the node came from an override */
-    char *text;         /* scalars: the value, owned */
-    int plain;          /* scalars: written without quotes (so it may be a YAML null) */
-    int n, cap;         /* children */
-    char **keys;        /* maps: the key of each child, owned */
-    int *key_lines;     /* maps: the line of each key */
-    cfg_node **kids;    /* map values or list items, owned */
-};
-
-static cfg_node *node_new(int kind, int line, const char *origin, int from_set)
-{
-    cfg_node *n = calloc(1, sizeof *n);
-    if (n == NULL) return NULL;
-    n->kind = kind;
-    n->line = line;
-    n->origin = origin;
-    n->from_set = from_set;
-    return n;
-}
-
-/* Frees a node and everything below it. NULL is a no-op. */
-static void node_free(cfg_node *n)
-{
-    if (n == NULL) return;
-    for (int i = 0; i < n->n; i++) {
-        node_free(n->kids[i]);
-        if (n->keys) free(n->keys[i]);
-    }
-    free(n->kids);
-    free(n->keys);
-    free(n->key_lines);
-    free(n->text);
-    free(n);
-}
-
-/* Appends kid (and, for a map, its key, whose ownership passes too) to parent. */
-static int node_append(cfg_node *parent, char *key, int key_line, cfg_node *kid)
-{
-    if (parent->n == parent->cap) {
-        int cap = parent->cap ? 2 * parent->cap : 8;
-        cfg_node **kids = realloc(parent->kids, (size_t)cap * sizeof *kids);
-        if (kids == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
-        parent->kids = kids;
-        if (parent->kind == NODE_MAP) {
-            char **keys = realloc(parent->keys, (size_t)cap * sizeof *keys);
-            if (keys == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
-            parent->keys = keys;
-            int *lines = realloc(parent->key_lines, (size_t)cap * sizeof *lines);
-            if (lines == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
-            parent->key_lines = lines;
-        }
-        parent->cap = cap;
-    }
-    if (parent->kind == NODE_MAP) {
-        parent->keys[parent->n] = key;
-        parent->key_lines[parent->n] = key_line;
-    }
-    parent->kids[parent->n++] = kid;
-    return 0;
-}
-
-/* The index of key in map m, or -1. */
-static int map_index(const cfg_node *m, const char *key)
-{
-    if (m == NULL || m->kind != NODE_MAP) return -1;
-    for (int i = 0; i < m->n; i++)
-        if (strcmp(m->keys[i], key) == 0) return i;
-    return -1;
-}
-
-/* The value of key in map m, or NULL when m is NULL or lacks the key. */
-static const cfg_node *map_get(const cfg_node *m, const char *key)
-{
-    int i = map_index(m, key);
-    return i < 0 ? NULL : m->kids[i];
-}
-
-/* A YAML null: an unquoted empty value, ~ or null. */
-static int node_is_null(const cfg_node *n)
-{
-    if (n == NULL) return 1;
-    if (n->kind != NODE_SCALAR || !n->plain) return 0;
-    const char *t = n->text;
-    return t[0] == '\0' || strcmp(t, "~") == 0 || strcmp(t, "null") == 0 ||
-           strcmp(t, "Null") == 0 || strcmp(t, "NULL") == 0;
-}
-
-/* ---------------------------------------------------------------------------------------
- * Messages.
- */
-
-/* "FILE:LINE" for a node of the file, the override's text for a node of an override. */
-static void node_where(char *buf, size_t len, const cfg_node *n)
-{
-    if (n->from_set)
-        snprintf(buf, len, "%s", n->origin);
-    else
-        snprintf(buf, len, "%s:%d", n->origin, n->line);
-}
-
-/* What a message says it got: 'text' for a scalar (cut at 60 characters), else a map or a
- * list. */
-static void node_got(char *buf, size_t len, const cfg_node *n)
-{
-    if (n->kind == NODE_MAP) {
-        snprintf(buf, len, "a map");
-    } else if (n->kind == NODE_SEQ) {
-        snprintf(buf, len, "a list");
-    } else if (strlen(n->text) > 60) {
-        snprintf(buf, len, "'%.57s...'", n->text);
-    } else {
-        snprintf(buf, len, "'%s'", n->text);
-    }
-}
-
-/* Records `WHERE: PATH: MESSAGE (got VALUE)` for node n and returns code. */
-static int node_fail(int code, const cfg_node *n, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int node_fail(int code, const cfg_node *n, const char *path, const char *fmt, ...)
-{
-    char where[600], got[80], what[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    node_where(where, sizeof where, n);
-    node_got(got, sizeof got, n);
-    return nn_err(code, "%s: %s: %s (got %s)", where, path, what, got);
-}
-
-/* Joins a key path and a key ("model" + "arch"); an empty base gives the key alone. */
-static void path_join(char *out, size_t len, const char *base, const char *key)
-{
-    int k = base[0] == '\0' ? snprintf(out, len, "%s", key)
-                             : snprintf(out, len, "%s.%s", base, key);
-    if (k < 0 || (size_t)k >= len) out[len - 1] = '\0'; /* A path this long is cut. */
-}
-
-/* Joins a key path and a list index ("train.phases" + 1 = "train.phases.1"). */
-static void path_index(char *out, size_t len, const char *base, int i)
-{
-    char key[16];
-    snprintf(key, sizeof key, "%d", i);
-    path_join(out, len, base, key);
-}
 
 /* Levenshtein distance, capped: strings longer than 63 characters count as far apart. */
 static int edit_distance(const char *a, const char *b)
@@ -238,7 +87,7 @@ static void words_join(char *buf, size_t len, const char *const *words)
 
 /* Fails on the first key of map m that is not among known (NULL-terminated), suggesting the
  * closest known key. path is the map's own key path. */
-static int map_check_keys(const cfg_node *m, const char *path, const char *const *known)
+static int map_check_keys(const io__node *m, const char *path, const char *const *known)
 {
     if (m == NULL) return 0;
     for (int i = 0; i < m->n; i++) {
@@ -246,13 +95,13 @@ static int map_check_keys(const cfg_node *m, const char *path, const char *const
         for (int k = 0; known[k] != NULL; k++) ok |= strcmp(m->keys[i], known[k]) == 0;
         if (ok) continue;
         char kpath[CFG_PATH], where[600], got[80], hint[300];
-        path_join(kpath, sizeof kpath, path, m->keys[i]);
-        const cfg_node *v = m->kids[i];
+        io__path_join(kpath, sizeof kpath, path, m->keys[i]);
+        const io__node *v = m->kids[i];
         if (v->from_set)
-            node_where(where, sizeof where, v);
+            io__node_where(where, sizeof where, v);
         else
             snprintf(where, sizeof where, "%s:%d", m->origin, m->key_lines[i]);
-        node_got(got, sizeof got, v);
+        io__node_got(got, sizeof got, v);
         const char *near = closest_word(m->keys[i], known);
         if (near != NULL) {
             snprintf(hint, sizeof hint, "did you mean '%s'?", near);
@@ -266,453 +115,13 @@ static int map_check_keys(const cfg_node *m, const char *path, const char *const
     return 0;
 }
 
-/* Fails for a required key that is absent from map m (NULL: the section is absent too, and
- * parent, the map that lacks it, gives the place). */
-static int fail_missing(const cfg_node *m, const cfg_node *parent, const char *kpath)
+/* Fails for a required key that is absent; at is the map that lacks it, or when that map is
+ * absent too, the nearest map that exists. */
+static int fail_missing(const io__node *at, const char *kpath)
 {
     char where[600];
-    node_where(where, sizeof where, m ? m : parent);
+    io__node_where(where, sizeof where, at);
     return nn_err(NN_EINVAL, "%s: %s: required key is missing", where, kpath);
-}
-
-/* ---------------------------------------------------------------------------------------
- * From YAML text to the tree (libyaml's event API).
- */
-typedef struct cfg_frame {
-    cfg_node *node;
-    char *key;           /* maps: the key waiting for its value, owned */
-    int key_line;
-    char path[CFG_PATH]; /* the node's key path */
-} cfg_frame;
-
-typedef struct cfg_builder {
-    const char *origin;  /* the file's path or the override's text */
-    int from_set;
-    const char *base;    /* key path of the root ("" for a file, the key for an override) */
-    const char *text;    /* the YAML text, for quoting the line of a syntax error */
-    size_t len;
-    cfg_frame st[CFG_MAX_DEPTH];
-    int depth;
-    cfg_node *root;
-} cfg_builder;
-
-/* The key path at the builder's current position: where the next value goes, or for a
- * message (in_list_item 0) the enclosing list rather than an item that does not exist yet. */
-static void builder_path(char *out, size_t len, const cfg_builder *b, int in_list_item)
-{
-    if (b->depth == 0) {
-        snprintf(out, len, "%s", b->base);
-        return;
-    }
-    const cfg_frame *f = &b->st[b->depth - 1];
-    if (f->node->kind == NODE_MAP && f->key != NULL)
-        path_join(out, len, f->path, f->key);
-    else if (f->node->kind == NODE_SEQ && in_list_item)
-        path_index(out, len, f->path, f->node->n);
-    else
-        snprintf(out, len, "%s", f->path);
-}
-
-/* Where the builder is, for a message: "FILE:LINE" or the override's text, then the key
- * path when there is one. */
-static void builder_where(char *out, size_t len, const cfg_builder *b, int line)
-{
-    char path[CFG_PATH];
-    builder_path(path, sizeof path, b, 0);
-    if (b->from_set)
-        snprintf(out, len, "%s: %s", b->origin, path[0] ? path : "(value)");
-    else if (path[0])
-        snprintf(out, len, "%s:%d: %s", b->origin, line, path);
-    else
-        snprintf(out, len, "%s:%d", b->origin, line);
-}
-
-/* Copies line (1-based) of the builder's text into buf, without its newline. Returns 0 when
- * the text has no such line or the line is blank. */
-static int builder_line_text(char *buf, size_t len, const cfg_builder *b, int line)
-{
-    const char *p = b->text, *end = b->text + b->len;
-    for (int l = 1; l < line && p < end; l++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL) return 0;
-        p = nl + 1;
-    }
-    if (p >= end) return 0;
-    const char *q = p;
-    while (q < end && *q != '\n' && *q != '\r') q++;
-    size_t n = (size_t)(q - p);
-    int blank = 1;
-    for (size_t i = 0; i < n; i++) blank &= isspace((unsigned char)p[i]) != 0;
-    if (blank) return 0;
-    if (n > 60) {
-        snprintf(buf, len, "%.57s...", p);
-    } else {
-        snprintf(buf, len, "%.*s", (int)n, p);
-    }
-    return 1;
-}
-
-/* Records libyaml's problem as `WHERE: [PATH: ]YAML syntax error: PROBLEM (CONTEXT) (got
- * 'LINE')`. */
-static int builder_syntax_error(const cfg_builder *b, const yaml_parser_t *p)
-{
-    int line;
-    if (p->error == YAML_READER_ERROR) {
-        line = 1;
-        for (size_t i = 0; i < p->problem_offset && i < b->len; i++) line += b->text[i] == '\n';
-    } else {
-        line = (int)p->problem_mark.line + 1;
-    }
-    char where[800], ctx[200] = "", got[120];
-    builder_where(where, sizeof where, b, line);
-    if (p->context != NULL)
-        snprintf(ctx, sizeof ctx, " (%s at line %d)", p->context, (int)p->context_mark.line + 1);
-    if (b->from_set) {
-        snprintf(got, sizeof got, "'%.60s'", b->text);
-    } else {
-        char lt[80];
-        if (builder_line_text(lt, sizeof lt, b, line))
-            snprintf(got, sizeof got, "'%s'", lt);
-        else
-            snprintf(got, sizeof got, "the end of the file");
-    }
-    const char *problem = p->problem ? p->problem : "cannot parse";
-    if (p->error == YAML_MEMORY_ERROR) return nn_err(NN_ENOMEM, "%s: out of memory", where);
-    return nn_err(NN_EFORMAT, "%s: YAML syntax error: %s%s (got %s)", where, problem, ctx, got);
-}
-
-/* Attaches a finished node at the builder's position (the root, a list item, a map key or a
- * map value). Takes ownership of n in every case. */
-static int builder_add(cfg_builder *b, cfg_node *n)
-{
-    if (b->depth == 0) {
-        b->root = n;
-        return 0;
-    }
-    cfg_frame *f = &b->st[b->depth - 1];
-    if (f->node->kind == NODE_SEQ) {
-        int rc = node_append(f->node, NULL, 0, n);
-        if (rc < 0) node_free(n);
-        return rc;
-    }
-    if (f->key == NULL) {
-        char where[800];
-        builder_where(where, sizeof where, b, n->line);
-        if (n->kind != NODE_SCALAR) {
-            node_free(n);
-            return nn_err(NN_EFORMAT, "%s: a key must be a single value, not a map or a list",
-                          where);
-        }
-        int first = map_index(f->node, n->text);
-        if (first >= 0) {
-            char kpath[CFG_PATH];
-            path_join(kpath, sizeof kpath, f->path, n->text);
-            int rc;
-            if (b->from_set)
-                rc = nn_err(NN_EFORMAT, "%s: %s: duplicate key (got '%s' twice)", b->origin,
-                            kpath, n->text);
-            else
-                rc = nn_err(NN_EFORMAT, "%s:%d: %s: duplicate key, first given at line %d (got "
-                            "'%s' twice)", b->origin, n->line, kpath,
-                            f->node->key_lines[first], n->text);
-            node_free(n);
-            return rc;
-        }
-        f->key = n->text;
-        f->key_line = n->line;
-        n->text = NULL;
-        node_free(n);
-        return 0;
-    }
-    /* An empty value, and a block map or list (which starts on the next line), belong to
-     * their key's line: that is where a message about the whole value should point. */
-    if (n->kind != NODE_SCALAR || (n->plain && n->text[0] == '\0')) n->line = f->key_line;
-    int rc = node_append(f->node, f->key, f->key_line, n);
-    if (rc < 0) {
-        node_free(n);
-        return rc;
-    }
-    f->key = NULL;
-    return 0;
-}
-
-/* Opens a map or list: attaches it and makes it the current container. */
-static int builder_push(cfg_builder *b, cfg_node *n)
-{
-    char path[CFG_PATH];
-    builder_path(path, sizeof path, b, 1);
-    if (b->depth == CFG_MAX_DEPTH) {
-        char where[800];
-        builder_where(where, sizeof where, b, n->line);
-        node_free(n);
-        return nn_err(NN_EFORMAT, "%s: maps and lists nested more than %d deep", where,
-                      CFG_MAX_DEPTH);
-    }
-    int rc = builder_add(b, n);
-    if (rc < 0) return rc;
-    cfg_frame *f = &b->st[b->depth++];
-    f->node = n;
-    f->key = NULL;
-    f->key_line = 0;
-    snprintf(f->path, sizeof f->path, "%s", path);
-    return 0;
-}
-
-/* Frees what a failed build holds (the pending keys; the nodes hang from the root). */
-static void builder_free(cfg_builder *b)
-{
-    for (int i = 0; i < b->depth; i++) free(b->st[i].key);
-    b->depth = 0;
-    node_free(b->root);
-    b->root = NULL;
-}
-
-/* Parses YAML text into a tree; *out is NULL for a text with no document. */
-static int tree_parse(cfg_node **out, const char *text, size_t len, const char *origin,
-                      int from_set, const char *base)
-{
-    *out = NULL;
-    cfg_builder *b = calloc(1, sizeof *b);
-    if (b == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
-    b->origin = origin;
-    b->from_set = from_set;
-    b->base = base;
-    b->text = text;
-    b->len = len;
-
-    yaml_parser_t p;
-    if (!yaml_parser_initialize(&p)) {
-        free(b);
-        return nn_err(NN_ENOMEM, "config: out of memory (libyaml)");
-    }
-    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
-    int rc = 0, docs = 0, done = 0;
-    while (!done && rc == 0) {
-        yaml_event_t ev;
-        if (!yaml_parser_parse(&p, &ev)) {
-            rc = builder_syntax_error(b, &p);
-            break;
-        }
-        int line = (int)ev.start_mark.line + 1;
-        cfg_node *n = NULL;
-        char where[800];
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = 1;
-            break;
-        case YAML_DOCUMENT_START_EVENT:
-            if (docs++ > 0) {
-                builder_where(where, sizeof where, b, line);
-                rc = nn_err(NN_EFORMAT, "%s: a config is one YAML document, and a second one "
-                            "starts here (got '---')", where);
-            }
-            break;
-        case YAML_ALIAS_EVENT:
-            builder_where(where, sizeof where, b, line);
-            rc = nn_err(NN_EFORMAT, "%s: YAML aliases are not supported; write the value out "
-                        "(got '*%s')", where, (const char *)ev.data.alias.anchor);
-            break;
-        case YAML_SCALAR_EVENT:
-            if (memchr(ev.data.scalar.value, '\0', ev.data.scalar.length) != NULL) {
-                builder_where(where, sizeof where, b, line);
-                rc = nn_err(NN_EFORMAT, "%s: a value holds a NUL character", where);
-                break;
-            }
-            n = node_new(NODE_SCALAR, line, origin, from_set);
-            if (n == NULL || (n->text = strdup((const char *)ev.data.scalar.value)) == NULL) {
-                node_free(n);
-                rc = nn_err(NN_ENOMEM, "config: out of memory");
-                break;
-            }
-            n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-            rc = builder_add(b, n);
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT:
-            n = node_new(ev.type == YAML_MAPPING_START_EVENT ? NODE_MAP : NODE_SEQ, line, origin,
-                         from_set);
-            rc = n ? builder_push(b, n) : nn_err(NN_ENOMEM, "config: out of memory");
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-            NN_ASSERT(b->depth > 0 && b->st[b->depth - 1].key == NULL);
-            b->depth--;
-            break;
-        default:
-            break;
-        }
-        yaml_event_delete(&ev);
-    }
-    yaml_parser_delete(&p);
-    if (rc < 0) {
-        builder_free(b);
-        free(b);
-        return rc;
-    }
-    *out = b->root;
-    free(b);
-    return 0;
-}
-
-/* Reads the whole file at path into a malloc'd, NUL-terminated buffer. */
-static int file_read(char **out, size_t *len, const char *path)
-{
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return nn_err(NN_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (buf == NULL) {
-        fclose(f);
-        return nn_err(NN_ENOMEM, "%s: out of memory", path);
-    }
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (cap >= CFG_MAX_FILE) {
-                free(buf);
-                fclose(f);
-                return nn_err(NN_EIO, "%s: larger than %u bytes; is this a config file?", path,
-                              CFG_MAX_FILE);
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                fclose(f);
-                return nn_err(NN_ENOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - 1 - n, f);
-        n += k;
-        if (k == 0) break;
-    }
-    if (ferror(f)) {
-        int e = errno;
-        free(buf);
-        fclose(f);
-        return nn_err(NN_EIO, "%s: cannot read: %s", path, strerror(e ? e : EIO));
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-/* ---------------------------------------------------------------------------------------
- * Overrides: --set key.path=value.
- */
-
-/* Applies one override, whose text (for messages) is origin ("--set key.path=value"), to
- * the map root. A missing map on the way is created; a number on the way indexes a list. */
-static int tree_apply_set(cfg_node *root, const char *set, const char *origin)
-{
-    const char *eq = strchr(set, '=');
-    if (eq == NULL || eq == set)
-        return nn_err(NN_EINVAL, "%s: expected key.path=value (got '%s')", origin, set);
-    char key[CFG_PATH];
-    size_t klen = (size_t)(eq - set);
-    if (klen >= sizeof key)
-        return nn_err(NN_EINVAL, "%s: the key path is too long (got '%.40s...')", origin, set);
-    memcpy(key, set, klen);
-    key[klen] = '\0';
-
-    /* The key's segments, each non-empty. */
-    char *seg[CFG_MAX_DEPTH];
-    int nseg = 0;
-    char split[CFG_PATH];
-    memcpy(split, key, klen + 1);
-    for (char *s = split;;) {
-        char *dot = strchr(s, '.');
-        if (dot) *dot = '\0';
-        if (*s == '\0' || nseg == CFG_MAX_DEPTH)
-            return nn_err(NN_EINVAL, "%s: %s: a key path is keys joined by single dots (got "
-                          "'%s')", origin, key, key);
-        seg[nseg++] = s;
-        if (dot == NULL) break;
-        s = dot + 1;
-    }
-
-    const char *value = eq + 1;
-    cfg_node *v = NULL;
-    int rc = tree_parse(&v, value, strlen(value), origin, 1, key);
-    if (rc < 0) return rc;
-    if (v == NULL) { /* An empty value is a YAML null. */
-        v = node_new(NODE_SCALAR, 0, origin, 1);
-        if (v == NULL || (v->text = strdup("")) == NULL) {
-            node_free(v);
-            return nn_err(NN_ENOMEM, "config: out of memory");
-        }
-        v->plain = 1;
-    }
-
-    cfg_node *cur = root;
-    char path[CFG_PATH] = "";
-    for (int i = 0; i < nseg; i++) {
-        int last = i == nseg - 1;
-        char next[CFG_PATH];
-        path_join(next, sizeof next, path, seg[i]);
-        cfg_node **slot = NULL;
-        if (cur->kind == NODE_MAP) {
-            int k = map_index(cur, seg[i]);
-            if (k < 0) {
-                cfg_node *kid = last ? v : node_new(NODE_MAP, 0, origin, 1);
-                char *kcopy = strdup(seg[i]);
-                if (kid == NULL || kcopy == NULL || node_append(cur, kcopy, 0, kid) < 0) {
-                    free(kcopy);
-                    if (kid != v) node_free(kid);
-                    node_free(v);
-                    return nn_err(NN_ENOMEM, "config: out of memory");
-                }
-                if (last) return 0;
-                cur = kid;
-                snprintf(path, sizeof path, "%s", next);
-                continue;
-            }
-            slot = &cur->kids[k];
-        } else if (cur->kind == NODE_SEQ) {
-            char *end;
-            errno = 0;
-            long idx = strtol(seg[i], &end, 10);
-            if (*end != '\0' || errno != 0 || idx < 0 || idx >= cur->n) {
-                rc = node_fail(NN_EINVAL, v, next, "no such item: the list %s has %d item%s, "
-                               "indexed from 0", path, cur->n, cur->n == 1 ? "" : "s");
-                node_free(v);
-                return rc;
-            }
-            slot = &cur->kids[idx];
-        }
-        NN_ASSERT(slot != NULL);
-        if (last) {
-            node_free(*slot);
-            *slot = v;
-            return 0;
-        }
-        if (node_is_null(*slot)) { /* `data:` left empty in the file: make it a map. */
-            cfg_node *m = node_new(NODE_MAP, 0, origin, 1);
-            if (m == NULL) {
-                node_free(v);
-                return nn_err(NN_ENOMEM, "config: out of memory");
-            }
-            node_free(*slot);
-            *slot = m;
-        }
-        if ((*slot)->kind == NODE_SCALAR) {
-            char where[600], got[80];
-            node_where(where, sizeof where, *slot);
-            node_got(got, sizeof got, *slot);
-            node_free(v);
-            return nn_err(NN_EINVAL, "%s: %s: %s is a single value (set at %s), not a map "
-                          "that could hold '%s' (got %s)", origin, key, next, where, seg[i + 1],
-                          got);
-        }
-        cur = *slot;
-        snprintf(path, sizeof path, "%s", next);
-    }
-    NN_ASSERT(0);
-    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -738,43 +147,44 @@ static int parse_double(const char *s, double *out)
 }
 
 /* Fails unless n is a non-null scalar (what says what was expected). */
-static int want_scalar(const cfg_node *n, const char *path, const char *what)
+static int want_scalar(const io__node *n, const char *path, const char *what)
 {
-    if (n->kind != NODE_SCALAR || node_is_null(n))
-        return node_fail(NN_EINVAL, n, path, "expected %s", what);
+    if (n->kind != IO__SCALAR || io__is_null(n))
+        return io__node_fail(NN_EINVAL, n, path, "expected %s", what);
     return 0;
 }
 
 /* Fails unless n is a map (a null counts as an empty map: returns 1 then, and *m = NULL). */
-static int want_map(const cfg_node *n, const char *path, const cfg_node **m)
+static int want_map(const io__node *n, const char *path, const io__node **m)
 {
     *m = NULL;
-    if (n == NULL || node_is_null(n)) return 1;
-    if (n->kind != NODE_MAP) return node_fail(NN_EINVAL, n, path, "expected a map of keys");
+    if (n == NULL || io__is_null(n)) return 1;
+    if (n->kind != IO__MAP) return io__node_fail(NN_EINVAL, n, path, "expected a map of keys");
     *m = n;
     return 0;
 }
 
 /* Reads an integer in [lo, hi]. */
-static int read_int(const cfg_node *n, const char *path, int lo, int hi, int *out)
+static int read_int(const io__node *n, const char *path, int lo, int hi, int *out)
 {
     int rc = want_scalar(n, path, "an integer");
     if (rc < 0) return rc;
     char *end;
     errno = 0;
     long long v = strtoll(n->text, &end, 10);
-    if (end == n->text || *end != '\0') return node_fail(NN_EINVAL, n, path, "expected an integer");
+    if (end == n->text || *end != '\0')
+        return io__node_fail(NN_EINVAL, n, path, "expected an integer");
     if (errno == ERANGE || v < lo || v > hi) {
-        if (hi == INT_MAX) return node_fail(NN_ERANGE, n, path, "must be >= %d", lo);
-        if (lo == INT_MIN) return node_fail(NN_ERANGE, n, path, "must be <= %d", hi);
-        return node_fail(NN_ERANGE, n, path, "must be between %d and %d", lo, hi);
+        if (hi == INT_MAX) return io__node_fail(NN_ERANGE, n, path, "must be >= %d", lo);
+        if (lo == INT_MIN) return io__node_fail(NN_ERANGE, n, path, "must be <= %d", hi);
+        return io__node_fail(NN_ERANGE, n, path, "must be between %d and %d", lo, hi);
     }
     *out = (int)v;
     return 0;
 }
 
 /* Reads a non-negative integer of 64 bits (seeds). */
-static int read_u64(const cfg_node *n, const char *path, unsigned long long *out)
+static int read_u64(const io__node *n, const char *path, unsigned long long *out)
 {
     int rc = want_scalar(n, path, "a non-negative integer");
     if (rc < 0) return rc;
@@ -783,8 +193,8 @@ static int read_u64(const cfg_node *n, const char *path, unsigned long long *out
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (end == s || *end != '\0' || !isdigit((unsigned char)s[0]))
-        return node_fail(NN_EINVAL, n, path, "expected a non-negative integer");
-    if (errno == ERANGE) return node_fail(NN_ERANGE, n, path, "must be < 2^64");
+        return io__node_fail(NN_EINVAL, n, path, "expected a non-negative integer");
+    if (errno == ERANGE) return io__node_fail(NN_ERANGE, n, path, "must be < 2^64");
     *out = v;
     return 0;
 }
@@ -796,11 +206,12 @@ typedef struct drange {
     int lo_open, hi_open;
 } drange;
 
-#define R_ANY ((drange){-INFINITY, INFINITY, 0, 0})
-#define R_POS ((drange){0.0, INFINITY, 1, 0})
-#define R_NONNEG ((drange){0.0, INFINITY, 0, 0})
-#define R_UNIT_HALF_OPEN ((drange){0.0, 1.0, 0, 1})
-#define R_UNIT ((drange){0.0, 1.0, 0, 0})
+/* Initializers, for the key table. */
+#define R_ANY {-INFINITY, INFINITY, 0, 0}
+#define R_POS {0.0, INFINITY, 1, 0}
+#define R_NONNEG {0.0, INFINITY, 0, 0}
+#define R_UNIT_HALF_OPEN {0.0, 1.0, 0, 1}
+#define R_UNIT {0.0, 1.0, 0, 0}
 
 /* The range as words: "> 0", ">= 0", "in [0, 1)". */
 static void drange_text(char *buf, size_t len, drange r)
@@ -820,23 +231,24 @@ static int drange_has(drange r, double v)
 }
 
 /* Reads a finite number within r. */
-static int read_double(const cfg_node *n, const char *path, drange r, double *out)
+static int read_double(const io__node *n, const char *path, drange r, double *out)
 {
     int rc = want_scalar(n, path, "a number");
     if (rc < 0) return rc;
     double v;
-    if (parse_double(n->text, &v) < 0) return node_fail(NN_EINVAL, n, path, "expected a number");
+    if (parse_double(n->text, &v) < 0)
+        return io__node_fail(NN_EINVAL, n, path, "expected a number");
     if (!drange_has(r, v)) {
         char rt[64];
         drange_text(rt, sizeof rt, r);
-        return node_fail(NN_ERANGE, n, path, "must be %s", rt);
+        return io__node_fail(NN_ERANGE, n, path, "must be %s", rt);
     }
     *out = v;
     return 0;
 }
 
 /* Reads true/false (also yes/no, on/off, in lower, title or upper case). */
-static int read_bool(const cfg_node *n, const char *path, int *out)
+static int read_bool(const io__node *n, const char *path, int *out)
 {
     static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On",
                                       "ON", NULL};
@@ -848,27 +260,28 @@ static int read_bool(const cfg_node *n, const char *path, int *out)
         if (strcmp(n->text, yes[i]) == 0) return *out = 1, 0;
     for (int i = 0; no[i]; i++)
         if (strcmp(n->text, no[i]) == 0) return *out = 0, 0;
-    return node_fail(NN_EINVAL, n, path, "expected true or false");
+    return io__node_fail(NN_EINVAL, n, path, "expected true or false");
 }
 
 /* Reads a string that fits in size bytes; an empty one (or a null) only when allow_empty. */
-static int read_str(const cfg_node *n, const char *path, char *buf, size_t size, int allow_empty)
+static int read_str(const io__node *n, const char *path, char *buf, size_t size, int allow_empty)
 {
-    if (allow_empty && node_is_null(n)) {
+    if (allow_empty && io__is_null(n)) {
         str_set(buf, size, "");
         return 0;
     }
     int rc = want_scalar(n, path, "a string");
     if (rc < 0) return rc;
-    if (!allow_empty && n->text[0] == '\0') return node_fail(NN_EINVAL, n, path, "must not be empty");
+    if (!allow_empty && n->text[0] == '\0')
+        return io__node_fail(NN_EINVAL, n, path, "must not be empty");
     if (strlen(n->text) >= size)
-        return node_fail(NN_ERANGE, n, path, "too long: at most %zu characters", size - 1);
+        return io__node_fail(NN_ERANGE, n, path, "too long: at most %zu characters", size - 1);
     str_set(buf, size, n->text);
     return 0;
 }
 
 /* Reads one of the NULL-terminated words, suggesting the closest on a miss. */
-static int read_enum(const cfg_node *n, const char *path, const char *const *words, char *buf,
+static int read_enum(const io__node *n, const char *path, const char *const *words, char *buf,
                      size_t size)
 {
     int rc = want_scalar(n, path, "a word");
@@ -881,21 +294,22 @@ static int read_enum(const cfg_node *n, const char *path, const char *const *wor
     char list[200];
     words_join(list, sizeof list, words);
     const char *near = closest_word(n->text, words);
-    if (near) return node_fail(NN_EINVAL, n, path, "must be one of %s; did you mean '%s'?", list,
-                               near);
-    return node_fail(NN_EINVAL, n, path, "must be one of %s", list);
+    if (near)
+        return io__node_fail(NN_EINVAL, n, path, "must be one of %s; did you mean '%s'?", list,
+                             near);
+    return io__node_fail(NN_EINVAL, n, path, "must be one of %s", list);
 }
 
 /* Reads a list of at most max integers, each >= lo; *count gets the length. */
-static int read_int_list(const cfg_node *n, const char *path, int lo, int *out, int max,
+static int read_int_list(const io__node *n, const char *path, int lo, int *out, int max,
                          int *count)
 {
-    if (n->kind != NODE_SEQ) return node_fail(NN_EINVAL, n, path, "expected a list of integers");
+    if (n->kind != IO__SEQ) return io__node_fail(NN_EINVAL, n, path, "expected a list of integers");
     if (n->n > max)
-        return node_fail(NN_ERANGE, n, path, "has %d values; at most %d", n->n, max);
+        return io__node_fail(NN_ERANGE, n, path, "has %d values; at most %d", n->n, max);
     for (int i = 0; i < n->n; i++) {
         char ipath[CFG_PATH];
-        path_index(ipath, sizeof ipath, path, i);
+        io__path_index(ipath, sizeof ipath, path, i);
         int rc = read_int(n->kids[i], ipath, lo, INT_MAX, &out[i]);
         if (rc < 0) return rc;
     }
@@ -905,13 +319,13 @@ static int read_int_list(const cfg_node *n, const char *path, int lo, int *out, 
 }
 
 /* Reads a list of exactly count numbers, each within r. */
-static int read_double_list(const cfg_node *n, const char *path, drange r, double *out, int count)
+static int read_double_list(const io__node *n, const char *path, drange r, double *out, int count)
 {
-    if (n->kind != NODE_SEQ || n->n != count)
-        return node_fail(NN_EINVAL, n, path, "expected a list of %d numbers", count);
+    if (n->kind != IO__SEQ || n->n != count)
+        return io__node_fail(NN_EINVAL, n, path, "expected a list of %d numbers", count);
     for (int i = 0; i < count; i++) {
         char ipath[CFG_PATH];
-        path_index(ipath, sizeof ipath, path, i);
+        io__path_index(ipath, sizeof ipath, path, i);
         int rc = read_double(n->kids[i], ipath, r, &out[i]);
         if (rc < 0) return rc;
     }
@@ -920,32 +334,32 @@ static int read_double_list(const cfg_node *n, const char *path, drange r, doubl
 
 /* Reads a shape C x H x W: a list [C, H, W] or a string "CxHxW". Either all three are 0
  * (only when allow_zero: "from the data") or all are >= 1. A null gives zeros when allowed. */
-static int read_shape(const cfg_node *n, const char *path, int allow_zero, int out[3])
+static int read_shape(const io__node *n, const char *path, int allow_zero, int out[3])
 {
     int v[3] = {0, 0, 0};
-    if (allow_zero && node_is_null(n)) {
+    if (allow_zero && io__is_null(n)) {
         memcpy(out, v, sizeof v);
         return 0;
     }
-    if (n->kind == NODE_SEQ) {
-        if (n->n != 3) return node_fail(NN_EINVAL, n, path, "expected [C, H, W] (3 integers)");
+    if (n->kind == IO__SEQ) {
+        if (n->n != 3) return io__node_fail(NN_EINVAL, n, path, "expected [C, H, W] (3 integers)");
         for (int i = 0; i < 3; i++) {
             char ipath[CFG_PATH];
-            path_index(ipath, sizeof ipath, path, i);
+            io__path_index(ipath, sizeof ipath, path, i);
             int rc = read_int(n->kids[i], ipath, 0, INT_MAX, &v[i]);
             if (rc < 0) return rc;
         }
-    } else if (n->kind == NODE_SCALAR && !node_is_null(n)) {
+    } else if (n->kind == IO__SCALAR && !io__is_null(n)) {
         char tail;
         if (sscanf(n->text, "%dx%dx%d%c", &v[0], &v[1], &v[2], &tail) != 3)
-            return node_fail(NN_EINVAL, n, path, "expected [C, H, W] or 'CxHxW'");
+            return io__node_fail(NN_EINVAL, n, path, "expected [C, H, W] or 'CxHxW'");
     } else {
-        return node_fail(NN_EINVAL, n, path, "expected [C, H, W] or 'CxHxW'");
+        return io__node_fail(NN_EINVAL, n, path, "expected [C, H, W] or 'CxHxW'");
     }
     int zero = v[0] == 0 && v[1] == 0 && v[2] == 0;
     int pos = v[0] >= 1 && v[1] >= 1 && v[2] >= 1;
     if (!(pos || (zero && allow_zero)))
-        return node_fail(NN_ERANGE, n, path, allow_zero ? "each dimension must be >= 1 (or all "
+        return io__node_fail(NN_ERANGE, n, path, allow_zero ? "each dimension must be >= 1 (or all "
                          "0: from the data)" : "each dimension must be >= 1");
     memcpy(out, v, sizeof v);
     return 0;
@@ -954,18 +368,6 @@ static int read_shape(const cfg_node *n, const char *path, int allow_zero, int o
 /* ---------------------------------------------------------------------------------------
  * Per-group hyperparameters.
  */
-enum { HP_LR, HP_WD, HP_MOM };
-
-static drange hp_range(int which)
-{
-    return which == HP_LR ? R_POS : which == HP_WD ? R_NONNEG : R_UNIT_HALF_OPEN;
-}
-
-static const char *hp_noun(int which)
-{
-    return which == HP_LR ? "learning rate" : which == HP_WD ? "weight decay" : "momentum";
-}
-
 /* Parses "slice(b)" or "slice(a, b)" (spaces allowed anywhere between the tokens). Returns
  * the count of numbers (1 or 2), or -1. */
 static int parse_slice(const char *s, double v[2])
@@ -992,24 +394,25 @@ static int parse_slice(const char *s, double v[2])
     return *s == '\0' ? count : -1;
 }
 
-/* Checks one value of a hyperparameter against its range; n and path locate it. */
-static int hp_check(const cfg_node *n, const char *path, int which, double v)
+/* Checks one value of a hyperparameter (a noun: "learning rate") against its range r; n and
+ * path locate it. */
+static int hp_check(const io__node *n, const char *path, drange r, const char *noun, double v)
 {
-    if (drange_has(hp_range(which), v)) return 0;
+    if (drange_has(r, v)) return 0;
     char rt[64];
-    drange_text(rt, sizeof rt, hp_range(which));
-    return node_fail(NN_ERANGE, n, path, "a %s must be %s", hp_noun(which), rt);
+    drange_text(rt, sizeof rt, r);
+    return io__node_fail(NN_ERANGE, n, path, "a %s must be %s", noun, rt);
 }
 
 /* Reads a hyperparameter: a number, a list of numbers, "slice(b)" or "slice(a, b)". A null
  * leaves it unset when allow_unset. */
-static int read_hparam(const cfg_node *n, const char *path, int which, int allow_unset,
-                       io_hparam *hp)
+static int read_hparam(const io__node *n, const char *path, drange r, const char *noun,
+                       int allow_unset, io_hparam *hp)
 {
     io_hparam h;
     memset(&h, 0, sizeof h);
     h.line = n->from_set ? -1 : n->line;
-    if (allow_unset && node_is_null(n)) {
+    if (allow_unset && io__is_null(n)) {
         h.line = 0;
         *hp = h;
         return 0;
@@ -1017,47 +420,49 @@ static int read_hparam(const cfg_node *n, const char *path, int which, int allow
     const char *what = "expected a number, a list of numbers (one per layer group), 'slice(b)' "
                        "or 'slice(a, b)'";
     int rc;
-    if (n->kind == NODE_SEQ) {
+    if (n->kind == IO__SEQ) {
         if (n->n == 0)
-            return node_fail(NN_EINVAL, n, path, "an empty list: give one value per layer group");
+            return io__node_fail(NN_EINVAL, n, path, "an empty list: give one value per layer "
+                                 "group");
         if (n->n > IO_MAX_GROUPS)
-            return node_fail(NN_ERANGE, n, path, "has %d values; a model has at most %d layer "
+            return io__node_fail(NN_ERANGE, n, path, "has %d values; a model has at most %d layer "
                              "groups", n->n, IO_MAX_GROUPS);
         for (int i = 0; i < n->n; i++) {
             char ipath[CFG_PATH];
-            path_index(ipath, sizeof ipath, path, i);
-            const cfg_node *it = n->kids[i];
-            if (it->kind != NODE_SCALAR || parse_double(it->text, &h.v[i]) < 0)
-                return node_fail(NN_EINVAL, it, ipath, "expected a number");
-            if ((rc = hp_check(it, ipath, which, h.v[i])) < 0) return rc;
+            io__path_index(ipath, sizeof ipath, path, i);
+            const io__node *it = n->kids[i];
+            if (it->kind != IO__SCALAR || parse_double(it->text, &h.v[i]) < 0)
+                return io__node_fail(NN_EINVAL, it, ipath, "expected a number");
+            if ((rc = hp_check(it, ipath, r, noun, h.v[i])) < 0) return rc;
         }
         h.kind = IO_HP_LIST;
         h.n = n->n;
-    } else if (n->kind == NODE_SCALAR && !node_is_null(n)) {
+    } else if (n->kind == IO__SCALAR && !io__is_null(n)) {
         const char *s = n->text;
         while (isspace((unsigned char)*s)) s++;
         if (strncmp(s, "slice", 5) == 0) {
             int count = parse_slice(s, h.v);
             if (count < 0)
-                return node_fail(NN_EINVAL, n, path, "bad slice: expected 'slice(b)' or "
+                return io__node_fail(NN_EINVAL, n, path, "bad slice: expected 'slice(b)' or "
                                  "'slice(a, b)' with numbers a and b");
             for (int i = 0; i < count; i++)
                 if (!(count == 2 && i == 0 && h.v[0] == 0.0)) /* slice(0, b): see below */
-                    if ((rc = hp_check(n, path, which, h.v[i])) < 0) return rc;
+                    if ((rc = hp_check(n, path, r, noun, h.v[i])) < 0) return rc;
             /* fastai reads slice(0, b) as slice(b); otherwise the series is geometric. */
             if (count == 2 && !(h.v[0] >= 0 && h.v[1] > 0))
-                return node_fail(NN_ERANGE, n, path, "slice(a, b) is a geometric series: a and "
+                return io__node_fail(NN_ERANGE, n, path, "slice(a, b) is a geometric series: a and "
                                  "b must be > 0 (or a = 0, which fastai reads as slice(b))");
             h.kind = count == 1 ? IO_HP_SLICE1 : IO_HP_SLICE2;
             h.n = count;
         } else {
-            if (parse_double(n->text, &h.v[0]) < 0) return node_fail(NN_EINVAL, n, path, "%s", what);
-            if ((rc = hp_check(n, path, which, h.v[0])) < 0) return rc;
+            if (parse_double(n->text, &h.v[0]) < 0)
+                return io__node_fail(NN_EINVAL, n, path, "%s", what);
+            if ((rc = hp_check(n, path, r, noun, h.v[0])) < 0) return rc;
             h.kind = IO_HP_SCALAR;
             h.n = 1;
         }
     } else {
-        return node_fail(NN_EINVAL, n, path, "%s", what);
+        return io__node_fail(NN_EINVAL, n, path, "%s", what);
     }
     *hp = h;
     return 0;
@@ -1116,690 +521,6 @@ int io_hparam_format(char *buf, size_t len, const io_hparam *hp)
 }
 
 /* ---------------------------------------------------------------------------------------
- * Defaults.
- */
-void io_schedule_default(io_schedule *s)
-{
-    memset(s, 0, sizeof *s);
-    str_set(s->type, sizeof s->type, "one_cycle");
-    s->pct_start = 0.25;
-    s->div = 25.0;
-    s->div_final = 1e5;
-    s->moms[0] = 0.95;
-    s->moms[1] = 0.85;
-    s->moms[2] = 0.95;
-    s->step_gamma = 0.1;
-    s->step_epochs = 1;
-    s->final_div = 1e5;
-}
-
-static void hparam_scalar(io_hparam *hp, double v)
-{
-    memset(hp, 0, sizeof *hp);
-    hp->kind = IO_HP_SCALAR;
-    hp->v[0] = v;
-    hp->n = 1;
-}
-
-int io_config_default(io_config *cfg, const char *arch)
-{
-    NN_ASSERT(cfg != NULL);
-    memset(cfg, 0, sizeof *cfg);
-    int rc = 0;
-    if (arch != NULL && strlen(arch) >= sizeof cfg->model.arch) {
-        rc = nn_err(NN_ERANGE, "model.arch: too long: at most %zu characters (got '%.40s')",
-                    sizeof cfg->model.arch - 1, arch);
-        arch = NULL;
-    }
-    str_set(cfg->model.arch, sizeof cfg->model.arch, arch ? arch : "");
-    cfg->model.cut = -1;
-    cfg->model.nsplit = -1;
-
-    hparam_scalar(&cfg->groups.lr, 1e-3);
-    hparam_scalar(&cfg->groups.wd, 0.01);
-    hparam_scalar(&cfg->groups.momentum, 0.9);
-
-    str_set(cfg->optimizer.type, sizeof cfg->optimizer.type, "sgd");
-    cfg->optimizer.beta2 = 0.99;
-    cfg->optimizer.eps = 1e-8;
-    cfg->optimizer.true_wd = 1;
-    cfg->optimizer.clear_state = 1;
-    cfg->groups.train_bn = 1;
-
-    io_schedule_default(&cfg->schedule);
-
-    str_set(cfg->data.train, sizeof cfg->data.train, "fashion-mnist");
-    str_set(cfg->data.valid, sizeof cfg->data.valid, "fashion-mnist");
-    str_set(cfg->data.dir, sizeof cfg->data.dir, "/usr/share/datasets/fashion-mnist");
-    cfg->data.batch_size = 64;
-    cfg->data.synthetic.samples = 512;
-    cfg->data.synthetic.classes = 4;
-    cfg->data.synthetic.input[0] = 1;
-    cfg->data.synthetic.input[1] = 8;
-    cfg->data.synthetic.input[2] = 8;
-
-    cfg->train.epochs = 1;
-    cfg->train.fine_tune.epochs = 1;
-    cfg->train.fine_tune.base_lr = 2e-3;
-    cfg->train.fine_tune.freeze_epochs = 1;
-    cfg->train.fine_tune.lr_mult = 100.0;
-    cfg->train.log_every = 50;
-    cfg->train.accumulate = 1;
-    cfg->train.clip_norm = 0.0;
-    str_set(cfg->model.engine, sizeof cfg->model.engine, "cpu");
-    cfg->comm.overlap = 1;
-    cfg->comm.bucket_mb = 4.0;
-    str_set(cfg->comm.progress, sizeof cfg->comm.progress, "nonblocking");
-    cfg->checkpoint.every_steps = 0;
-    cfg->checkpoint.every_epochs = 1;
-    cfg->checkpoint.keep = 3;
-
-    if (cfg->model.arch[0])
-        snprintf(cfg->run.dir, sizeof cfg->run.dir, "runs/%s", cfg->model.arch);
-    else
-        str_set(cfg->run.dir, sizeof cfg->run.dir, "runs");
-    return rc;
-}
-
-/* ---------------------------------------------------------------------------------------
- * From the tree to io_config, one section at a time.
- */
-static const char *const root_keys[] = {"model", "groups", "optimizer", "schedule", "data",
-                                        "train", "comm", "checkpoint", "run", NULL};
-static const char *const model_keys[] = {"arch", "cut", "split", "head", "classes", "input",
-                                         "widths", "small_stem", "init_from", "engine", NULL};
-static const char *const groups_keys[] = {"lr", "wd", "momentum", "freeze_to", "train_bn",
-                                          "bn_freeze", NULL};
-static const char *const optimizer_keys[] = {"type", "nesterov", "beta2", "eps", "decay_bn_bias",
-                                             "true_wd", "clear_state", NULL};
-static const char *const schedule_keys[] = {"type", "pct_start", "div", "div_final", "moms",
-                                            "step_gamma", "step_epochs", "final_div", NULL};
-static const char *const data_keys[] = {"train", "valid", "dir", "batch_size", "augment", "mean",
-                                        "std", "synthetic", NULL};
-static const char *const augment_keys[] = {"crop_padding", "flip", NULL};
-static const char *const synthetic_keys[] = {"samples", "classes", "input", "seed", NULL};
-static const char *const train_keys[] = {"epochs", "seed", "phases", "preset", "fine_tune",
-                                         "log_every", "max_steps", "accumulate", "clip_norm",
-                                         NULL};
-static const char *const phase_keys[] = {"name", "epochs", "freeze_to", "lr", "schedule", NULL};
-static const char *const fine_tune_keys[] = {"epochs", "base_lr", "freeze_epochs", "lr_mult",
-                                             NULL};
-static const char *const run_keys[] = {"dir", NULL};
-static const char *const checkpoint_keys[] = {"every_steps", "every_epochs", "keep", NULL};
-static const char *const comm_keys[] = {"overlap", "bucket_mb", "progress", NULL};
-
-static const char *const head_words[] = {"default", "fastai", "linear", "original", NULL};
-static const char *const optimizer_words[] = {"sgd", "adamw", NULL};
-static const char *const schedule_words[] = {"one_cycle", "cosine", "step", "constant", NULL};
-static const char *const preset_words[] = {"none", "fine_tune", NULL};
-static const char *const progress_words[] = {"nonblocking", "thread", NULL};
-static const char *const engine_words[] = {"cpu", "reference", NULL};
-
-/* Shorthands for the conversion code: the value of key K in map M, and its path. */
-#define GET(M, K) map_get((M), (K))
-#define KEYPATH(buf, base, K) path_join((buf), sizeof(buf), (base), (K))
-
-/* Opens the sub-map key of m (absent or null: *out = NULL). */
-static int section(const cfg_node *m, const char *base, const char *key, const char *const *known,
-                   const cfg_node **out, char *path, size_t plen)
-{
-    path_join(path, plen, base, key);
-    *out = NULL;
-    const cfg_node *v = map_get(m, key);
-    int rc = want_map(v, path, out);
-    if (rc < 0) return rc;
-    return map_check_keys(*out, path, known);
-}
-
-static int conv_model(io_config *cfg, const cfg_node *root)
-{
-    const cfg_node *m, *v;
-    char path[CFG_PATH], kp[CFG_PATH];
-    int rc = section(root, "", "model", model_keys, &m, path, sizeof path);
-    if (rc < 0) return rc;
-
-    KEYPATH(kp, path, "arch");
-    if ((v = GET(m, "arch")) == NULL) return fail_missing(m, root, kp);
-    if ((rc = read_str(v, kp, cfg->model.arch, sizeof cfg->model.arch, 0)) < 0) return rc;
-
-    KEYPATH(kp, path, "cut");
-    if ((v = GET(m, "cut")) != NULL && !node_is_null(v))
-        if ((rc = read_int(v, kp, -1, INT_MAX, &cfg->model.cut)) < 0) return rc;
-
-    KEYPATH(kp, path, "split");
-    if ((v = GET(m, "split")) != NULL && !node_is_null(v)) {
-        if (v->kind == NODE_SCALAR) { /* One split point may be written without brackets. */
-            if ((rc = read_int(v, kp, 1, INT_MAX, &cfg->model.split[0])) < 0) return rc;
-            cfg->model.nsplit = 1;
-        } else {
-            rc = read_int_list(v, kp, 1, cfg->model.split, IO_MAX_GROUPS - 2, &cfg->model.nsplit);
-            if (rc < 0) return rc;
-            for (int i = 1; i < cfg->model.nsplit; i++)
-                if (cfg->model.split[i] <= cfg->model.split[i - 1]) {
-                    char ip[CFG_PATH];
-                    path_index(ip, sizeof ip, kp, i);
-                    return node_fail(NN_ERANGE, v->kids[i], ip, "split points must be strictly "
-                                     "increasing, and %d follows %d", cfg->model.split[i],
-                                     cfg->model.split[i - 1]);
-                }
-        }
-    }
-
-    KEYPATH(kp, path, "head");
-    if ((v = GET(m, "head")) != NULL && !node_is_null(v)) {
-        if (v->kind == NODE_SCALAR && v->text[0] == '\0') {
-            str_set(cfg->model.head, sizeof cfg->model.head, "");
-        } else {
-            if ((rc = read_enum(v, kp, head_words, cfg->model.head, sizeof cfg->model.head)) < 0)
-                return rc;
-            if (strcmp(cfg->model.head, "default") == 0)
-                str_set(cfg->model.head, sizeof cfg->model.head, "");
-        }
-    }
-
-    KEYPATH(kp, path, "classes");
-    if ((v = GET(m, "classes")) != NULL && !node_is_null(v))
-        if ((rc = read_int(v, kp, 0, INT_MAX, &cfg->model.classes)) < 0) return rc;
-    KEYPATH(kp, path, "input");
-    if ((v = GET(m, "input")) != NULL)
-        if ((rc = read_shape(v, kp, 1, cfg->model.input)) < 0) return rc;
-    KEYPATH(kp, path, "widths");
-    if ((v = GET(m, "widths")) != NULL && !node_is_null(v))
-        if ((rc = read_int_list(v, kp, 1, cfg->model.widths, IO_MAX_WIDTHS,
-                                &cfg->model.nwidths)) < 0)
-            return rc;
-    KEYPATH(kp, path, "small_stem");
-    if ((v = GET(m, "small_stem")) != NULL)
-        if ((rc = read_bool(v, kp, &cfg->model.small_stem)) < 0) return rc;
-    KEYPATH(kp, path, "init_from");
-    if ((v = GET(m, "init_from")) != NULL)
-        if ((rc = read_str(v, kp, cfg->model.init_from, sizeof cfg->model.init_from, 1)) < 0)
-            return rc;
-    KEYPATH(kp, path, "engine");
-    if ((v = GET(m, "engine")) != NULL)
-        if ((rc = read_enum(v, kp, engine_words, cfg->model.engine, sizeof cfg->model.engine)) < 0)
-            return rc;
-    return 0;
-}
-
-static int conv_groups(io_config *cfg, const cfg_node *root)
-{
-    const cfg_node *m, *v;
-    char path[CFG_PATH], kp[CFG_PATH];
-    int rc = section(root, "", "groups", groups_keys, &m, path, sizeof path);
-    if (rc < 0) return rc;
-    static const char *const names[] = {"lr", "wd", "momentum"};
-    io_hparam *hps[] = {&cfg->groups.lr, &cfg->groups.wd, &cfg->groups.momentum};
-    for (int i = 0; i < 3; i++) {
-        KEYPATH(kp, path, names[i]);
-        if ((v = GET(m, names[i])) != NULL)
-            if ((rc = read_hparam(v, kp, HP_LR + i, 0, hps[i])) < 0) return rc;
-    }
-    KEYPATH(kp, path, "freeze_to");
-    if ((v = GET(m, "freeze_to")) != NULL)
-        if ((rc = read_int(v, kp, -IO_MAX_GROUPS, IO_MAX_GROUPS, &cfg->groups.freeze_to)) < 0)
-            return rc;
-    KEYPATH(kp, path, "train_bn");
-    if ((v = GET(m, "train_bn")) != NULL)
-        if ((rc = read_bool(v, kp, &cfg->groups.train_bn)) < 0) return rc;
-    KEYPATH(kp, path, "bn_freeze");
-    if ((v = GET(m, "bn_freeze")) != NULL) {
-        if ((rc = read_bool(v, kp, &cfg->groups.bn_freeze)) < 0) return rc;
-        /* fastai's BnFreeze fixes only BatchNorm whose parameters are frozen. */
-        if (cfg->groups.bn_freeze && cfg->groups.train_bn)
-            return node_fail(NN_EINVAL, v, kp, "fixes the BatchNorm of frozen groups, but "
-                             "groups.train_bn is true (the default), which trains it; set "
-                             "groups.train_bn: false as well");
-    }
-    return 0;
-}
-
-static int conv_optimizer(io_config *cfg, const cfg_node *root)
-{
-    const cfg_node *m, *v;
-    char path[CFG_PATH], kp[CFG_PATH];
-    int rc = section(root, "", "optimizer", optimizer_keys, &m, path, sizeof path);
-    if (rc < 0) return rc;
-    KEYPATH(kp, path, "type");
-    if ((v = GET(m, "type")) != NULL)
-        if ((rc = read_enum(v, kp, optimizer_words, cfg->optimizer.type,
-                            sizeof cfg->optimizer.type)) < 0)
-            return rc;
-    KEYPATH(kp, path, "nesterov");
-    if ((v = GET(m, "nesterov")) != NULL)
-        if ((rc = read_bool(v, kp, &cfg->optimizer.nesterov)) < 0) return rc;
-    KEYPATH(kp, path, "beta2");
-    if ((v = GET(m, "beta2")) != NULL)
-        if ((rc = read_double(v, kp, R_UNIT_HALF_OPEN, &cfg->optimizer.beta2)) < 0) return rc;
-    KEYPATH(kp, path, "eps");
-    if ((v = GET(m, "eps")) != NULL)
-        if ((rc = read_double(v, kp, R_NONNEG, &cfg->optimizer.eps)) < 0) return rc;
-    KEYPATH(kp, path, "decay_bn_bias");
-    if ((v = GET(m, "decay_bn_bias")) != NULL)
-        if ((rc = read_bool(v, kp, &cfg->optimizer.decay_bn_bias)) < 0) return rc;
-    KEYPATH(kp, path, "true_wd");
-    if ((v = GET(m, "true_wd")) != NULL) {
-        if ((rc = read_bool(v, kp, &cfg->optimizer.true_wd)) < 0) return rc;
-        if (!cfg->optimizer.true_wd && strcmp(cfg->optimizer.type, "adamw") == 0)
-            return node_fail(NN_EINVAL, v, kp, "false selects torch.optim.SGD's coupled L2 "
-                             "decay for sgd; adamw always decouples its weight decay (optimizer."
-                             "type is adamw)");
-    }
-    KEYPATH(kp, path, "clear_state");
-    if ((v = GET(m, "clear_state")) != NULL)
-        if ((rc = read_bool(v, kp, &cfg->optimizer.clear_state)) < 0) return rc;
-    return 0;
-}
-
-/* Reads the keys present in schedule map m (may be NULL) over the values already in *s. */
-static int read_schedule(const cfg_node *m, const char *path, io_schedule *s)
-{
-    const cfg_node *v;
-    char kp[CFG_PATH];
-    int rc = map_check_keys(m, path, schedule_keys);
-    if (rc < 0) return rc;
-    KEYPATH(kp, path, "type");
-    if ((v = GET(m, "type")) != NULL)
-        if ((rc = read_enum(v, kp, schedule_words, s->type, sizeof s->type)) < 0) return rc;
-    KEYPATH(kp, path, "pct_start");
-    if ((v = GET(m, "pct_start")) != NULL)
-        if ((rc = read_double(v, kp, R_UNIT, &s->pct_start)) < 0) return rc;
-    static const char *const pos[] = {"div", "div_final", "step_gamma", "final_div"};
-    double *dst[] = {&s->div, &s->div_final, &s->step_gamma, &s->final_div};
-    for (int i = 0; i < 4; i++) {
-        KEYPATH(kp, path, pos[i]);
-        if ((v = GET(m, pos[i])) != NULL)
-            if ((rc = read_double(v, kp, R_POS, dst[i])) < 0) return rc;
-    }
-    KEYPATH(kp, path, "moms");
-    if ((v = GET(m, "moms")) != NULL)
-        if ((rc = read_double_list(v, kp, R_UNIT_HALF_OPEN, s->moms, 3)) < 0) return rc;
-    KEYPATH(kp, path, "step_epochs");
-    if ((v = GET(m, "step_epochs")) != NULL)
-        if ((rc = read_int(v, kp, 1, INT_MAX, &s->step_epochs)) < 0) return rc;
-    return 0;
-}
-
-static int conv_schedule(io_config *cfg, const cfg_node *root)
-{
-    const cfg_node *m;
-    char path[CFG_PATH];
-    path_join(path, sizeof path, "", "schedule");
-    int rc = want_map(map_get(root, "schedule"), path, &m);
-    if (rc < 0) return rc;
-    return read_schedule(m, path, &cfg->schedule);
-}
-
-/* Reads data.mean or data.std: a number or a list of 1 to 4 numbers. */
-static int read_norm(const cfg_node *n, const char *path, drange r, double out[4], int *count)
-{
-    memset(out, 0, 4 * sizeof *out);
-    if (n->kind == NODE_SEQ) {
-        if (n->n < 1 || n->n > 4)
-            return node_fail(NN_EINVAL, n, path, "expected a number or a list of 1 to 4 numbers "
-                             "(one per channel)");
-        *count = n->n;
-        for (int i = 0; i < n->n; i++) {
-            char ip[CFG_PATH];
-            path_index(ip, sizeof ip, path, i);
-            int rc = read_double(n->kids[i], ip, r, &out[i]);
-            if (rc < 0) return rc;
-        }
-        return 0;
-    }
-    *count = 1;
-    return read_double(n, path, r, &out[0]);
-}
-
-static int conv_data(io_config *cfg, const cfg_node *root)
-{
-    const cfg_node *m, *v, *sub;
-    char path[CFG_PATH], kp[CFG_PATH], sp[CFG_PATH];
-    int rc = section(root, "", "data", data_keys, &m, path, sizeof path);
-    if (rc < 0) return rc;
-
-    KEYPATH(kp, path, "train");
-    if ((v = GET(m, "train")) != NULL)
-        if ((rc = read_str(v, kp, cfg->data.train, sizeof cfg->data.train, 0)) < 0) return rc;
-    int builtin = strcmp(cfg->data.train, "fashion-mnist") == 0 ||
-                  strcmp(cfg->data.train, "synthetic") == 0;
-    /* By default a built-in set is validated on its own test split (the same name opened
-     * as the valid split), and an HDF5 train set on nothing. */
-    KEYPATH(kp, path, "valid");
-    if ((v = GET(m, "valid")) != NULL) {
-        if ((rc = read_str(v, kp, cfg->data.valid, sizeof cfg->data.valid, 1)) < 0) return rc;
-    } else {
-        str_set(cfg->data.valid, sizeof cfg->data.valid, builtin ? cfg->data.train : "");
-    }
-    KEYPATH(kp, path, "dir");
-    if ((v = GET(m, "dir")) != NULL)
-        if ((rc = read_str(v, kp, cfg->data.dir, sizeof cfg->data.dir, 0)) < 0) return rc;
-    KEYPATH(kp, path, "batch_size");
-    if ((v = GET(m, "batch_size")) != NULL)
-        if ((rc = read_int(v, kp, 1, INT_MAX, &cfg->data.batch_size)) < 0) return rc;
-
-    if ((rc = section(m, path, "augment", augment_keys, &sub, sp, sizeof sp)) < 0) return rc;
-    KEYPATH(kp, sp, "crop_padding");
-    if ((v = GET(sub, "crop_padding")) != NULL)
-        if ((rc = read_int(v, kp, 0, INT_MAX, &cfg->data.augment.crop_padding)) < 0) return rc;
-    KEYPATH(kp, sp, "flip");
-    if ((v = GET(sub, "flip")) != NULL)
-        if ((rc = read_bool(v, kp, &cfg->data.augment.flip)) < 0) return rc;
-
-    const cfg_node *mv = GET(m, "mean"), *sv = GET(m, "std");
-    if (node_is_null(mv) != node_is_null(sv)) {
-        const cfg_node *given = node_is_null(mv) ? sv : mv;
-        KEYPATH(kp, path, node_is_null(mv) ? "std" : "mean");
-        return node_fail(NN_EINVAL, given, kp, "data.mean and data.std go together: give both "
-                         "or neither");
-    }
-    if (!node_is_null(mv)) {
-        int nm, ns;
-        KEYPATH(kp, path, "mean");
-        if ((rc = read_norm(mv, kp, R_ANY, cfg->data.mean, &nm)) < 0) return rc;
-        KEYPATH(kp, path, "std");
-        if ((rc = read_norm(sv, kp, R_POS, cfg->data.std, &ns)) < 0) return rc;
-        if (nm != ns)
-            return node_fail(NN_EINVAL, sv, kp, "has %d value%s but data.mean has %d", ns,
-                             ns == 1 ? "" : "s", nm);
-        cfg->data.nnorm = nm;
-    }
-
-    if ((rc = section(m, path, "synthetic", synthetic_keys, &sub, sp, sizeof sp)) < 0) return rc;
-    KEYPATH(kp, sp, "samples");
-    if ((v = GET(sub, "samples")) != NULL)
-        if ((rc = read_int(v, kp, 1, INT_MAX, &cfg->data.synthetic.samples)) < 0) return rc;
-    KEYPATH(kp, sp, "classes");
-    if ((v = GET(sub, "classes")) != NULL)
-        if ((rc = read_int(v, kp, 2, INT_MAX, &cfg->data.synthetic.classes)) < 0) return rc;
-    KEYPATH(kp, sp, "input");
-    if ((v = GET(sub, "input")) != NULL)
-        if ((rc = read_shape(v, kp, 0, cfg->data.synthetic.input)) < 0) return rc;
-    KEYPATH(kp, sp, "seed");
-    if ((v = GET(sub, "seed")) != NULL)
-        if ((rc = read_u64(v, kp, &cfg->data.synthetic.seed)) < 0) return rc;
-    return 0;
-}
-
-/* Reads phase i (map n) over the top-level defaults. */
-static int read_phase(const io_config *cfg, const cfg_node *n, const char *path, int i,
-                      io_phase *ph)
-{
-    memset(ph, 0, sizeof *ph);
-    snprintf(ph->name, sizeof ph->name, "phase%d", i);
-    if (n->kind != NODE_MAP)
-        return node_fail(NN_EINVAL, n, path, "expected a map with epochs and optionally name, "
-                         "freeze_to, lr and schedule");
-    int rc = map_check_keys(n, path, phase_keys);
-    if (rc < 0) return rc;
-    const cfg_node *v;
-    char kp[CFG_PATH];
-    KEYPATH(kp, path, "name");
-    if ((v = GET(n, "name")) != NULL)
-        if ((rc = read_str(v, kp, ph->name, sizeof ph->name, 0)) < 0) return rc;
-    KEYPATH(kp, path, "epochs");
-    if ((v = GET(n, "epochs")) == NULL) return fail_missing(n, n, kp);
-    if ((rc = read_int(v, kp, 1, INT_MAX, &ph->epochs)) < 0) return rc;
-    KEYPATH(kp, path, "freeze_to");
-    if ((v = GET(n, "freeze_to")) != NULL && !node_is_null(v)) {
-        rc = read_int(v, kp, -IO_MAX_GROUPS, IO_MAX_GROUPS, &ph->freeze_to);
-        if (rc < 0) return rc;
-        ph->has_freeze_to = 1;
-    }
-    KEYPATH(kp, path, "lr");
-    if ((v = GET(n, "lr")) != NULL)
-        if ((rc = read_hparam(v, kp, HP_LR, 1, &ph->lr)) < 0) return rc;
-    KEYPATH(kp, path, "schedule");
-    if ((v = GET(n, "schedule")) != NULL && !node_is_null(v)) {
-        if (v->kind != NODE_MAP) return node_fail(NN_EINVAL, v, kp, "expected a map of keys");
-        ph->schedule = cfg->schedule;
-        if ((rc = read_schedule(v, kp, &ph->schedule)) < 0) return rc;
-        ph->has_schedule = 1;
-    }
-    return 0;
-}
-
-/* Fills train.phases from the fine_tune preset (fastai's Learner.fine_tune): freeze(), then
- * one-cycle for freeze_epochs at slice(base_lr) with pct_start 0.99; then base_lr /= 2,
- * unfreeze(), one-cycle for epochs at slice(base_lr/lr_mult, base_lr) with pct_start 0.3 and
- * div 5. The other one-cycle settings come from the top-level schedule. */
-static void expand_fine_tune(io_config *cfg)
-{
-    const double base = cfg->train.fine_tune.base_lr;
-    const double half = base / 2;
-    int n = 0;
-    memset(cfg->train.phases, 0, sizeof cfg->train.phases);
-    if (cfg->train.fine_tune.freeze_epochs > 0) {
-        io_phase *p = &cfg->train.phases[n++];
-        str_set(p->name, sizeof p->name, "frozen");
-        p->epochs = cfg->train.fine_tune.freeze_epochs;
-        p->freeze_to = -1;
-        p->has_freeze_to = 1;
-        p->lr.kind = IO_HP_SLICE1;
-        p->lr.v[0] = base;
-        p->lr.n = 1;
-        p->schedule = cfg->schedule;
-        str_set(p->schedule.type, sizeof p->schedule.type, "one_cycle");
-        p->schedule.pct_start = 0.99;
-        p->has_schedule = 1;
-    }
-    io_phase *p = &cfg->train.phases[n++];
-    str_set(p->name, sizeof p->name, "unfrozen");
-    p->epochs = cfg->train.fine_tune.epochs;
-    p->freeze_to = 0;
-    p->has_freeze_to = 1;
-    p->lr.kind = IO_HP_SLICE2;
-    p->lr.v[0] = half / cfg->train.fine_tune.lr_mult;
-    p->lr.v[1] = half;
-    p->lr.n = 2;
-    p->schedule = cfg->schedule;
-    str_set(p->schedule.type, sizeof p->schedule.type, "one_cycle");
-    p->schedule.pct_start = 0.3;
-    p->schedule.div = 5.0;
-    p->has_schedule = 1;
-    cfg->train.nphases = n;
-}
-
-static int conv_train(io_config *cfg, const cfg_node *root)
-{
-    const cfg_node *m, *v, *sub;
-    char path[CFG_PATH], kp[CFG_PATH], sp[CFG_PATH];
-    int rc = section(root, "", "train", train_keys, &m, path, sizeof path);
-    if (rc < 0) return rc;
-
-    KEYPATH(kp, path, "epochs");
-    if ((v = GET(m, "epochs")) != NULL)
-        if ((rc = read_int(v, kp, 1, INT_MAX, &cfg->train.epochs)) < 0) return rc;
-    KEYPATH(kp, path, "seed");
-    if ((v = GET(m, "seed")) != NULL)
-        if ((rc = read_u64(v, kp, &cfg->train.seed)) < 0) return rc;
-    KEYPATH(kp, path, "log_every");
-    if ((v = GET(m, "log_every")) != NULL)
-        if ((rc = read_int(v, kp, 1, INT_MAX, &cfg->train.log_every)) < 0) return rc;
-    KEYPATH(kp, path, "max_steps");
-    if ((v = GET(m, "max_steps")) != NULL)
-        if ((rc = read_int(v, kp, 0, INT_MAX, &cfg->train.max_steps)) < 0) return rc;
-    KEYPATH(kp, path, "accumulate");
-    if ((v = GET(m, "accumulate")) != NULL)
-        if ((rc = read_int(v, kp, 1, 1 << 16, &cfg->train.accumulate)) < 0) return rc;
-    KEYPATH(kp, path, "clip_norm");
-    if ((v = GET(m, "clip_norm")) != NULL)
-        if ((rc = read_double(v, kp, R_NONNEG, &cfg->train.clip_norm)) < 0) return rc;
-
-    KEYPATH(kp, path, "preset");
-    const cfg_node *preset = GET(m, "preset");
-    if (preset != NULL && !node_is_null(preset) &&
-        !(preset->kind == NODE_SCALAR && preset->text[0] == '\0')) {
-        rc = read_enum(preset, kp, preset_words, cfg->train.preset, sizeof cfg->train.preset);
-        if (rc < 0) return rc;
-        if (strcmp(cfg->train.preset, "none") == 0)
-            str_set(cfg->train.preset, sizeof cfg->train.preset, "");
-    }
-
-    cfg->train.fine_tune.epochs = cfg->train.epochs;
-    if ((rc = section(m, path, "fine_tune", fine_tune_keys, &sub, sp, sizeof sp)) < 0) return rc;
-    KEYPATH(kp, sp, "epochs");
-    if ((v = GET(sub, "epochs")) != NULL)
-        if ((rc = read_int(v, kp, 1, INT_MAX, &cfg->train.fine_tune.epochs)) < 0) return rc;
-    KEYPATH(kp, sp, "base_lr");
-    if ((v = GET(sub, "base_lr")) != NULL)
-        if ((rc = read_double(v, kp, R_POS, &cfg->train.fine_tune.base_lr)) < 0) return rc;
-    KEYPATH(kp, sp, "freeze_epochs");
-    if ((v = GET(sub, "freeze_epochs")) != NULL)
-        if ((rc = read_int(v, kp, 0, INT_MAX, &cfg->train.fine_tune.freeze_epochs)) < 0) return rc;
-    KEYPATH(kp, sp, "lr_mult");
-    if ((v = GET(sub, "lr_mult")) != NULL)
-        if ((rc = read_double(v, kp, R_POS, &cfg->train.fine_tune.lr_mult)) < 0) return rc;
-
-    KEYPATH(kp, path, "phases");
-    const cfg_node *ph = GET(m, "phases");
-    if (ph != NULL && !node_is_null(ph)) {
-        if (ph->kind != NODE_SEQ)
-            return node_fail(NN_EINVAL, ph, kp, "expected a list of phases (maps with epochs and "
-                             "optionally name, freeze_to, lr and schedule)");
-        if (ph->n > 0 && cfg->train.preset[0] != '\0')
-            return node_fail(NN_EINVAL, ph, kp, "train.preset '%s' fills the phases; give "
-                             "either the preset or phases, not both", cfg->train.preset);
-        if (ph->n > IO_MAX_PHASES)
-            return node_fail(NN_ERANGE, ph, kp, "has %d phases; at most %d", ph->n, IO_MAX_PHASES);
-        for (int i = 0; i < ph->n; i++) {
-            char ip[CFG_PATH];
-            path_index(ip, sizeof ip, kp, i);
-            if ((rc = read_phase(cfg, ph->kids[i], ip, i, &cfg->train.phases[i])) < 0) return rc;
-        }
-        cfg->train.nphases = ph->n;
-    }
-    if (strcmp(cfg->train.preset, "fine_tune") == 0) expand_fine_tune(cfg);
-    return 0;
-}
-
-static int conv_comm(io_config *cfg, const cfg_node *root)
-{
-    const cfg_node *m, *v;
-    char path[CFG_PATH], kp[CFG_PATH];
-    int rc = section(root, "", "comm", comm_keys, &m, path, sizeof path);
-    if (rc < 0) return rc;
-    KEYPATH(kp, path, "overlap");
-    if ((v = GET(m, "overlap")) != NULL)
-        if ((rc = read_bool(v, kp, &cfg->comm.overlap)) < 0) return rc;
-    KEYPATH(kp, path, "bucket_mb");
-    if ((v = GET(m, "bucket_mb")) != NULL)
-        if ((rc = read_double(v, kp, R_POS, &cfg->comm.bucket_mb)) < 0) return rc;
-    KEYPATH(kp, path, "progress");
-    if ((v = GET(m, "progress")) != NULL)
-        if ((rc = read_enum(v, kp, progress_words, cfg->comm.progress, sizeof cfg->comm.progress)) < 0)
-            return rc;
-    return 0;
-}
-
-static int conv_checkpoint(io_config *cfg, const cfg_node *root)
-{
-    const cfg_node *m, *v;
-    char path[CFG_PATH], kp[CFG_PATH];
-    int rc = section(root, "", "checkpoint", checkpoint_keys, &m, path, sizeof path);
-    if (rc < 0) return rc;
-    KEYPATH(kp, path, "every_steps");
-    if ((v = GET(m, "every_steps")) != NULL)
-        if ((rc = read_int(v, kp, 0, INT_MAX, &cfg->checkpoint.every_steps)) < 0) return rc;
-    KEYPATH(kp, path, "every_epochs");
-    if ((v = GET(m, "every_epochs")) != NULL)
-        if ((rc = read_int(v, kp, 0, INT_MAX, &cfg->checkpoint.every_epochs)) < 0) return rc;
-    KEYPATH(kp, path, "keep");
-    if ((v = GET(m, "keep")) != NULL)
-        if ((rc = read_int(v, kp, 1, 1000000, &cfg->checkpoint.keep)) < 0) return rc;
-    return 0;
-}
-
-static int conv_run(io_config *cfg, const cfg_node *root)
-{
-    const cfg_node *m, *v;
-    char path[CFG_PATH], kp[CFG_PATH];
-    int rc = section(root, "", "run", run_keys, &m, path, sizeof path);
-    if (rc < 0) return rc;
-    KEYPATH(kp, path, "dir");
-    if ((v = GET(m, "dir")) != NULL)
-        return read_str(v, kp, cfg->run.dir, sizeof cfg->run.dir, 0);
-    char dir[sizeof cfg->run.dir];
-    snprintf(dir, sizeof dir, "runs/%s", cfg->model.arch);
-    str_set(cfg->run.dir, sizeof cfg->run.dir, dir);
-    return 0;
-}
-
-/* Converts the whole tree (a map) into *cfg, which holds the defaults. */
-static int tree_convert(io_config *cfg, const cfg_node *root)
-{
-    int rc = map_check_keys(root, "", root_keys);
-    if (rc == 0) rc = conv_model(cfg, root);
-    if (rc == 0) rc = conv_groups(cfg, root);
-    if (rc == 0) rc = conv_optimizer(cfg, root);
-    if (rc == 0) rc = conv_schedule(cfg, root);
-    if (rc == 0) rc = conv_data(cfg, root);
-    if (rc == 0) rc = conv_train(cfg, root);
-    if (rc == 0) rc = conv_comm(cfg, root);
-    if (rc == 0) rc = conv_checkpoint(cfg, root);
-    if (rc == 0) rc = conv_run(cfg, root);
-    return rc;
-}
-
-int io_config_load(io_config *cfg, const char *path, const char *const *sets, int nsets)
-{
-    if (cfg == NULL || path == NULL || nsets < 0 || (nsets > 0 && sets == NULL))
-        return nn_err(NN_EINVAL, "io_config_load: NULL argument");
-    io_config_default(cfg, NULL);
-    if (strlen(path) >= sizeof cfg->path)
-        return nn_err(NN_EINVAL, "%.60s...: the config path is too long", path);
-
-    char *text = NULL;
-    size_t len = 0;
-    int rc = file_read(&text, &len, path);
-    if (rc < 0) return rc;
-    cfg_node *root = NULL;
-    rc = tree_parse(&root, text, len, path, 0, "");
-    free(text);
-    if (rc < 0) return rc;
-    if (root == NULL || node_is_null(root)) { /* An empty file: every default. */
-        node_free(root);
-        root = node_new(NODE_MAP, 1, path, 0);
-        if (root == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
-    }
-    if (root->kind != NODE_MAP) {
-        rc = node_fail(NN_EINVAL, root, "(top level)", "expected a map of sections (%s)",
-                       "model, groups, optimizer, schedule, data, train, run");
-        node_free(root);
-        return rc;
-    }
-
-    /* Each override's text outlives the tree, whose nodes point to it for messages. */
-    char **origins = calloc((size_t)nsets + 1, sizeof *origins);
-    if (origins == NULL) {
-        node_free(root);
-        return nn_err(NN_ENOMEM, "config: out of memory");
-    }
-    for (int i = 0; i < nsets && rc == 0; i++) {
-        if (sets[i] == NULL) {
-            rc = nn_err(NN_EINVAL, "io_config_load: sets[%d] is NULL", i);
-            break;
-        }
-        size_t olen = strlen(sets[i]) + 8;
-        if ((origins[i] = malloc(olen)) == NULL) {
-            rc = nn_err(NN_ENOMEM, "config: out of memory");
-            break;
-        }
-        snprintf(origins[i], olen, "--set %s", sets[i]);
-        rc = tree_apply_set(root, sets[i], origins[i]);
-    }
-    if (rc == 0) {
-        str_set(cfg->path, sizeof cfg->path, path);
-        rc = tree_convert(cfg, root);
-    }
-    node_free(root);
-    for (int i = 0; i < nsets; i++) free(origins[i]);
-    free(origins);
-    if (rc < 0) io_config_default(cfg, NULL);
-    return rc;
-}
-
-/* ---------------------------------------------------------------------------------------
  * Writing YAML.
  */
 
@@ -1842,11 +563,12 @@ static void put_int(FILE *f, int indent, const char *key, long long v, const cha
     put_kv(f, indent, key, b, comment);
 }
 
-static void put_u64(FILE *f, int indent, const char *key, unsigned long long v)
+static void put_u64(FILE *f, int indent, const char *key, unsigned long long v,
+                    const char *comment)
 {
     char b[32];
     snprintf(b, sizeof b, "%llu", v);
-    put_kv(f, indent, key, b, NULL);
+    put_kv(f, indent, key, b, comment);
 }
 
 static void put_double(FILE *f, int indent, const char *key, double v, const char *comment)
@@ -1906,50 +628,295 @@ static void put_hparam(FILE *f, int indent, const char *key, const io_hparam *hp
     }
 }
 
-static void put_schedule(FILE *f, int indent, const io_schedule *s)
-{
-    char b[128];
-    put_kv(f, indent, "type", s->type, "one_cycle, cosine, step or constant");
-    put_double(f, indent, "pct_start", s->pct_start, "one_cycle");
-    put_double(f, indent, "div", s->div, "one_cycle: starts at lr/div");
-    put_double(f, indent, "div_final", s->div_final, "one_cycle: ends at lr/div_final");
-    fmt_double_list(b, sizeof b, s->moms, 3);
-    put_kv(f, indent, "moms", b, "one_cycle: momentum start, middle, end");
-    put_double(f, indent, "step_gamma", s->step_gamma, "step: factor");
-    put_int(f, indent, "step_epochs", s->step_epochs, "step: every this many epochs");
-    put_double(f, indent, "final_div", s->final_div, "cosine: ends at lr/final_div");
-}
+/* ---------------------------------------------------------------------------------------
+ * The key table.
+ *
+ * Every key of the config is one row of a table: its path, its type, its field (offsetof and
+ * sizeof), its default, its range and the comment printed beside it in the effective config.
+ * A table describes one kind of map: config_keys the whole file (paths such as
+ * "data.augment.flip" open the sections on the way), sched_keys a schedule (the top-level one
+ * and a phase's), phase_keys an item of train.phases. The rows drive reading (in table
+ * order), defaults, the known keys of each map and their suggestions, the effective config
+ * (in table order) and io_config_key_path. A key read irregularly names its own reader or
+ * writer, which may call the typed ones.
+ */
+enum {
+    T_INT,     /* int within [lo, hi] */
+    T_U64,     /* unsigned long long (seeds) */
+    T_DOUBLE,  /* double within range */
+    T_BOOL,    /* int, 0 or 1: true/false, yes/no, on/off */
+    T_STR,     /* char[size]; F_EMPTY: "" (and a null, read as "") allowed */
+    T_ENUM,    /* char[size]: one of words; the word none (if any) is stored as "", and a null
+                  or "" reads as it */
+    T_SHAPE,   /* int[3]: C, H, W as [C, H, W] or "CxHxW"; F_NULLOK: [0, 0, 0] allowed */
+    T_HPARAM,  /* io_hparam with values within range (noun names them in messages); F_NULLOK:
+                  unset by default */
+    T_INTS,    /* int[max], each >= lo, the count at cnt; the default count (def.i) is written
+                  as null */
+    T_DOUBLES, /* double[]: n values exactly, or with cnt up to max values (as T_INTS) */
+    T_TABLE,   /* a map of sub's keys, filling the struct at off; its default is def_fn's, or
+                  sub's defaults */
+    T_LIST,    /* a list of maps of sub's keys, at most max (its own reader and writer) */
+};
 
-/* Writes the phases as a block list under "  phases:". */
-static void put_phases(FILE *f, const io_config *cfg)
+/* Row flags. */
+enum {
+    F_REQUIRED = 1, /* absent is an error */
+    F_NULLOK = 2,   /* a null means "not given": the default stays */
+    F_EMPTY = 4,    /* T_STR: may be empty */
+};
+
+typedef struct cfg_key cfg_key;
+
+/* What a reader gets: where the key is and what it is written as. */
+typedef struct key_in {
+    io_config *cfg;        /* the config being filled, for keys that depend on others */
+    char *base;            /* the struct the key's table fills (io_config, io_phase, ...) */
+    const io__node *map;   /* the map that holds the key, or NULL when it is absent */
+    const char *mpath;     /* that map's key path */
+    const io__node *at;    /* where a missing key is reported: map, or the nearest map above
+                              it that exists */
+    const io__node *v;     /* the key's value, or NULL when absent */
+    const char *kp;        /* the key's path */
+} key_in;
+
+typedef int (*key_reader)(const cfg_key *k, const key_in *in);
+typedef void (*key_writer)(FILE *f, int indent, const char *key, const cfg_key *k,
+                           const io_config *cfg, const char *base);
+
+struct cfg_key {
+    const char *path;          /* relative to the table's map; NULL ends a table */
+    int type;                  /* T_* */
+    size_t off, size;          /* the field in the table's struct */
+    int flags;                 /* F_* */
+    long long lo, hi;          /* T_INT: the range; T_INTS: lo for each value */
+    drange range;              /* T_DOUBLE, T_DOUBLES, T_HPARAM: the range of each value */
+    const char *noun;          /* T_HPARAM: what a value is, for messages */
+    int n, max;                /* T_DOUBLES: n values; T_INTS, T_DOUBLES, T_LIST: at most max */
+    size_t cnt;                /* T_INTS, T_DOUBLES: offset of the int count (0: n values) */
+    size_t has;                /* offset of an int set to 1 when the key is given (0: none) */
+    const char *const *words;  /* T_ENUM: the words, NULL-terminated */
+    const char *none;          /* T_ENUM: the word stored as "" */
+    union {
+        long long i;           /* T_INT, T_BOOL, T_U64; T_INTS, T_DOUBLES: the count */
+        double d;              /* T_DOUBLE, T_HPARAM (a scalar) */
+        const char *s;         /* T_STR, T_ENUM (NULL: "") */
+        int v[3];              /* T_SHAPE */
+    } def;
+    void (*def_fn)(void *field); /* T_TABLE: fills the whole field with its default */
+    const cfg_key *sub;        /* T_TABLE, T_LIST: the keys of the map */
+    const char *note;          /* the comment beside the value in the effective config */
+    const char *null_note;     /* T_INTS, T_DOUBLES: the comment beside a null */
+    const char *unset;         /* with has (or an F_NULLOK hparam): what applies when the key is
+                                  not given, written as a comment line in its place */
+    key_reader read;           /* NULL: by type */
+    key_writer write;          /* NULL: by type */
+};
+
+/* The field of a table's row: its offset and size in struct S. */
+#define AT(S, field) offsetof(S, field), sizeof(((S *)0)->field)
+
+static const char *const head_words[] = {"default", "fastai", "linear", "original", NULL};
+static const char *const optimizer_words[] = {"sgd", "adamw", NULL};
+static const char *const schedule_words[] = {"one_cycle", "cosine", "step", "constant", NULL};
+static const char *const preset_words[] = {"none", "fine_tune", NULL};
+static const char *const progress_words[] = {"nonblocking", "thread", NULL};
+static const char *const engine_words[] = {"cpu", "reference", NULL};
+
+static int key_read_value(const cfg_key *k, const key_in *in);
+static int table_read(io_config *cfg, const cfg_key *t, const io__node *m, const char *path,
+                      const io__node *at, char *base);
+static void table_write(FILE *f, const cfg_key *t, const char *base, int indent, int item,
+                        const io_config *cfg);
+
+/* ---------------------------------------------------------------------------------------
+ * Keys read or written irregularly.
+ */
+
+/* model.split: one split point, or a strictly increasing list of them. */
+static int split_read(const cfg_key *k, const key_in *in)
 {
-    for (int i = 0; i < cfg->train.nphases; i++) {
-        const io_phase *p = &cfg->train.phases[i];
-        fprintf(f, "    - name: ");
-        put_quoted(f, p->name);
-        fputc('\n', f);
-        put_int(f, 6, "epochs", p->epochs, NULL);
-        if (p->has_freeze_to)
-            put_int(f, 6, "freeze_to", p->freeze_to, NULL);
-        else
-            fprintf(f, "      # freeze_to: unset, groups.freeze_to applies\n");
-        if (p->lr.kind != IO_HP_UNSET)
-            put_hparam(f, 6, "lr", &p->lr, NULL);
-        else
-            fprintf(f, "      # lr: unset, groups.lr applies\n");
-        if (p->has_schedule) {
-            fprintf(f, "      schedule:\n");
-            put_schedule(f, 8, &p->schedule);
-        } else {
-            fprintf(f, "      # schedule: unset, the top-level schedule applies\n");
-        }
+    const io__node *v = in->v;
+    if (io__is_null(v)) return 0;
+    int *split = (int *)(in->base + k->off), *n = (int *)(in->base + k->cnt);
+    if (v->kind == IO__SCALAR) { /* One split point may be written without brackets. */
+        int rc = read_int(v, in->kp, (int)k->lo, INT_MAX, &split[0]);
+        if (rc == 0) *n = 1;
+        return rc;
     }
+    int rc = read_int_list(v, in->kp, (int)k->lo, split, k->max, n);
+    if (rc < 0) return rc;
+    for (int i = 1; i < *n; i++)
+        if (split[i] <= split[i - 1]) {
+            char ip[CFG_PATH];
+            io__path_index(ip, sizeof ip, in->kp, i);
+            return io__node_fail(NN_ERANGE, v->kids[i], ip, "split points must be strictly "
+                                 "increasing, and %d follows %d", split[i], split[i - 1]);
+        }
+    return 0;
 }
 
-/* Writes the phases as comment lines ("# " before each line), for phases that a preset
- * fills: written out as keys they would clash with the preset on reading. */
-static void put_phases_commented(FILE *f, const io_config *cfg)
+/* groups.bn_freeze: fastai's BnFreeze fixes only BatchNorm whose parameters are frozen. */
+static int bn_freeze_read(const cfg_key *k, const key_in *in)
 {
+    int rc = key_read_value(k, in);
+    if (rc < 0 || in->v == NULL) return rc;
+    if (in->cfg->groups.bn_freeze && in->cfg->groups.train_bn)
+        return io__node_fail(NN_EINVAL, in->v, in->kp, "fixes the BatchNorm of frozen groups, "
+                             "but groups.train_bn is true (the default), which trains it; set "
+                             "groups.train_bn: false as well");
+    return 0;
+}
+
+/* optimizer.true_wd: false only for sgd. */
+static int true_wd_read(const cfg_key *k, const key_in *in)
+{
+    int rc = key_read_value(k, in);
+    if (rc < 0 || in->v == NULL) return rc;
+    if (!in->cfg->optimizer.true_wd && strcmp(in->cfg->optimizer.type, "adamw") == 0)
+        return io__node_fail(NN_EINVAL, in->v, in->kp, "false selects torch.optim.SGD's "
+                             "coupled L2 decay for sgd; adamw always decouples its weight "
+                             "decay (optimizer.type is adamw)");
+    return 0;
+}
+
+/* data.valid: by default a built-in set is validated on its own test split (the same name
+ * opened as the valid split), and an HDF5 train set on nothing. */
+static int valid_read(const cfg_key *k, const key_in *in)
+{
+    if (in->v != NULL) return key_read_value(k, in);
+    const char *train = in->cfg->data.train;
+    int builtin = strcmp(train, "fashion-mnist") == 0 || strcmp(train, "synthetic") == 0;
+    str_set(in->base + k->off, k->size, builtin ? train : "");
+    return 0;
+}
+
+/* Reads data.mean or data.std: a number or a list of 1 to max numbers. */
+static int read_norm(const io__node *n, const char *path, drange r, int max, double *out,
+                     int *count)
+{
+    memset(out, 0, (size_t)max * sizeof *out);
+    if (n->kind == IO__SEQ) {
+        if (n->n < 1 || n->n > max)
+            return io__node_fail(NN_EINVAL, n, path, "expected a number or a list of 1 to %d "
+                                 "numbers (one per channel)", max);
+        *count = n->n;
+        for (int i = 0; i < n->n; i++) {
+            char ip[CFG_PATH];
+            io__path_index(ip, sizeof ip, path, i);
+            int rc = read_double(n->kids[i], ip, r, &out[i]);
+            if (rc < 0) return rc;
+        }
+        return 0;
+    }
+    *count = 1;
+    return read_double(n, path, r, &out[0]);
+}
+
+/* data.mean, and with it data.std (the next row): both or neither, as many values each. */
+static int norm_read(const cfg_key *k, const key_in *in)
+{
+    const cfg_key *ks = k + 1;
+    const char *sname = strrchr(ks->path, '.') + 1;
+    NN_ASSERT(ks->cnt == k->cnt && strcmp(sname, "std") == 0);
+    const io__node *mv = in->v, *sv = io__map_get(in->map, sname);
+    char sp[CFG_PATH];
+    io__path_join(sp, sizeof sp, in->mpath, sname);
+    if (io__is_null(mv) != io__is_null(sv)) {
+        const io__node *given = io__is_null(mv) ? sv : mv;
+        return io__node_fail(NN_EINVAL, given, io__is_null(mv) ? sp : in->kp, "data.mean and "
+                             "data.std go together: give both or neither");
+    }
+    if (io__is_null(mv)) return 0;
+    int nm, ns;
+    double *mean = (double *)(in->base + k->off), *std = (double *)(in->base + ks->off);
+    int rc = read_norm(mv, in->kp, k->range, k->max, mean, &nm);
+    if (rc == 0) rc = read_norm(sv, sp, ks->range, ks->max, std, &ns);
+    if (rc < 0) return rc;
+    if (nm != ns)
+        return io__node_fail(NN_EINVAL, sv, sp, "has %d value%s but data.mean has %d", ns,
+                             ns == 1 ? "" : "s", nm);
+    *(int *)(in->base + k->cnt) = nm;
+    return 0;
+}
+
+/* data.std: read with data.mean. */
+static int read_with_previous(const cfg_key *k, const key_in *in)
+{
+    return 0;
+}
+
+/* train.fine_tune.epochs: train.epochs by default. */
+static int fine_tune_epochs_read(const cfg_key *k, const key_in *in)
+{
+    if (in->v != NULL) return key_read_value(k, in);
+    *(int *)(in->base + k->off) = in->cfg->train.epochs;
+    return 0;
+}
+
+/* A phase's schedule: the keys given, over the top-level schedule. */
+static int phase_schedule_read(const cfg_key *k, const key_in *in)
+{
+    if (io__is_null(in->v)) return 0;
+    ((io_phase *)in->base)->schedule = in->cfg->schedule;
+    return key_read_value(k, in);
+}
+
+/* train.phases: a list of phases, each over its defaults (a name "phase<i>"). */
+static int phases_read(const cfg_key *k, const key_in *in)
+{
+    const io__node *v = in->v;
+    io_config *cfg = in->cfg;
+    if (io__is_null(v)) return 0;
+    if (v->kind != IO__SEQ)
+        return io__node_fail(NN_EINVAL, v, in->kp, "expected a list of phases (maps with epochs "
+                             "and optionally name, freeze_to, lr and schedule)");
+    if (v->n > 0 && cfg->train.preset[0] != '\0')
+        return io__node_fail(NN_EINVAL, v, in->kp, "train.preset '%s' fills the phases; give "
+                             "either the preset or phases, not both", cfg->train.preset);
+    if (v->n > k->max)
+        return io__node_fail(NN_ERANGE, v, in->kp, "has %d phases; at most %d", v->n, k->max);
+    io_phase *phases = (io_phase *)(in->base + k->off);
+    for (int i = 0; i < v->n; i++) {
+        char ip[CFG_PATH];
+        io__path_index(ip, sizeof ip, in->kp, i);
+        io_phase *ph = &phases[i];
+        memset(ph, 0, sizeof *ph);
+        snprintf(ph->name, sizeof ph->name, "phase%d", i);
+        const io__node *n = v->kids[i];
+        if (n->kind != IO__MAP)
+            return io__node_fail(NN_EINVAL, n, ip, "expected a map with epochs and optionally "
+                                 "name, freeze_to, lr and schedule");
+        int rc = table_read(cfg, k->sub, n, ip, n, (char *)ph);
+        if (rc < 0) return rc;
+    }
+    *(int *)(in->base + k->cnt) = v->n;
+    return 0;
+}
+
+/* Writes the phases as a block list, each item's keys at indent. */
+static void put_phases(FILE *f, int indent, const cfg_key *k, const io_config *cfg)
+{
+    for (int i = 0; i < cfg->train.nphases; i++)
+        table_write(f, k->sub, (const char *)&cfg->train.phases[i], indent, 1, cfg);
+}
+
+/* train.phases: a block list, or [] with a comment (and, for phases that a preset fills, the
+ * list as comment lines: written out as keys they would clash with the preset on reading). */
+static void phases_write(FILE *f, int indent, const char *key, const cfg_key *k,
+                         const io_config *cfg, const char *base)
+{
+    if (cfg->train.nphases == 0) {
+        put_kv(f, indent, key, "[]", "none: train.epochs with groups.* and schedule");
+        return;
+    }
+    if (cfg->train.preset[0] == '\0') {
+        fprintf(f, "%*s%s:\n", indent, "", key);
+        put_phases(f, indent + 4, k, cfg);
+        return;
+    }
+    put_kv(f, indent, key, "[]", "filled by the preset, as follows:");
+    fprintf(f, "#   %s:\n", key);
     char *text = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
@@ -1957,7 +924,7 @@ static void put_phases_commented(FILE *f, const io_config *cfg)
         fprintf(f, "#   (out of memory)\n");
         return;
     }
-    put_phases(mem, cfg);
+    put_phases(mem, indent + 4, k, cfg);
     fclose(mem);
     for (char *line = text; line != NULL && *line != '\0';) {
         char *nl = strchr(line, '\n');
@@ -1968,118 +935,587 @@ static void put_phases_commented(FILE *f, const io_config *cfg)
     free(text);
 }
 
+/* run.dir: runs/<model.arch> by default. */
+static int run_dir_read(const cfg_key *k, const key_in *in)
+{
+    if (in->v != NULL) return key_read_value(k, in);
+    char dir[sizeof in->cfg->run.dir];
+    snprintf(dir, sizeof dir, "runs/%s", in->cfg->model.arch);
+    str_set(in->base + k->off, k->size, dir);
+    return 0;
+}
+
+/* fastai's schedule defaults (io_fastai.c). */
+static void schedule_default(void *s)
+{
+    io_schedule_default(s);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The tables. A new ordinary key is one row here, its field in io_config.h and its line in
+ * docs/config.md (tests/test_config_doc.c checks that the doc names exactly these keys).
+ */
+
+/* A schedule; its defaults are io_schedule_default's (fastai's). */
+static const cfg_key sched_keys[] = {
+    {"type", T_ENUM, AT(io_schedule, type), .words = schedule_words,
+     .note = "one_cycle, cosine, step or constant"},
+    {"pct_start", T_DOUBLE, AT(io_schedule, pct_start), .range = R_UNIT, .note = "one_cycle"},
+    {"div", T_DOUBLE, AT(io_schedule, div), .range = R_POS, .note = "one_cycle: starts at lr/div"},
+    {"div_final", T_DOUBLE, AT(io_schedule, div_final), .range = R_POS,
+     .note = "one_cycle: ends at lr/div_final"},
+    {"moms", T_DOUBLES, AT(io_schedule, moms), .range = R_UNIT_HALF_OPEN, .n = 3,
+     .note = "one_cycle: momentum start, middle, end"},
+    {"step_gamma", T_DOUBLE, AT(io_schedule, step_gamma), .range = R_POS, .note = "step: factor"},
+    {"step_epochs", T_INT, AT(io_schedule, step_epochs), .lo = 1, .hi = INT_MAX,
+     .note = "step: every this many epochs"},
+    {"final_div", T_DOUBLE, AT(io_schedule, final_div), .range = R_POS,
+     .note = "cosine: ends at lr/final_div"},
+    {NULL},
+};
+
+/* An item of train.phases; phases_read gives each its defaults (zeros, name "phase<i>"). */
+static const cfg_key phase_keys[] = {
+    {"name", T_STR, AT(io_phase, name), .def.s = NULL}, /* phases_read: "phase<i>" */
+    {"epochs", T_INT, AT(io_phase, epochs), F_REQUIRED, .lo = 1, .hi = INT_MAX},
+    {"freeze_to", T_INT, AT(io_phase, freeze_to), F_NULLOK, .lo = -IO_MAX_GROUPS,
+     .hi = IO_MAX_GROUPS, .has = offsetof(io_phase, has_freeze_to),
+     .unset = "groups.freeze_to applies"},
+    {"lr", T_HPARAM, AT(io_phase, lr), F_NULLOK, .range = R_POS, .noun = "learning rate",
+     .unset = "groups.lr applies"},
+    {"schedule", T_TABLE, AT(io_phase, schedule), F_NULLOK, .sub = sched_keys,
+     .has = offsetof(io_phase, has_schedule), .unset = "the top-level schedule applies",
+     .read = phase_schedule_read},
+    {NULL},
+};
+
+static const cfg_key config_keys[] = {
+    {"model.arch", T_STR, AT(io_config, model.arch), .flags = F_REQUIRED},
+    {"model.cut", T_INT, AT(io_config, model.cut), F_NULLOK, .lo = -1, .hi = INT_MAX,
+     .def.i = -1, .note = "-1: the architecture's default"},
+    {"model.split", T_INTS, AT(io_config, model.split), F_NULLOK, .lo = 1,
+     .max = IO_MAX_GROUPS - 2, .cnt = offsetof(io_config, model.nsplit), .def.i = -1,
+     .null_note = "null: the architecture's default", .read = split_read},
+    {"model.head", T_ENUM, AT(io_config, model.head), .words = head_words, .none = "default",
+     .note = "default, fastai, linear or original"},
+    {"model.classes", T_INT, AT(io_config, model.classes), F_NULLOK, .lo = 0, .hi = INT_MAX,
+     .note = "0: from the data"},
+    {"model.input", T_SHAPE, AT(io_config, model.input), F_NULLOK,
+     .note = "C, H, W; [0, 0, 0]: from the data"},
+    {"model.widths", T_INTS, AT(io_config, model.widths), F_NULLOK, .lo = 1,
+     .max = IO_MAX_WIDTHS, .cnt = offsetof(io_config, model.nwidths), .note = "mlp hidden widths",
+     .null_note = "mlp hidden widths; null: the default"},
+    {"model.small_stem", T_BOOL, AT(io_config, model.small_stem), .def.i = 0},
+    {"model.init_from", T_STR, AT(io_config, model.init_from), F_EMPTY,
+     .note = "\"\": no pretrained body"},
+    {"model.engine", T_ENUM, AT(io_config, model.engine), .words = engine_words, .def.s = "cpu",
+     .note = "cpu (oneDNN) or reference (im2col + OpenBLAS)"},
+
+    {"groups.lr", T_HPARAM, AT(io_config, groups.lr), .range = R_POS, .noun = "learning rate",
+     .def.d = 1e-3},
+    {"groups.wd", T_HPARAM, AT(io_config, groups.wd), .range = R_NONNEG, .noun = "weight decay",
+     .def.d = 0.01},
+    {"groups.momentum", T_HPARAM, AT(io_config, groups.momentum), .range = R_UNIT_HALF_OPEN,
+     .noun = "momentum", .def.d = 0.9},
+    {"groups.freeze_to", T_INT, AT(io_config, groups.freeze_to), .lo = -IO_MAX_GROUPS,
+     .hi = IO_MAX_GROUPS},
+    {"groups.train_bn", T_BOOL, AT(io_config, groups.train_bn), .def.i = 1,
+     .note = "BatchNorm parameters of frozen groups train"},
+    {"groups.bn_freeze", T_BOOL, AT(io_config, groups.bn_freeze),
+     .note = "BatchNorm of frozen groups in eval mode", .read = bn_freeze_read},
+
+    {"optimizer.type", T_ENUM, AT(io_config, optimizer.type), .words = optimizer_words,
+     .def.s = "sgd", .note = "sgd or adamw"},
+    {"optimizer.nesterov", T_BOOL, AT(io_config, optimizer.nesterov), .note = "sgd"},
+    {"optimizer.beta2", T_DOUBLE, AT(io_config, optimizer.beta2), .range = R_UNIT_HALF_OPEN,
+     .def.d = 0.99, .note = "adamw"},
+    {"optimizer.eps", T_DOUBLE, AT(io_config, optimizer.eps), .range = R_NONNEG, .def.d = 1e-8,
+     .note = "adamw"},
+    {"optimizer.decay_bn_bias", T_BOOL, AT(io_config, optimizer.decay_bn_bias), .def.i = 0},
+    {"optimizer.true_wd", T_BOOL, AT(io_config, optimizer.true_wd), .def.i = 1,
+     .note = "sgd: decoupled decay; false: L2", .read = true_wd_read},
+    {"optimizer.clear_state", T_BOOL, AT(io_config, optimizer.clear_state), .def.i = 1,
+     .note = "at a phase's freeze_to"},
+
+    {"schedule", T_TABLE, AT(io_config, schedule), .sub = sched_keys,
+     .def_fn = schedule_default},
+
+    {"data.train", T_STR, AT(io_config, data.train), .def.s = "fashion-mnist"},
+    {"data.valid", T_STR, AT(io_config, data.valid), F_EMPTY, .def.s = "fashion-mnist",
+     .read = valid_read},
+    {"data.dir", T_STR, AT(io_config, data.dir), .def.s = "/usr/share/datasets/fashion-mnist"},
+    {"data.batch_size", T_INT, AT(io_config, data.batch_size), .lo = 1, .hi = INT_MAX,
+     .def.i = 64, .note = "per rank"},
+    {"data.augment.crop_padding", T_INT, AT(io_config, data.augment.crop_padding), .lo = 0,
+     .hi = INT_MAX},
+    {"data.augment.flip", T_BOOL, AT(io_config, data.augment.flip), .def.i = 0},
+    {"data.mean", T_DOUBLES, AT(io_config, data.mean), .range = R_ANY, .max = 4,
+     .cnt = offsetof(io_config, data.nnorm), .null_note = "null: the dataset's default",
+     .read = norm_read},
+    {"data.std", T_DOUBLES, AT(io_config, data.std), .range = R_POS, .max = 4,
+     .cnt = offsetof(io_config, data.nnorm), .null_note = "null: the dataset's default",
+     .read = read_with_previous},
+    {"data.synthetic.samples", T_INT, AT(io_config, data.synthetic.samples), .lo = 1,
+     .hi = INT_MAX, .def.i = 512},
+    {"data.synthetic.classes", T_INT, AT(io_config, data.synthetic.classes), .lo = 2,
+     .hi = INT_MAX, .def.i = 4},
+    {"data.synthetic.input", T_SHAPE, AT(io_config, data.synthetic.input),
+     .def.v = {1, 8, 8}},
+    {"data.synthetic.seed", T_U64, AT(io_config, data.synthetic.seed), .def.i = 0},
+
+    {"train.epochs", T_INT, AT(io_config, train.epochs), .lo = 1, .hi = INT_MAX, .def.i = 1},
+    {"train.seed", T_U64, AT(io_config, train.seed), .def.i = 0},
+    {"train.log_every", T_INT, AT(io_config, train.log_every), .lo = 1, .hi = INT_MAX,
+     .def.i = 50},
+    {"train.max_steps", T_INT, AT(io_config, train.max_steps), .lo = 0, .hi = INT_MAX,
+     .note = "0: every step of an epoch"},
+    {"train.accumulate", T_INT, AT(io_config, train.accumulate), .lo = 1, .hi = 1 << 16,
+     .def.i = 1, .note = "micro-batches per optimizer step"},
+    {"train.clip_norm", T_DOUBLE, AT(io_config, train.clip_norm), .range = R_NONNEG,
+     .note = "0: no clipping"},
+    {"train.preset", T_ENUM, AT(io_config, train.preset), .words = preset_words, .none = "none",
+     .note = "none or fine_tune"},
+    {"train.fine_tune.epochs", T_INT, AT(io_config, train.fine_tune.epochs), .lo = 1,
+     .hi = INT_MAX, .def.i = 1, .read = fine_tune_epochs_read},
+    {"train.fine_tune.base_lr", T_DOUBLE, AT(io_config, train.fine_tune.base_lr),
+     .range = R_POS, .def.d = 2e-3},
+    {"train.fine_tune.freeze_epochs", T_INT, AT(io_config, train.fine_tune.freeze_epochs),
+     .lo = 0, .hi = INT_MAX, .def.i = 1},
+    {"train.fine_tune.lr_mult", T_DOUBLE, AT(io_config, train.fine_tune.lr_mult),
+     .range = R_POS, .def.d = 100.0},
+    {"train.phases", T_LIST, AT(io_config, train.phases), F_NULLOK, .max = IO_MAX_PHASES,
+     .cnt = offsetof(io_config, train.nphases), .sub = phase_keys, .read = phases_read,
+     .write = phases_write},
+
+    {"comm.overlap", T_BOOL, AT(io_config, comm.overlap), .def.i = 1,
+     .note = "reduce while lower groups run backward"},
+    {"comm.bucket_mb", T_DOUBLE, AT(io_config, comm.bucket_mb), .range = R_POS, .def.d = 4.0,
+     .note = "largest all-reduce, MiB"},
+    {"comm.progress", T_ENUM, AT(io_config, comm.progress), .words = progress_words,
+     .def.s = "nonblocking", .note = "nonblocking or thread: who drives the overlap"},
+
+    {"checkpoint.every_steps", T_INT, AT(io_config, checkpoint.every_steps), .lo = 0,
+     .hi = INT_MAX, .note = "0: not by steps"},
+    {"checkpoint.every_epochs", T_INT, AT(io_config, checkpoint.every_epochs), .lo = 0,
+     .hi = INT_MAX, .def.i = 1, .note = "0: not at epoch ends"},
+    {"checkpoint.keep", T_INT, AT(io_config, checkpoint.keep), .lo = 1, .hi = 1000000,
+     .def.i = 3, .note = "newest checkpoints kept"},
+
+    /* Its default, runs/<model.arch>, is io_config_default's. */
+    {"run.dir", T_STR, AT(io_config, run.dir), .read = run_dir_read},
+    {NULL},
+};
+
+/* ---------------------------------------------------------------------------------------
+ * What the tables drive: reading.
+ */
+
+/* The words that may follow prefix (pfx, plen characters, "" or ending in '.') in t's paths,
+ * in table order, NULL-terminated in words (room for max of them, and the NULL). */
+typedef char cfg_word[64];
+static void table_words(const cfg_key *t, const char *pfx, size_t plen, cfg_word *buf,
+                        const char **words, int max)
+{
+    int n = 0;
+    for (const cfg_key *k = t; k->path != NULL; k++) {
+        if (strncmp(k->path, pfx, plen) != 0 || k->path[plen] == '\0') continue;
+        const char *s = k->path + plen, *dot = strchr(s, '.');
+        size_t len = dot ? (size_t)(dot - s) : strlen(s);
+        NN_ASSERT(len < sizeof buf[0]);
+        int seen = 0;
+        for (int i = 0; i < n && !seen; i++)
+            seen = strlen(words[i]) == len && strncmp(words[i], s, len) == 0;
+        if (seen) continue;
+        NN_ASSERT(n < max);
+        memcpy(buf[n], s, len);
+        buf[n][len] = '\0';
+        words[n] = buf[n];
+        n++;
+    }
+    words[n] = NULL;
+}
+
+/* Fails on a key of map m (key path path) that t does not have after prefix pfx. */
+static int table_check_keys(const cfg_key *t, const char *pfx, size_t plen, const io__node *m,
+                            const char *path)
+{
+    if (m == NULL) return 0;
+    cfg_word buf[32];
+    const char *words[33];
+    table_words(t, pfx, plen, buf, words, 32);
+    return map_check_keys(m, path, words);
+}
+
+/* A typed value from in->v (by k's type), or the default kept when it is absent. */
+static int key_read_value(const cfg_key *k, const key_in *in)
+{
+    const io__node *v = in->v;
+    if (v == NULL) return (k->flags & F_REQUIRED) ? fail_missing(in->at, in->kp) : 0;
+    if ((k->flags & F_NULLOK) && io__is_null(v)) return 0;
+    char *p = in->base + k->off;
+    const char *kp = in->kp;
+    const io__node *m;
+    int rc = 0;
+    switch (k->type) {
+    case T_INT: rc = read_int(v, kp, (int)k->lo, (int)k->hi, (int *)p); break;
+    case T_U64: rc = read_u64(v, kp, (unsigned long long *)p); break;
+    case T_DOUBLE: rc = read_double(v, kp, k->range, (double *)p); break;
+    case T_BOOL: rc = read_bool(v, kp, (int *)p); break;
+    case T_STR: rc = read_str(v, kp, p, k->size, (k->flags & F_EMPTY) != 0); break;
+    case T_ENUM:
+        if (k->none != NULL && (io__is_null(v) || (v->kind == IO__SCALAR && !v->text[0]))) {
+            str_set(p, k->size, "");
+            break;
+        }
+        rc = read_enum(v, kp, k->words, p, k->size);
+        if (rc == 0 && k->none != NULL && strcmp(p, k->none) == 0) str_set(p, k->size, "");
+        break;
+    case T_SHAPE: rc = read_shape(v, kp, (k->flags & F_NULLOK) != 0, (int *)p); break;
+    case T_HPARAM:
+        rc = read_hparam(v, kp, k->range, k->noun, (k->flags & F_NULLOK) != 0, (io_hparam *)p);
+        break;
+    case T_INTS:
+        rc = read_int_list(v, kp, (int)k->lo, (int *)p, k->max, (int *)(in->base + k->cnt));
+        break;
+    case T_DOUBLES:
+        NN_ASSERT(k->cnt == 0); /* A counted list of numbers has its own reader (data.mean). */
+        rc = read_double_list(v, kp, k->range, (double *)p, k->n);
+        break;
+    case T_TABLE:
+        rc = want_map(v, kp, &m);
+        if (rc >= 0) rc = table_read(in->cfg, k->sub, m, kp, m ? m : in->at, p);
+        break;
+    default:
+        NN_ASSERT(0); /* T_LIST: its own reader. */
+    }
+    if (rc == 0 && k->has) *(int *)(in->base + k->has) = 1;
+    return rc < 0 ? rc : 0;
+}
+
+/* The maps open while reading a table: the section of a row "data.augment.flip" is
+ * data.augment, opened after data. */
+typedef struct open_map {
+    const io__node *m;     /* NULL: absent */
+    char path[CFG_PATH];   /* its key path */
+    const char *pfx;       /* the row path whose first plen characters name it */
+    size_t plen;           /* 0 for the table's own map, else up to and with the '.' */
+} open_map;
+
+/* Opens the sections of row path (its first plen characters) below the ones open. */
+static int open_sections(const cfg_key *t, open_map *st, int *depth, const char *path,
+                         size_t plen)
+{
+    while (*depth > 0 && !(st[*depth].plen <= plen &&
+                           strncmp(st[*depth].pfx, path, st[*depth].plen) == 0))
+        (*depth)--;
+    while (st[*depth].plen < plen) {
+        const open_map *up = &st[*depth];
+        const char *s = path + up->plen, *dot = strchr(s, '.');
+        NN_ASSERT(dot != NULL && *depth + 1 < IO__YAML_DEPTH);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(dot - s), s);
+        open_map *o = &st[*depth + 1];
+        io__path_join(o->path, sizeof o->path, up->path, name);
+        o->pfx = path;
+        o->plen = (size_t)(dot - path) + 1;
+        int rc = want_map(io__map_get(up->m, name), o->path, &o->m);
+        if (rc < 0) return rc;
+        rc = table_check_keys(t, path, o->plen, o->m, o->path);
+        if (rc < 0) return rc;
+        (*depth)++;
+    }
+    return 0;
+}
+
+/* Reads every key of table t from map m (NULL: absent; path its key path) into base, in
+ * table order. at: where m's missing keys are reported when m itself is absent. */
+static int table_read(io_config *cfg, const cfg_key *t, const io__node *m, const char *path,
+                      const io__node *at, char *base)
+{
+    int rc = table_check_keys(t, "", 0, m, path);
+    if (rc < 0) return rc;
+    open_map st[IO__YAML_DEPTH];
+    int depth = 0;
+    st[0].m = m;
+    st[0].pfx = "";
+    st[0].plen = 0;
+    snprintf(st[0].path, sizeof st[0].path, "%s", path);
+    for (const cfg_key *k = t; k->path != NULL; k++) {
+        const char *dot = strrchr(k->path, '.'), *leaf = dot ? dot + 1 : k->path;
+        if ((rc = open_sections(t, st, &depth, k->path, (size_t)(leaf - k->path))) < 0)
+            return rc;
+        const io__node *near = at;
+        for (int d = depth; d >= 0; d--)
+            if (st[d].m != NULL) {
+                near = st[d].m;
+                break;
+            }
+        char kp[CFG_PATH];
+        io__path_join(kp, sizeof kp, st[depth].path, leaf);
+        key_in in = {cfg, base, st[depth].m, st[depth].path, near,
+                     io__map_get(st[depth].m, leaf), kp};
+        rc = k->read ? k->read(k, &in) : key_read_value(k, &in);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Defaults.
+ */
+
+static void hparam_scalar(io_hparam *hp, double v)
+{
+    memset(hp, 0, sizeof *hp);
+    hp->kind = IO_HP_SCALAR;
+    hp->v[0] = v;
+    hp->n = 1;
+}
+
+/* Writes the defaults of table t's keys into base (zeroed by the caller). */
+static void table_default(const cfg_key *t, char *base)
+{
+    for (const cfg_key *k = t; k->path != NULL; k++) {
+        char *p = base + k->off;
+        switch (k->type) {
+        case T_INT:
+        case T_BOOL: *(int *)p = (int)k->def.i; break;
+        case T_U64: *(unsigned long long *)p = (unsigned long long)k->def.i; break;
+        case T_DOUBLE: *(double *)p = k->def.d; break;
+        case T_STR:
+        case T_ENUM: str_set(p, k->size, k->def.s ? k->def.s : ""); break;
+        case T_SHAPE: memcpy(p, k->def.v, sizeof k->def.v); break;
+        case T_HPARAM:
+            if (!(k->flags & F_NULLOK)) hparam_scalar((io_hparam *)p, k->def.d);
+            break;
+        case T_INTS:
+        case T_DOUBLES:
+            if (k->cnt) *(int *)(base + k->cnt) = (int)k->def.i;
+            break;
+        case T_TABLE:
+            if (k->def_fn)
+                k->def_fn(p);
+            else
+                table_default(k->sub, p);
+            break;
+        default: break; /* T_LIST: empty */
+        }
+    }
+}
+
+int io_config_default(io_config *cfg, const char *arch)
+{
+    NN_ASSERT(cfg != NULL);
+    memset(cfg, 0, sizeof *cfg);
+    table_default(config_keys, (char *)cfg);
+    int rc = 0;
+    if (arch != NULL && strlen(arch) >= sizeof cfg->model.arch) {
+        rc = nn_err(NN_ERANGE, "model.arch: too long: at most %zu characters (got '%.40s')",
+                    sizeof cfg->model.arch - 1, arch);
+        arch = NULL;
+    }
+    str_set(cfg->model.arch, sizeof cfg->model.arch, arch ? arch : "");
+    if (cfg->model.arch[0])
+        snprintf(cfg->run.dir, sizeof cfg->run.dir, "runs/%s", cfg->model.arch);
+    else
+        str_set(cfg->run.dir, sizeof cfg->run.dir, "runs");
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Loading.
+ */
+
+/* The config file's text; messages name the path first, as every config message does. */
+static int config_read_file(char **text, size_t *len, const char *path)
+{
+    const char *verb;
+    char why[256];
+    int rc = io__read_file(text, len, path, CFG_MAX_FILE, &verb, why, sizeof why);
+    if (rc == 0) return 0;
+    if (verb != NULL) return nn_err(NN_EIO, "%s: %s: %s", path, verb, why);
+    if (rc == NN_ERANGE)
+        return nn_err(NN_EIO, "%s: larger than %u bytes; is this a config file?", path,
+                      CFG_MAX_FILE);
+    if (rc == NN_ENOMEM) return nn_err(NN_ENOMEM, "%s: out of memory", path);
+    return rc;
+}
+
+/* The file's tree (an empty file is an empty map). */
+static int config_tree(io__node **root, const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = config_read_file(&text, &len, path);
+    if (rc < 0) return rc;
+    io__yaml_src src = {.origin = path, .from_set = 0, .base = "", .aliases = 0};
+    rc = io__yaml_parse(root, text, len, &src);
+    free(text);
+    if (rc < 0) return rc;
+    if (*root == NULL || io__is_null(*root)) { /* An empty file: every default. */
+        io__node_free(*root);
+        *root = io__node_new(IO__MAP, 1, path, 0);
+        if (*root == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
+    }
+    if ((*root)->kind != IO__MAP) {
+        rc = io__node_fail(NN_EINVAL, *root, "(top level)", "expected a map of sections (%s)",
+                           "model, groups, optimizer, schedule, data, train, run");
+        io__node_free(*root);
+        *root = NULL;
+    }
+    return rc;
+}
+
+/* Applies the overrides to root; origins[i] gets "--set SETS[i]", which the tree's nodes
+ * point to (the caller frees them). */
+static int config_apply_sets(io__node *root, const char *const *sets, int nsets, char **origins)
+{
+    for (int i = 0; i < nsets; i++) {
+        if (sets[i] == NULL) return nn_err(NN_EINVAL, "io_config_load: sets[%d] is NULL", i);
+        size_t olen = strlen(sets[i]) + 8;
+        if ((origins[i] = malloc(olen)) == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
+        snprintf(origins[i], olen, "--set %s", sets[i]);
+        int rc = io__yaml_set(root, sets[i], origins[i]);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+int io_config_load(io_config *cfg, const char *path, const char *const *sets, int nsets)
+{
+    if (cfg == NULL || path == NULL || nsets < 0 || (nsets > 0 && sets == NULL))
+        return nn_err(NN_EINVAL, "io_config_load: NULL argument");
+    io_config_default(cfg, NULL);
+    if (strlen(path) >= sizeof cfg->path)
+        return nn_err(NN_EINVAL, "%.60s...: the config path is too long", path);
+
+    io__node *root = NULL;
+    int rc = config_tree(&root, path);
+    if (rc < 0) return rc;
+    /* Each override's text outlives the tree, whose nodes point to it for messages. */
+    char **origins = calloc((size_t)nsets + 1, sizeof *origins);
+    if (origins == NULL) {
+        io__node_free(root);
+        return nn_err(NN_ENOMEM, "config: out of memory");
+    }
+    rc = config_apply_sets(root, sets, nsets, origins);
+    if (rc == 0) {
+        str_set(cfg->path, sizeof cfg->path, path);
+        rc = table_read(cfg, config_keys, root, "", root, (char *)cfg);
+    }
+    if (rc == 0) io__config_presets(cfg);
+    io__node_free(root);
+    for (int i = 0; i < nsets; i++) free(origins[i]);
+    free(origins);
+    if (rc < 0) io_config_default(cfg, NULL);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Writing.
+ */
+
+/* Whether the key was given (a key without has always counts as given). */
+static int key_given(const cfg_key *k, const char *base)
+{
+    if (k->has) return *(const int *)(base + k->has) != 0;
+    if (k->type == T_HPARAM) return ((const io_hparam *)(base + k->off))->kind != IO_HP_UNSET;
+    return 1;
+}
+
+/* Writes one key (named key, at indent) of the struct base by k's type. */
+static void key_write(FILE *f, int indent, const char *key, const cfg_key *k,
+                      const io_config *cfg, const char *base)
+{
+    const char *p = base + k->off;
+    char b[1024];
+    if (k->unset != NULL && !key_given(k, base)) {
+        fprintf(f, "%*s# %s: unset, %s\n", indent, "", key, k->unset);
+        return;
+    }
+    int count = k->cnt ? *(const int *)(base + k->cnt) : k->n;
+    switch (k->type) {
+    case T_INT: put_int(f, indent, key, *(const int *)p, k->note); break;
+    case T_U64: put_u64(f, indent, key, *(const unsigned long long *)p, k->note); break;
+    case T_DOUBLE: put_double(f, indent, key, *(const double *)p, k->note); break;
+    case T_BOOL: put_bool(f, indent, key, *(const int *)p, k->note); break;
+    case T_STR: put_str(f, indent, key, p, k->note); break;
+    case T_ENUM: put_kv(f, indent, key, p[0] || k->none == NULL ? p : k->none, k->note); break;
+    case T_SHAPE:
+        fmt_int_list(b, sizeof b, (const int *)p, 3);
+        put_kv(f, indent, key, b, k->note);
+        break;
+    case T_HPARAM: put_hparam(f, indent, key, (const io_hparam *)p, k->note); break;
+    case T_INTS:
+    case T_DOUBLES:
+        if (k->cnt && count == k->def.i) {
+            put_kv(f, indent, key, "null", k->null_note);
+            break;
+        }
+        if (k->type == T_INTS)
+            fmt_int_list(b, sizeof b, (const int *)p, count);
+        else
+            fmt_double_list(b, sizeof b, (const double *)p, count);
+        put_kv(f, indent, key, b, k->note);
+        break;
+    case T_TABLE:
+        fprintf(f, "%*s%s:\n", indent, "", key);
+        table_write(f, k->sub, p, indent + 2, 0, cfg);
+        break;
+    default: NN_ASSERT(0); /* T_LIST: its own writer. */
+    }
+}
+
+/* How many '.' there are in the first n characters of s. */
+static int dots(const char *s, size_t n)
+{
+    int d = 0;
+    for (size_t i = 0; i < n; i++) d += s[i] == '.';
+    return d;
+}
+
+/* Writes every key of table t from base at indent, in table order, with a line "name:" for
+ * each section as it opens. item: base is a list item (its first key follows "- "). */
+static void table_write(FILE *f, const cfg_key *t, const char *base, int indent, int item,
+                        const io_config *cfg)
+{
+    const char *prev = "";
+    size_t prev_plen = 0;
+    for (const cfg_key *k = t; k->path != NULL; k++) {
+        const char *dot = strrchr(k->path, '.'), *leaf = dot ? dot + 1 : k->path;
+        size_t plen = (size_t)(leaf - k->path);
+        /* The sections already open: the longest common run of whole segments. */
+        size_t common = 0;
+        for (size_t i = 0; i < plen && i < prev_plen && k->path[i] == prev[i]; i++)
+            if (k->path[i] == '.') common = i + 1;
+        for (size_t i = common; i < plen; i++) {
+            if (i != common && k->path[i - 1] != '.') continue;
+            const char *end = strchr(k->path + i, '.');
+            fprintf(f, "%*s%.*s:\n", indent + 2 * dots(k->path, i), "", (int)(end - k->path - i),
+                    k->path + i);
+        }
+        prev = k->path;
+        prev_plen = plen;
+        char key[80];
+        int ind = indent + 2 * dots(k->path, plen);
+        if (item && k == t) {
+            snprintf(key, sizeof key, "- %s", leaf);
+            ind -= 2;
+        } else {
+            snprintf(key, sizeof key, "%s", leaf);
+        }
+        if (k->write)
+            k->write(f, ind, key, k, cfg, base);
+        else
+            key_write(f, ind, key, k, cfg, base);
+    }
+}
+
 int io_config_write(const io_config *cfg, FILE *f)
 {
     if (cfg == NULL || f == NULL) return nn_err(NN_EINVAL, "io_config_write: NULL argument");
-    char b[1024];
     fprintf(f, "# strata: the effective configuration, every key (docs/config.md).\n");
-
-    fprintf(f, "model:\n");
-    put_str(f, 2, "arch", cfg->model.arch, NULL);
-    put_int(f, 2, "cut", cfg->model.cut, "-1: the architecture's default");
-    if (cfg->model.nsplit < 0) {
-        put_kv(f, 2, "split", "null", "null: the architecture's default");
-    } else {
-        fmt_int_list(b, sizeof b, cfg->model.split, cfg->model.nsplit);
-        put_kv(f, 2, "split", b, NULL);
-    }
-    put_kv(f, 2, "head", cfg->model.head[0] ? cfg->model.head : "default",
-           "default, fastai, linear or original");
-    put_int(f, 2, "classes", cfg->model.classes, "0: from the data");
-    fmt_int_list(b, sizeof b, cfg->model.input, 3);
-    put_kv(f, 2, "input", b, "C, H, W; [0, 0, 0]: from the data");
-    if (cfg->model.nwidths > 0) {
-        fmt_int_list(b, sizeof b, cfg->model.widths, cfg->model.nwidths);
-        put_kv(f, 2, "widths", b, "mlp hidden widths");
-    } else {
-        put_kv(f, 2, "widths", "null", "mlp hidden widths; null: the default");
-    }
-    put_bool(f, 2, "small_stem", cfg->model.small_stem, NULL);
-    put_str(f, 2, "init_from", cfg->model.init_from, "\"\": no pretrained body");
-    put_kv(f, 2, "engine", cfg->model.engine, "cpu (oneDNN) or reference (im2col + OpenBLAS)");
-
-    fprintf(f, "groups:\n");
-    put_hparam(f, 2, "lr", &cfg->groups.lr, NULL);
-    put_hparam(f, 2, "wd", &cfg->groups.wd, NULL);
-    put_hparam(f, 2, "momentum", &cfg->groups.momentum, NULL);
-    put_int(f, 2, "freeze_to", cfg->groups.freeze_to, NULL);
-    put_bool(f, 2, "train_bn", cfg->groups.train_bn, "BatchNorm parameters of frozen groups train");
-    put_bool(f, 2, "bn_freeze", cfg->groups.bn_freeze, "BatchNorm of frozen groups in eval mode");
-
-    fprintf(f, "optimizer:\n");
-    put_kv(f, 2, "type", cfg->optimizer.type, "sgd or adamw");
-    put_bool(f, 2, "nesterov", cfg->optimizer.nesterov, "sgd");
-    put_double(f, 2, "beta2", cfg->optimizer.beta2, "adamw");
-    put_double(f, 2, "eps", cfg->optimizer.eps, "adamw");
-    put_bool(f, 2, "decay_bn_bias", cfg->optimizer.decay_bn_bias, NULL);
-    put_bool(f, 2, "true_wd", cfg->optimizer.true_wd, "sgd: decoupled decay; false: L2");
-    put_bool(f, 2, "clear_state", cfg->optimizer.clear_state, "at a phase's freeze_to");
-
-    fprintf(f, "schedule:\n");
-    put_schedule(f, 2, &cfg->schedule);
-
-    fprintf(f, "data:\n");
-    put_str(f, 2, "train", cfg->data.train, NULL);
-    put_str(f, 2, "valid", cfg->data.valid, NULL);
-    put_str(f, 2, "dir", cfg->data.dir, NULL);
-    put_int(f, 2, "batch_size", cfg->data.batch_size, "per rank");
-    fprintf(f, "  augment:\n");
-    put_int(f, 4, "crop_padding", cfg->data.augment.crop_padding, NULL);
-    put_bool(f, 4, "flip", cfg->data.augment.flip, NULL);
-    if (cfg->data.nnorm > 0) {
-        fmt_double_list(b, sizeof b, cfg->data.mean, cfg->data.nnorm);
-        put_kv(f, 2, "mean", b, NULL);
-        fmt_double_list(b, sizeof b, cfg->data.std, cfg->data.nnorm);
-        put_kv(f, 2, "std", b, NULL);
-    } else {
-        put_kv(f, 2, "mean", "null", "null: the dataset's default");
-        put_kv(f, 2, "std", "null", "null: the dataset's default");
-    }
-    fprintf(f, "  synthetic:\n");
-    put_int(f, 4, "samples", cfg->data.synthetic.samples, NULL);
-    put_int(f, 4, "classes", cfg->data.synthetic.classes, NULL);
-    fmt_int_list(b, sizeof b, cfg->data.synthetic.input, 3);
-    put_kv(f, 4, "input", b, NULL);
-    put_u64(f, 4, "seed", cfg->data.synthetic.seed);
-
-    fprintf(f, "train:\n");
-    put_int(f, 2, "epochs", cfg->train.epochs, NULL);
-    put_u64(f, 2, "seed", cfg->train.seed);
-    put_int(f, 2, "log_every", cfg->train.log_every, NULL);
-    put_int(f, 2, "max_steps", cfg->train.max_steps, "0: every step of an epoch");
-    put_int(f, 2, "accumulate", cfg->train.accumulate, "micro-batches per optimizer step");
-    put_double(f, 2, "clip_norm", cfg->train.clip_norm, "0: no clipping");
-    put_kv(f, 2, "preset", cfg->train.preset[0] ? cfg->train.preset : "none",
-           "none or fine_tune");
-    fprintf(f, "  fine_tune:\n");
-    put_int(f, 4, "epochs", cfg->train.fine_tune.epochs, NULL);
-    put_double(f, 4, "base_lr", cfg->train.fine_tune.base_lr, NULL);
-    put_int(f, 4, "freeze_epochs", cfg->train.fine_tune.freeze_epochs, NULL);
-    put_double(f, 4, "lr_mult", cfg->train.fine_tune.lr_mult, NULL);
-    if (cfg->train.nphases == 0) {
-        put_kv(f, 2, "phases", "[]", "none: train.epochs with groups.* and schedule");
-    } else if (cfg->train.preset[0]) {
-        put_kv(f, 2, "phases", "[]", "filled by the preset, as follows:");
-        fprintf(f, "#   phases:\n");
-        put_phases_commented(f, cfg);
-    } else {
-        fprintf(f, "  phases:\n");
-        put_phases(f, cfg);
-    }
-
-    fprintf(f, "comm:\n");
-    put_bool(f, 2, "overlap", cfg->comm.overlap, "reduce while lower groups run backward");
-    put_double(f, 2, "bucket_mb", cfg->comm.bucket_mb, "largest all-reduce, MiB");
-    put_kv(f, 2, "progress", cfg->comm.progress, "nonblocking or thread: who drives the overlap");
-
-    fprintf(f, "checkpoint:\n");
-    put_int(f, 2, "every_steps", cfg->checkpoint.every_steps, "0: not by steps");
-    put_int(f, 2, "every_epochs", cfg->checkpoint.every_epochs, "0: not at epoch ends");
-    put_int(f, 2, "keep", cfg->checkpoint.keep, "newest checkpoints kept");
-
-    fprintf(f, "run:\n");
-    put_str(f, 2, "dir", cfg->run.dir, NULL);
-
+    table_write(f, config_keys, (const char *)cfg, 0, 0, cfg);
     if (ferror(f) || fflush(f) != 0)
         return nn_err(NN_EIO, "cannot write the config: %s", strerror(errno));
     return 0;
@@ -2100,5 +1536,52 @@ int io_config_to_string(char **out, const io_config *cfg)
         return rc;
     }
     *out = text;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The list of keys.
+ */
+
+/* Walks t's keys under prefix, counting them in *count; key number want goes to buf.
+ * A table's keys are listed in its place; a list's item keys follow the list as
+ * "LIST.*.key", and a table within an item is one key there. */
+static void keys_walk(const cfg_key *t, const char *prefix, int in_item, int want, char *buf,
+                      size_t len, int *count, int *fits)
+{
+    for (const cfg_key *k = t; k->path != NULL; k++) {
+        char path[CFG_PATH];
+        io__path_join(path, sizeof path, prefix, k->path);
+        if (k->type == T_TABLE && !in_item) {
+            keys_walk(k->sub, path, 0, want, buf, len, count, fits);
+            continue;
+        }
+        if (*count == want) *fits = snprintf(buf, len, "%s", path) < (int)len;
+        (*count)++;
+        if (k->type == T_LIST) {
+            char item[CFG_PATH];
+            io__path_join(item, sizeof item, path, "*");
+            keys_walk(k->sub, item, 1, want, buf, len, count, fits);
+        }
+    }
+}
+
+int io_config_key_count(void)
+{
+    int count = 0, fits = 0;
+    keys_walk(config_keys, "", 0, -1, NULL, 0, &count, &fits);
+    return count;
+}
+
+int io_config_key_path(char *buf, size_t len, int i)
+{
+    if (buf == NULL || len == 0) return nn_err(NN_EINVAL, "io_config_key_path: no buffer");
+    buf[0] = '\0';
+    int count = 0, fits = -1;
+    keys_walk(config_keys, "", 0, i, buf, len, &count, &fits);
+    if (i < 0 || i >= count)
+        return nn_err(NN_ERANGE, "io_config_key_path: key %d of %d", i, count);
+    if (!fits)
+        return nn_err(NN_ERANGE, "io_config_key_path: a buffer of %zu bytes is too small", len);
     return 0;
 }

@@ -4,15 +4,21 @@
  * checked. docs/config.md documents each key.
  *
  * Loading goes in three steps: the file is parsed into a small tree of maps, lists and
- * scalars that remembers each value's line; the overrides are applied to that tree; the tree
- * is converted into the struct, key by key, with validation. Every error message reads
- * `FILE:LINE: key.path: what is wrong (got 'VALUE')`; a value that came from an override is
- * located by the override itself (`--set key.path=value: key.path: ...`).
+ * scalars that remembers each value's line (io_yaml.c); the overrides are applied to that
+ * tree; the tree is converted into the struct, key by key, with validation. Every error
+ * message reads `FILE:LINE: key.path: what is wrong (got 'VALUE')`; a value that came from an
+ * override is located by the override itself (`--set key.path=value: key.path: ...`).
+ *
+ * Every key is one row of the key table in io_config.c (its path, type, field, default, range
+ * and the comment of the effective config), which drives reading, defaults, the known keys
+ * and the writing of the effective config. Adding a key: its field here, its row there, its
+ * line in docs/config.md (the test test_config_doc checks the doc against the table).
  *
  * io decides nothing about training: per-group hyperparameters are kept as written (a scalar,
  * a list, slice(b) or slice(a, b)) and expanded to the model's groups by trainer/. The one
- * exception is the fine_tune preset, which is expanded into phases here so that the trainer
- * sees only phases.
+ * exception is fastai's recipes: the schedule defaults (io_schedule_default) and the fine_tune
+ * preset, expanded into phases when the config is loaded so that the trainer sees only phases
+ * (both in io_fastai.c, apart from the reading and writing).
  *
  * The struct owns no heap memory: it can be copied, compared and zeroed freely.
  */
@@ -186,6 +192,15 @@ int io_config_write(const io_config *cfg, FILE *f);
  * for hashing across ranks); the caller frees *out. Returns 0, NN_ENOMEM or NN_EIO; *out is
  * NULL on failure. */
 int io_config_to_string(char **out, const io_config *cfg);
+
+/* The number of keys a config may hold, one per row of io_config.c's key table (a section's
+ * keys, not the section: "schedule.div"; train.phases and then its items' keys as
+ * "train.phases.*.epochs"). */
+int io_config_key_count(void);
+/* Writes the path of key i (0 <= i < io_config_key_count()), in the table's order, to buf.
+ * Returns 0, NN_EINVAL for no buffer, or NN_ERANGE for an i out of range or a buffer too
+ * small (which then holds a truncated path). */
+int io_config_key_path(char *buf, size_t len, int i);
 
 /* Formats a hyperparameter for logs and for YAML: "0.001", "[0.1, 0.2]", "slice(0.001)",
  * "slice(1e-05, 0.001)", "unset". Numbers use the shortest form that reads back exactly.

@@ -12,8 +12,10 @@ typedef struct io_tensor_ref {
     size_t numel;
 } io_tensor_ref;
 
-/* Reads every tensor by name. A missing dataset or a size that differs is an error naming
- * it; datasets in the file that nobody asked for are ignored. */
+/* Reads every tensor t[0..n) by name from the root of the HDF5 file at path. Datasets in the
+ * file that nobody asked for are ignored. Errors name the file and the dataset: NN_EIO (not
+ * readable), NN_EHDF5 (not HDF5, or a dataset that cannot be read), NN_ENOTFOUND (a tensor's
+ * dataset is missing), NN_ESHAPE (a dataset whose size differs from the tensor's). */
 int io_weights_load(const char *path, const io_tensor_ref *t, int n);
 
 #endif
