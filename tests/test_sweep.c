@@ -114,7 +114,7 @@ static void refusals(void **state)
     REFUSED("emptylist.yaml", "grid:\n  groups.lr.0: []\n",
             ":2: grid.groups.lr.0: expected a non-empty list");
     REFUSED("twice.yaml", "grid:\n  train.seed: [1]\n  train.seed: [2]\n",
-            ":3: grid.train.seed: the key is given twice");
+            ":3: grid.train.seed: duplicate key, first given at line 2");
     REFUSED("badkey.yaml", "grid:\n  groups..lr: [1]\n", "keys must be config key paths");
     REFUSED("badset.yaml", "set: 3\ngrid:\n  train.seed: [1]\n", "set: expected a map");
     REFUSED("syntax.yaml", "grid:\n  a: [1\n", "YAML syntax");
