@@ -1386,7 +1386,7 @@ int io_ckpt_find_resume(io_ckpt_found *out, const char *dir)
             rc = nn_err(NN_ERANGE, "%s: the checkpoint path is too long", dir);
             break;
         }
-        snprintf(out->path, sizeof out->path, "%s", p);
+        memcpy(out->path, p, strlen(p) + 1);
     }
     names_free(names, n);
     if (rc) return rc;

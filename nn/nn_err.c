@@ -25,8 +25,13 @@ int nn_err_wrap(int code, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(nn__errbuf, sizeof nn__errbuf, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof nn__errbuf)
-        snprintf(nn__errbuf + n, sizeof nn__errbuf - (size_t)n, ": %s", prev);
+    const size_t used = n < 0 ? sizeof nn__errbuf : (size_t)n;
+    if (used + 3 <= sizeof nn__errbuf) { /* ": " and the old message, cut to what fits */
+        const size_t m = strnlen(prev, sizeof nn__errbuf - used - 3);
+        memcpy(nn__errbuf + used, ": ", 2);
+        memcpy(nn__errbuf + used + 2, prev, m);
+        nn__errbuf[used + 2 + m] = '\0';
+    }
     return code;
 }
 
