@@ -176,8 +176,9 @@ int trainer__check_phase(const trainer__run *r, int phase);
 
 /* ---- trainer_resume.c -------------------------------------------------------------- */
 
-/* Resolves --resume (a path, or "auto": run.dir/checkpoints/latest when there is one) on rank
- * 0 and sets r->ckpt.start on every rank; *rd stays open on rank 0 for the tensors. */
+/* Resolves --resume (a path, or "auto": the newest checkpoint of run.dir/checkpoints that opens,
+ * whatever latest says) on rank 0 and sets r->ckpt.start on every rank; *rd stays open on
+ * rank 0 for the tensors. */
 int trainer__resume_open(trainer__run *r, const char *resume, io_ckpt_reader **rd);
 /* Keeps the checkpoint's global batch on this world size, adjusting cfg->data.batch_size
  * (cfg is r->cfg), or refuses a world size that cannot. */

@@ -8,19 +8,37 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-/* Rank 0: --resume's checkpoint path into path ("" for "auto" without a checkpoint yet). */
+/* Rank 0: --resume's checkpoint path into path ("" for "auto" without a checkpoint yet).
+ * auto takes the newest checkpoint that opens whatever checkpoints/latest says, and never
+ * starts from the beginning over checkpoints that are there but do not open. */
 static int resume_path(const trainer__run *r, const char *resume, char *path, size_t len)
 {
     snprintf(path, len, "%s", resume);
     if (strcmp(resume, "auto")) return 0;
     char dir[1100];
     snprintf(dir, sizeof dir, "%s/checkpoints", r->cfg->run.dir);
-    int rc = io_ckpt_latest(path, len, dir);
-    if (rc != NN_ENOTFOUND) return rc;
-    if (r->log.out)
-        fprintf(r->log.out, "strata: --resume auto: no checkpoint in %s yet; starting from the beginning\n", dir);
-    path[0] = '\0';
+    struct stat st;
+    io_ckpt_found found;
+    int rc = stat(dir, &st) ? NN_ENOTFOUND : io_ckpt_find_resume(&found, dir);
+    if (rc == NN_ENOTFOUND && (stat(dir, &st) || !found.skipped)) {
+        if (r->log.out)
+            fprintf(r->log.out, "strata: --resume auto: no checkpoint in %s yet; starting from the beginning\n", dir);
+        path[0] = '\0';
+        return 0;
+    }
+    if (rc == NN_ENOTFOUND) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", nn_errmsg());
+        return nn_err(rc, "--resume auto: %s; the files are kept: resume one by path, or start "
+                      "over in another run.dir", why);
+    }
+    if (rc) return rc;
+    if (strlen(found.path) >= len) return nn_err(NN_ERANGE, "%s: the path is too long", found.path);
+    memcpy(path, found.path, strlen(found.path) + 1);
+    if (found.why[0] && r->log.out)
+        fprintf(r->log.out, "strata: --resume auto: %s; resuming from %s\n", found.why, path);
     return 0;
 }
 
