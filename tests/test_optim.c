@@ -132,11 +132,11 @@ static void test_hparam_scalar_and_list(void **state)
 {
     float out[3];
     const double s[1] = {0.01};
-    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_SCALAR, s, 1, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 3, IO_HP_SCALAR, s, 1, "groups.lr"));
     for (int i = 0; i < 3; i++) assert_true(out[i] == 0.01f);
 
     const double l[3] = {1e-4, 2e-4, 3e-3};
-    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_LIST, l, 3, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 3, IO_HP_LIST, l, 3, "groups.lr"));
     assert_true(out[0] == 1e-4f && out[1] == 2e-4f && out[2] == 3e-3f);
 }
 
@@ -145,26 +145,26 @@ static void test_hparam_slices(void **state)
     float out[5];
     /* slice(1e-5, 1e-3) over 3 groups: geometric, {1e-5, 1e-4, 1e-3}. */
     const double ab[2] = {1e-5, 1e-3};
-    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_SLICE2, ab, 2, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 3, IO_HP_SLICE2, ab, 2, "groups.lr"));
     check_close(out[0], 1e-5, 1e-6, "slice(1e-5, 1e-3)[0]");
     check_close(out[1], 1e-4, 1e-6, "slice(1e-5, 1e-3)[1]");
     check_close(out[2], 1e-3, 1e-6, "slice(1e-5, 1e-3)[2]");
 
     /* Over 5 groups: out_i = a * (b/a)^(i/4), written out from the formula. */
-    NN_CHECK(trainer_hparam_expand(out, 5, TRAINER_HP_SLICE2, ab, 2, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 5, IO_HP_SLICE2, ab, 2, "groups.lr"));
     const double five[5] = {1e-5, 1e-5 * pow(100.0, 0.25), 1e-4, 1e-5 * pow(100.0, 0.75), 1e-3};
     for (int i = 0; i < 5; i++) check_close(out[i], five[i], 1e-6, "slice(1e-5, 1e-3) over 5");
 
     /* slice(b): b/10 for every group but the last. */
     const double b[1] = {3e-3};
-    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_SLICE1, b, 1, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 3, IO_HP_SLICE1, b, 1, "groups.lr"));
     check_close(out[0], 3e-4, 1e-6, "slice(3e-3)[0]");
     check_close(out[1], 3e-4, 1e-6, "slice(3e-3)[1]");
     assert_true(out[2] == 3e-3f);
 
     /* slice(a, a) is the same value everywhere, also a = 0 (weight decay off). */
     const double zz[2] = {0.0, 0.0};
-    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_SLICE2, zz, 2, "groups.wd"));
+    NN_CHECK(trainer_hparam_expand(out, 3, IO_HP_SLICE2, zz, 2, "groups.wd"));
     assert_true(out[0] == 0.0f && out[1] == 0.0f && out[2] == 0.0f);
 }
 
@@ -174,9 +174,9 @@ static void test_hparam_fastai_forms(void **state)
 {
     float out[3];
     const double one[1] = {0.01}, zero_b[2] = {0.0, 1e-3};
-    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_LIST, one, 1, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 3, IO_HP_LIST, one, 1, "groups.lr"));
     assert_true(out[0] == 0.01f && out[1] == 0.01f && out[2] == 0.01f);
-    NN_CHECK(trainer_hparam_expand(out, 3, TRAINER_HP_SLICE2, zero_b, 2, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 3, IO_HP_SLICE2, zero_b, 2, "groups.lr"));
     assert_true(out[0] == (float)1e-4 && out[1] == (float)1e-4 && out[2] == 1e-3f);
 }
 
@@ -184,12 +184,12 @@ static void test_hparam_one_group(void **state)
 {
     float out[1];
     const double ab[2] = {1e-5, 1e-3};
-    NN_CHECK(trainer_hparam_expand(out, 1, TRAINER_HP_SLICE2, ab, 2, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 1, IO_HP_SLICE2, ab, 2, "groups.lr"));
     assert_true(out[0] == 1e-3f);
     const double b[1] = {2e-3};
-    NN_CHECK(trainer_hparam_expand(out, 1, TRAINER_HP_SLICE1, b, 1, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 1, IO_HP_SLICE1, b, 1, "groups.lr"));
     assert_true(out[0] == 2e-3f);
-    NN_CHECK(trainer_hparam_expand(out, 1, TRAINER_HP_LIST, b, 1, "groups.lr"));
+    NN_CHECK(trainer_hparam_expand(out, 1, IO_HP_LIST, b, 1, "groups.lr"));
     assert_true(out[0] == 2e-3f);
 }
 
@@ -211,24 +211,24 @@ static void test_hparam_errors(void **state)
 {
     const double v[3] = {1e-3, 1e-2, 1e-1};
     expect_hp_error(NN_ERANGE, "groups.lr: expected 3 values (one per layer group), got 2", 3,
-                    TRAINER_HP_LIST, v, 2, "groups.lr");
+                    IO_HP_LIST, v, 2, "groups.lr");
     expect_hp_error(NN_ERANGE, "groups.wd: expected 2 values (one per layer group), got 3", 2,
-                    TRAINER_HP_LIST, v, 3, "groups.wd");
+                    IO_HP_LIST, v, 3, "groups.wd");
     expect_hp_error(NN_ERANGE, "groups.momentum: a scalar takes 1 value, got 2", 3,
-                    TRAINER_HP_SCALAR, v, 2, "groups.momentum");
-    expect_hp_error(NN_ERANGE, "slice(a, b) takes 2 values, got 3", 3, TRAINER_HP_SLICE2, v, 3,
+                    IO_HP_SCALAR, v, 2, "groups.momentum");
+    expect_hp_error(NN_ERANGE, "slice(a, b) takes 2 values, got 3", 3, IO_HP_SLICE2, v, 3,
                     "groups.lr");
-    expect_hp_error(NN_ERANGE, "slice(b) takes 1 value, got 2", 3, TRAINER_HP_SLICE1, v, 2,
+    expect_hp_error(NN_ERANGE, "slice(b) takes 1 value, got 2", 3, IO_HP_SLICE1, v, 2,
                     "groups.lr");
     const double mixed[2] = {-1e-3, 1e-3}, zero_b[2] = {1e-3, 0.0};
-    expect_hp_error(NN_ERANGE, "slice(0.001, 0)", 3, TRAINER_HP_SLICE2, zero_b, 2, "groups.lr");
-    expect_hp_error(NN_ERANGE, "slice(-0.001, 0.001)", 3, TRAINER_HP_SLICE2, mixed, 2,
+    expect_hp_error(NN_ERANGE, "slice(0.001, 0)", 3, IO_HP_SLICE2, zero_b, 2, "groups.lr");
+    expect_hp_error(NN_ERANGE, "slice(-0.001, 0.001)", 3, IO_HP_SLICE2, mixed, 2,
                     "groups.lr");
     const double inf[1] = {INFINITY};
-    expect_hp_error(NN_ERANGE, "not finite", 3, TRAINER_HP_SCALAR, inf, 1, "groups.lr");
+    expect_hp_error(NN_ERANGE, "not finite", 3, IO_HP_SCALAR, inf, 1, "groups.lr");
     expect_hp_error(NN_EINVAL, "unknown kind 5", 3, 5, v, 1, "groups.lr");
-    expect_hp_error(NN_ERANGE, "0 layer groups", 0, TRAINER_HP_SCALAR, v, 1, "groups.lr");
-    expect_hp_error(NN_ERANGE, "value: expected 3 values", 3, TRAINER_HP_LIST, v, 2, NULL);
+    expect_hp_error(NN_ERANGE, "0 layer groups", 0, IO_HP_SCALAR, v, 1, "groups.lr");
+    expect_hp_error(NN_ERANGE, "value: expected 3 values", 3, IO_HP_LIST, v, 2, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -28,33 +28,33 @@ int trainer_hparam_expand(float *out, int ngroups, int kind, const double *v, in
                       NN_MAX_GROUPS);
     int want;
     switch (kind) {
-    case TRAINER_HP_SCALAR: want = 1; break;
-    case TRAINER_HP_LIST: want = ngroups; break;
-    case TRAINER_HP_SLICE1: want = 1; break;
-    case TRAINER_HP_SLICE2: want = 2; break;
+    case IO_HP_SCALAR: want = 1; break;
+    case IO_HP_LIST: want = ngroups; break;
+    case IO_HP_SLICE1: want = 1; break;
+    case IO_HP_SLICE2: want = 2; break;
     default:
         return nn_err(NN_EINVAL, "%s: unknown kind %d (1 scalar, 2 list, 3 slice(b), "
                                  "4 slice(a, b))", key, kind);
     }
-    if (kind == TRAINER_HP_LIST && n == 1) want = 1; /* fastai broadcasts a 1-element list */
+    if (kind == IO_HP_LIST && n == 1) want = 1; /* fastai broadcasts a 1-element list */
     if (n != want) {
-        if (kind == TRAINER_HP_LIST)
+        if (kind == IO_HP_LIST)
             return nn_err(NN_ERANGE, "%s: expected %d values (one per layer group), got %d", key,
                           ngroups, n);
-        if (kind == TRAINER_HP_SLICE2)
+        if (kind == IO_HP_SLICE2)
             return nn_err(NN_ERANGE, "%s: slice(a, b) takes 2 values, got %d", key, n);
         return nn_err(NN_ERANGE, "%s: %s takes 1 value, got %d", key,
-                      kind == TRAINER_HP_SCALAR ? "a scalar" : "slice(b)", n);
+                      kind == IO_HP_SCALAR ? "a scalar" : "slice(b)", n);
     }
     for (int i = 0; i < n; i++)
         if (!isfinite(v[i]))
             return nn_err(NN_ERANGE, "%s: value %g (position %d) is not finite", key, v[i], i);
 
-    if (kind == TRAINER_HP_SCALAR) {
+    if (kind == IO_HP_SCALAR) {
         for (int i = 0; i < ngroups; i++) out[i] = (float)v[0];
-    } else if (kind == TRAINER_HP_LIST) {
+    } else if (kind == IO_HP_LIST) {
         for (int i = 0; i < ngroups; i++) out[i] = (float)v[n == 1 ? 0 : i];
-    } else if (kind == TRAINER_HP_SLICE1 || (kind == TRAINER_HP_SLICE2 && v[0] == 0.0)) {
+    } else if (kind == IO_HP_SLICE1 || (kind == IO_HP_SLICE2 && v[0] == 0.0)) {
         /* slice(0, b) is slice(b) in fastai, whose set_hyper tests `if v.start`. */
         const double b = v[n - 1];
         /* fastai: slice(b) gives b/10 to every group but the last, which gets b. */

@@ -11,19 +11,13 @@
 #ifndef STRATA_TRAINER_OPTIM_H
 #define STRATA_TRAINER_OPTIM_H
 
+#include "io/io_config.h"
 #include "nn/nn.h"
 
 /* ---------------------------------------------------------------------------------------
  * Per-group hyperparameters (learning rate, weight decay, momentum), fastai's rules. The
- * kind numbers equal the config module's IO_HP_SCALAR, IO_HP_LIST, IO_HP_SLICE1 and
- * IO_HP_SLICE2.
+ * kinds are the config's, IO_HP_* (io/io_config.h): one definition of how a value was written.
  */
-enum {
-    TRAINER_HP_SCALAR = 1, /* v[0] for every group */
-    TRAINER_HP_LIST = 2,   /* v[0..ngroups): one value per group */
-    TRAINER_HP_SLICE1 = 3, /* slice(b): b/10 for every group but the last, b for the last */
-    TRAINER_HP_SLICE2 = 4, /* slice(a, b): out_i = a * (b/a)^(i/(ngroups-1)); b if one group */
-};
 
 /* Expands n values v of the given kind into one value per layer group, out[0..ngroups).
  * key names the setting in messages ("groups.lr"; NULL reads "value"). A scalar and
