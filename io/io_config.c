@@ -521,7 +521,7 @@ int io_hparam_format(char *buf, size_t len, const io_hparam *hp)
 }
 
 /* ---------------------------------------------------------------------------------------
- * Writing YAML.
+ * YAML output: the lines of the effective config.
  */
 
 /* Writes s as a double-quoted YAML string. */

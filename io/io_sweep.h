@@ -34,9 +34,11 @@ typedef struct io_sweep {
 } io_sweep;
 
 /* Reads and checks a sweep file: a map with `grid` (a non-empty map of config key paths to
- * non-empty lists of values) and optionally `config`, `dir` and `set`. Errors read
- * `FILE:LINE: key: what is wrong` (an empty or malformed file, an unknown top-level key,
- * an empty grid or list, too many runs). On failure *s is zeroed. Free with io_sweep_free. */
+ * non-empty lists of values) and optionally `config`, `dir` and `set`. The file is read into
+ * io's YAML tree, as a config is (io_yaml.h), with YAML aliases allowed (each a copy of what its
+ * anchor names). Errors read `FILE:LINE: key: what is wrong` (an empty or malformed file, a
+ * duplicate key, an unknown top-level key, an empty grid or list, too many runs); NN_EIO: the
+ * file cannot be read. On failure *s is zeroed. Free with io_sweep_free. */
 int io_sweep_load(io_sweep *s, const char *path);
 void io_sweep_free(io_sweep *s);
 

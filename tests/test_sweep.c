@@ -133,12 +133,129 @@ static void refusals(void **state)
     tu_expect_msg("cannot read the sweep file", path);
 }
 
+/* The cases below came with the shared YAML layer: exact texts, quoting, aliases. */
+static char last_path[512];
+
+/* Writes text to TMPDIR/name (its path in last_path) and loads it. */
+static int load(io_sweep *s, const char *name, const char *text)
+{
+    tu_tmp_path(last_path, sizeof last_path, name);
+    tu_write_file(last_path, text, strlen(text), 0);
+    return io_sweep_load(s, last_path);
+}
+
+/* Fails unless the last message is "PATH:" followed by rest. */
+static void expect_at(const char *rest)
+{
+    char want[1024];
+    snprintf(want, sizeof want, "%s:%s", last_path, rest);
+    assert_string_equal(nn_errmsg(), want);
+}
+
+static void flow_texts_and_quoting(void **state)
+{
+    (void)state;
+    io_sweep s;
+    int rc = load(&s, "v.yaml", "config: base.yaml\nset:\n  train.epochs: 2\n"
+                                "grid:\n  groups.lr: [\"slice(1e-3, 1e-1)\", [0.02, 0.05]]\n"
+                                "  model.head: ['', \"a,b\", {x: [1, 'y z']}, plain]\n");
+    if (rc) fail_msg("%s", nn_errmsg());
+    assert_int_equal(s.nset, 1);
+    assert_string_equal(s.set[0], "train.epochs=2");
+    assert_int_equal(s.nkeys, 2);
+    assert_int_equal(s.nruns, 8);
+    assert_string_equal(s.values[0][0], "groups.lr=\"slice(1e-3, 1e-1)\"");
+    assert_string_equal(s.values[0][1], "groups.lr=[0.02, 0.05]");
+    assert_string_equal(s.texts[1][0], "\"\"");
+    assert_string_equal(s.texts[1][1], "\"a,b\"");
+    assert_string_equal(s.texts[1][2], "{x: [1, \"y z\"]}");
+    assert_string_equal(s.texts[1][3], "plain");
+    /* config: is relative to the sweep file; dir: defaults to runs/sweep-<name>. */
+    char want[600];
+    snprintf(want, sizeof want, "%s/base.yaml", tu_tmpdir());
+    assert_string_equal(s.config, want);
+    assert_string_equal(s.dir, "runs/sweep-v");
+    const char *sets[8];
+    int n, idx[2];
+    assert_int_equal(io_sweep_run(&s, 7, sets, &n, idx), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(sets[2], "model.head=plain");
+    assert_int_equal(idx[0], 1);
+    io_sweep_free(&s);
+}
+
+static void aliases_and_their_limits(void **state)
+{
+    (void)state;
+    io_sweep s;
+    int rc = load(&s, "a.yaml", "grid:\n  groups.lr.0: &lrs [1e-3, 1e-2]\n"
+                                "  groups.lr.1: *lrs\n  model.widths: [&w [8, 8], *w]\n");
+    if (rc) fail_msg("%s", nn_errmsg());
+    assert_int_equal(s.nruns, 8);
+    assert_string_equal(s.values[1][1], "groups.lr.1=1e-2");
+    assert_string_equal(s.texts[2][1], "[8, 8]");
+    io_sweep_free(&s);
+
+    assert_int_equal(load(&s, "a2.yaml", "grid:\n  a: [*nope]\n"), NN_EFORMAT);
+    expect_at("2: the alias names no anchor before it (got '*nope')");
+    assert_int_equal(load(&s, "a3.yaml", "grid: &g\n  a: [*g]\n"), NN_EFORMAT);
+    expect_at("2: an alias inside the value it names (got '*g')");
+    /* Aliases of aliases grow geometrically: bounded. */
+    char text[4096] = "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n";
+    for (int i = 1; i < 8; i++) {
+        char line[256];
+        snprintf(line, sizeof line, "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, "
+                 "*a%d, *a%d]\n", i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1,
+                 i - 1, i - 1);
+        strcat(text, line);
+    }
+    assert_int_equal(load(&s, "a4.yaml", text), NN_EFORMAT);
+    tu_expect_msg("aliases expand to more than");
+}
+
+static void exact_error_texts(void **state)
+{
+    (void)state;
+    io_sweep s;
+    assert_int_equal(load(&s, "empty.yaml", ""), NN_EINVAL);
+    tu_expect_msg("the sweep file is empty");
+    assert_int_equal(load(&s, "broken.yaml", "grid: [1\n"), NN_EFORMAT);
+    expect_at("2: YAML syntax error: did not find expected ',' or ']' (while parsing a flow "
+              "sequence at line 1) (got the end of the file)");
+    assert_int_equal(load(&s, "dup.yaml", "grid:\n  a: [1]\n  a: [2]\n"), NN_EFORMAT);
+    expect_at("3: grid.a: duplicate key, first given at line 2 (got 'a' twice)");
+    assert_int_equal(load(&s, "typo.yaml", "grids:\n  a: [1]\n"), NN_EINVAL);
+    expect_at("1: grids: unknown key 'grids' (a sweep file has grid, set, config and dir)");
+    assert_int_equal(load(&s, "el.yaml", "grid:\n  groups.lr.0: []\n"), NN_EINVAL);
+    expect_at("2: grid.groups.lr.0: expected a non-empty list of values, e.g. [1e-3, 1e-2]");
+    assert_int_equal(load(&s, "key.yaml", "set: {'a b': 1}\ngrid: {a: [1]}\n"), NN_EINVAL);
+    expect_at("1: set: keys must be config key paths such as train.epochs");
+    assert_int_equal(load(&s, "top.yaml", "- 1\n"), NN_EINVAL);
+    expect_at("1: (top level): expected a map with grid: and optionally config:, dir:, set:");
+    /* s is zeroed after every failure. */
+    static const io_sweep zero;
+    assert_memory_equal(&s, &zero, sizeof s);
+
+    char missing[600];
+    snprintf(missing, sizeof missing, "%s/no-such-sweep.yaml", tu_tmpdir());
+    assert_int_equal(io_sweep_load(&s, missing), NN_EIO);
+    char want[700];
+    snprintf(want, sizeof want, "cannot read the sweep file %s: No such file or directory",
+             missing);
+    assert_string_equal(nn_errmsg(), want);
+    assert_int_equal(io_sweep_load(&s, tu_tmpdir()), NN_EIO); /* A directory. */
+    tu_expect_msg("cannot read the sweep file", "Is a directory");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(grid_numbering_and_texts),
         cmocka_unit_test(dir_and_absolute_config),
         cmocka_unit_test(refusals),
+        cmocka_unit_test(flow_texts_and_quoting),
+        cmocka_unit_test(aliases_and_their_limits),
+        cmocka_unit_test(exact_error_texts),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }
