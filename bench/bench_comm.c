@@ -520,7 +520,7 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
     if (o->bucket_mb > 0) snprintf(sets[ns++], sizeof sets[0], "comm.bucket_mb=%g", o->bucket_mb);
     for (int i = 0; i < ns; i++) setp[i] = sets[i];
     io_config cfg;
-    int rc = io_config_load(&cfg, path, setp, ns);
+    int rc = trainer_config_load(&cfg, path, setp, ns);
     rc = comm_agree(c, rc, NULL);
     if (rc) fail(c, path, rc);
     FILE *log = NULL;
@@ -782,7 +782,7 @@ static void bench_memory(comm *c, const bench_opts *o, const double *start_kib, 
         snprintf(sets[2], sizeof sets[2], "run.dir=%s", dir);
         for (int i = 0; i < 3; i++) setp[i] = sets[i];
         io_config cfg;
-        int rc = io_config_load(&cfg, path, setp, 3);
+        int rc = trainer_config_load(&cfg, path, setp, 3);
         rc = comm_agree(c, rc, NULL);
         if (rc) fail(c, path, rc);
         FILE *log = NULL;

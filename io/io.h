@@ -2,8 +2,7 @@
  * io: reading and writing. Datasets (IDX here; HDF5, synthetic data, augmentation and
  * sharding in io_data.h), checkpoints (io_ckpt.h), old flat weights files (io_weights.h), the
  * run configuration (io_config.h) and sweep files (io_sweep.h). io reads and writes; it
- * decides nothing about training (the one exception, fastai's presets that the config fills
- * in, is kept apart in io_fastai.c).
+ * decides nothing about training (fastai's presets are expanded by trainer/).
  *
  * Every function that can fail returns 0 or a negative NN_E* code (nn/nn.h) and leaves a
  * message for nn_errmsg() that names the file and the offending value.

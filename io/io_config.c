@@ -7,8 +7,8 @@
  * checked against the keys it may hold, each value against its type and range. The first
  * problem found stops the load with a message of the form
  * `FILE:LINE: key.path: what is wrong (got 'VALUE')`. The same table gives the defaults and
- * writes the effective config. fastai's recipes (the schedule defaults, the fine_tune preset)
- * are in io_fastai.c.
+ * writes the effective config. The fine_tune preset is read here and expanded into phases by
+ * trainer/ (trainer_config_load).
  */
 #include "io/io_config.h"
 
@@ -654,8 +654,8 @@ enum {
     T_INTS,    /* int[max], each >= lo, the count at cnt; the default count (def.i) is written
                   as null */
     T_DOUBLES, /* double[]: n values exactly, or with cnt up to max values (as T_INTS) */
-    T_TABLE,   /* a map of sub's keys, filling the struct at off; its default is def_fn's, or
-                  sub's defaults */
+    T_TABLE,   /* a map of sub's keys, filling the struct at off; its default is sub's
+                  defaults */
     T_LIST,    /* a list of maps of sub's keys, at most max (its own reader and writer) */
 };
 
@@ -702,8 +702,8 @@ struct cfg_key {
         double d;              /* T_DOUBLE, T_HPARAM (a scalar) */
         const char *s;         /* T_STR, T_ENUM (NULL: "") */
         int v[3];              /* T_SHAPE */
+        double dv[3];          /* T_DOUBLES of n <= 3 values (no cnt) */
     } def;
-    void (*def_fn)(void *field); /* T_TABLE: fills the whole field with its default */
     const cfg_key *sub;        /* T_TABLE, T_LIST: the keys of the map */
     const char *note;          /* the comment beside the value in the effective config */
     const char *null_note;     /* T_INTS, T_DOUBLES: the comment beside a null */
@@ -945,31 +945,28 @@ static int run_dir_read(const cfg_key *k, const key_in *in)
     return 0;
 }
 
-/* fastai's schedule defaults (io_fastai.c). */
-static void schedule_default(void *s)
-{
-    io_schedule_default(s);
-}
-
 /* ---------------------------------------------------------------------------------------
  * The tables. A new ordinary key is one row here, its field in io_config.h and its line in
  * docs/config.md (tests/test_config_doc.c checks that the doc names exactly these keys).
  */
 
-/* A schedule; its defaults are io_schedule_default's (fastai's). */
+/* A schedule, with fastai v2's defaults (fit_one_cycle, SchedCos, SchedExp's step). */
 static const cfg_key sched_keys[] = {
-    {"type", T_ENUM, AT(io_schedule, type), .words = schedule_words,
+    {"type", T_ENUM, AT(io_schedule, type), .words = schedule_words, .def.s = "one_cycle",
      .note = "one_cycle, cosine, step or constant"},
-    {"pct_start", T_DOUBLE, AT(io_schedule, pct_start), .range = R_UNIT, .note = "one_cycle"},
-    {"div", T_DOUBLE, AT(io_schedule, div), .range = R_POS, .note = "one_cycle: starts at lr/div"},
-    {"div_final", T_DOUBLE, AT(io_schedule, div_final), .range = R_POS,
+    {"pct_start", T_DOUBLE, AT(io_schedule, pct_start), .range = R_UNIT, .def.d = 0.25,
+     .note = "one_cycle"},
+    {"div", T_DOUBLE, AT(io_schedule, div), .range = R_POS, .def.d = 25.0,
+     .note = "one_cycle: starts at lr/div"},
+    {"div_final", T_DOUBLE, AT(io_schedule, div_final), .range = R_POS, .def.d = 1e5,
      .note = "one_cycle: ends at lr/div_final"},
     {"moms", T_DOUBLES, AT(io_schedule, moms), .range = R_UNIT_HALF_OPEN, .n = 3,
-     .note = "one_cycle: momentum start, middle, end"},
-    {"step_gamma", T_DOUBLE, AT(io_schedule, step_gamma), .range = R_POS, .note = "step: factor"},
-    {"step_epochs", T_INT, AT(io_schedule, step_epochs), .lo = 1, .hi = INT_MAX,
+     .def.dv = {0.95, 0.85, 0.95}, .note = "one_cycle: momentum start, middle, end"},
+    {"step_gamma", T_DOUBLE, AT(io_schedule, step_gamma), .range = R_POS, .def.d = 0.1,
+     .note = "step: factor"},
+    {"step_epochs", T_INT, AT(io_schedule, step_epochs), .lo = 1, .hi = INT_MAX, .def.i = 1,
      .note = "step: every this many epochs"},
-    {"final_div", T_DOUBLE, AT(io_schedule, final_div), .range = R_POS,
+    {"final_div", T_DOUBLE, AT(io_schedule, final_div), .range = R_POS, .def.d = 1e5,
      .note = "cosine: ends at lr/final_div"},
     {NULL},
 };
@@ -1037,8 +1034,7 @@ static const cfg_key config_keys[] = {
     {"optimizer.clear_state", T_BOOL, AT(io_config, optimizer.clear_state), .def.i = 1,
      .note = "at a phase's freeze_to"},
 
-    {"schedule", T_TABLE, AT(io_config, schedule), .sub = sched_keys,
-     .def_fn = schedule_default},
+    {"schedule", T_TABLE, AT(io_config, schedule), .sub = sched_keys},
 
     {"data.train", T_STR, AT(io_config, data.train), .def.s = "fashion-mnist"},
     {"data.valid", T_STR, AT(io_config, data.valid), F_EMPTY, .def.s = "fashion-mnist",
@@ -1289,18 +1285,25 @@ static void table_default(const cfg_key *t, char *base)
             if (!(k->flags & F_NULLOK)) hparam_scalar((io_hparam *)p, k->def.d);
             break;
         case T_INTS:
-        case T_DOUBLES:
             if (k->cnt) *(int *)(base + k->cnt) = (int)k->def.i;
             break;
-        case T_TABLE:
-            if (k->def_fn)
-                k->def_fn(p);
+        case T_DOUBLES:
+            if (k->cnt)
+                *(int *)(base + k->cnt) = (int)k->def.i;
             else
-                table_default(k->sub, p);
+                memcpy(p, k->def.dv, (size_t)k->n * sizeof(double));
             break;
+        case T_TABLE: table_default(k->sub, p); break;
         default: break; /* T_LIST: empty */
         }
     }
+}
+
+void io_schedule_default(io_schedule *s)
+{
+    NN_ASSERT(s != NULL);
+    memset(s, 0, sizeof *s);
+    table_default(sched_keys, (char *)s);
 }
 
 int io_config_default(io_config *cfg, const char *arch)
@@ -1403,7 +1406,6 @@ int io_config_load(io_config *cfg, const char *path, const char *const *sets, in
         str_set(cfg->path, sizeof cfg->path, path);
         rc = table_read(cfg, config_keys, root, "", root, (char *)cfg);
     }
-    if (rc == 0) io__config_presets(cfg);
     io__node_free(root);
     for (int i = 0; i < nsets; i++) free(origins[i]);
     free(origins);

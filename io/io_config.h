@@ -15,10 +15,8 @@
  * line in docs/config.md (the test test_config_doc checks the doc against the table).
  *
  * io decides nothing about training: per-group hyperparameters are kept as written (a scalar,
- * a list, slice(b) or slice(a, b)) and expanded to the model's groups by trainer/. The one
- * exception is fastai's recipes: the schedule defaults (io_schedule_default) and the fine_tune
- * preset, expanded into phases when the config is loaded so that the trainer sees only phases
- * (both in io_fastai.c, apart from the reading and writing).
+ * a list, slice(b) or slice(a, b)) and expanded to the model's groups by trainer/, and
+ * train.preset is read but expanded into phases by trainer/ (trainer_config_load).
  *
  * The struct owns no heap memory: it can be copied, compared and zeroed freely.
  */
@@ -171,13 +169,14 @@ typedef struct io_config {
  * "runs/<arch>" (or "runs"). Returns 0, or NN_ERANGE when arch is longer than 31 characters
  * (cfg then holds the defaults with an empty arch). */
 int io_config_default(io_config *cfg, const char *arch);
-/* fastai v2's schedule defaults, the one place they are written: one_cycle, pct_start 0.25,
- * div 25, div_final 1e5, moms 0.95/0.85/0.95, step gamma 0.1 every epoch, cosine to 1e5. */
+/* The schedule section's defaults, from the key table (fastai v2's: one_cycle, pct_start
+ * 0.25, div 25, div_final 1e5, moms 0.95/0.85/0.95, step gamma 0.1 every epoch, cosine to
+ * 1e5). */
 void io_schedule_default(io_schedule *s);
 
 /* Loads the YAML file at path, applies the overrides sets[0..nsets) (each "key.path=value",
  * the value read as YAML, applied in order), checks every value and fills *cfg, defaults
- * included (the fine_tune preset is expanded into train.phases). On failure *cfg holds the
+ * included. train.preset is kept as read: trainer_config_load expands it. On failure *cfg holds the
  * defaults and the code is NN_EIO (the file cannot be read), NN_EFORMAT (YAML syntax,
  * duplicate keys, aliases), NN_EINVAL (unknown keys, wrong types, missing keys, a malformed
  * --set) or NN_ERANGE (a value out of range); nn_errmsg() gives FILE:LINE and the key path. */

@@ -1,5 +1,4 @@
-/* Internal helpers shared by the io implementation files (io_h5util.c, io_fastai.c); not
- * public. The YAML layer has its own private header, io_yaml.h. */
+/* Internal helpers shared by the io implementation files; not public. The YAML layer has its own private header, io_yaml.h. */
 #ifndef STRATA_IO_INTERNAL_H
 #define STRATA_IO_INTERNAL_H
 
@@ -40,9 +39,5 @@ typedef int (*io__writer)(const char *tmp, const char *path, void *ud);
  * temporary file is removed on failure. */
 int io__write_atomic(const char *path, io__writer write, void *ud);
 
-/* What fastai's presets imply, once every key of cfg is read (io_fastai.c): train.preset
- * fine_tune fills train.phases with fastai's Learner.fine_tune recipe; no preset changes
- * nothing. io_config_load's last step; the one call to move to trainer/ with the recipe. */
-void io__config_presets(io_config *cfg);
 
 #endif

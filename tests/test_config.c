@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "io/io.h"
+#include "trainer/trainer.h"
 #include "nn/nn.h"
 #include "testutil.h"
 
@@ -45,11 +46,12 @@ static void write_cfg(const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
-/* Loads text (through a temporary file) with the given overrides. */
+/* Loads text (through a temporary file) with the given overrides, as the CLI does
+ * (trainer_config_load: io_config_load, then the fine_tune preset expanded). */
 static int load_sets(io_config *cfg, const char *text, const char *const *sets, int nsets)
 {
     write_cfg(text);
-    return io_config_load(cfg, last_path, sets, nsets);
+    return trainer_config_load(cfg, last_path, sets, nsets);
 }
 
 static int load(io_config *cfg, const char *text)
@@ -121,7 +123,7 @@ static void write_and_reload(const io_config *cfg, io_config *out)
     assert_non_null(f);
     assert_int_equal(io_config_write(cfg, f), 0);
     assert_int_equal(fclose(f), 0);
-    int rc = io_config_load(out, path, NULL, 0);
+    int rc = trainer_config_load(out, path, NULL, 0);
     if (rc != 0) fail_msg("reloading the written config: %s", nn_errmsg());
 }
 

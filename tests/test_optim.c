@@ -31,6 +31,7 @@
 #include "nn/nn.h"
 #include "tests/fixture_h5.h"
 #include "io/io_config.h"
+#include "trainer/trainer.h"
 #include "trainer/trainer_optim.h"
 #include "tests/testutil.h"
 
@@ -277,8 +278,8 @@ static void test_sched_one_cycle(void **state)
 
     /* fastai's fine_tune uses pct_start 0.99 and div 5: at t = 99 of N = 100, p = 0.99 is no
      * longer below pct, so it is the peak; at t = 50, x = 0.5 / 0.99 of the warm-up. */
-    s.pct_start = 0.99;
-    s.div = 5.0;
+    s.c.pct_start = 0.99;
+    s.c.div = 5.0;
     check_close(trainer_sched_lr(&s, 2e-3, 0, 100), 2e-3 / 5.0, 1e-12, "fine_tune start");
     check_close(trainer_sched_lr(&s, 2e-3, 99, 100), 2e-3, 1e-12, "fine_tune at p = pct");
     check_close(trainer_sched_lr(&s, 2e-3, 50, 100),
@@ -301,7 +302,7 @@ static void test_sched_others(void **state)
     trainer_sched s;
     /* cosine from 0.1 to 0.1/10 over 100 steps. */
     trainer_sched_default(&s, TRAINER_SCHED_COSINE);
-    s.cos_final_div = 10.0;
+    s.c.final_div = 10.0;
     NN_CHECK(trainer_sched_check(&s));
     check_close(trainer_sched_lr(&s, 0.1, 0, 100), 0.1, 1e-12, "cosine t=0");
     check_close(trainer_sched_lr(&s, 0.1, 25, 100),
@@ -313,8 +314,8 @@ static void test_sched_others(void **state)
     /* step: 10 steps per epoch, x0.1 every 2 epochs. */
     trainer_sched_default(&s, TRAINER_SCHED_STEP);
     s.steps_per_epoch = 10;
-    s.step_epochs = 2;
-    s.step_gamma = 0.1;
+    s.c.step_epochs = 2;
+    s.c.step_gamma = 0.1;
     NN_CHECK(trainer_sched_check(&s));
     check_close(trainer_sched_lr(&s, 0.1, 0, 100), 0.1, 1e-12, "step t=0");
     check_close(trainer_sched_lr(&s, 0.1, 19, 100), 0.1, 1e-12, "step t=19 (epoch 1)");
@@ -349,15 +350,15 @@ static void test_sched_names_and_checks(void **state)
 
     trainer_sched s;
     trainer_sched_default(&s, TRAINER_SCHED_ONE_CYCLE);
-    s.pct_start = 1.5;
+    s.c.pct_start = 1.5;
     assert_int_equal(trainer_sched_check(&s), NN_ERANGE);
     assert_non_null(strstr(nn_errmsg(), "pct_start 1.5"));
     trainer_sched_default(&s, TRAINER_SCHED_ONE_CYCLE);
-    s.moms[1] = 1.0;
+    s.c.moms[1] = 1.0;
     assert_int_equal(trainer_sched_check(&s), NN_ERANGE);
     assert_non_null(strstr(nn_errmsg(), "moms[1] 1"));
     trainer_sched_default(&s, TRAINER_SCHED_STEP);
-    s.step_epochs = 0;
+    s.c.step_epochs = 0;
     assert_int_equal(trainer_sched_check(&s), NN_ERANGE);
     assert_non_null(strstr(nn_errmsg(), "step_epochs 0"));
     trainer_sched_default(&s, 0);
@@ -587,10 +588,10 @@ static void check_phase_sched(const float *lr, const float *mom, int t0, int n,
     NN_CHECK(trainer_hparam_expand(max_lr, 3, hp->kind, hp->v, hp->n, what));
     trainer_sched s;
     trainer_sched_default(&s, TRAINER_SCHED_ONE_CYCLE);
-    s.pct_start = cs->pct_start;
-    s.div = cs->div;
-    s.div_final = cs->div_final;
-    memcpy(s.moms, cs->moms, sizeof s.moms);
+    s.c.pct_start = cs->pct_start;
+    s.c.div = cs->div;
+    s.c.div_final = cs->div_final;
+    memcpy(s.c.moms, cs->moms, sizeof s.c.moms);
     for (int t = 0; t < n; t++) {
         float l[3], m[3];
         trainer_sched_fill(l, m, &s, max_lr, base, 3, t, n);
@@ -627,7 +628,7 @@ static void test_sched_vs_fastai(void **state)
     tu_tmp_path(cfgpath, sizeof cfgpath, "fine_tune.yaml");
     const char *yaml = "model: {arch: cnn}\ntrain: {preset: fine_tune, epochs: 2}\n";
     tu_write_file(cfgpath, yaml, strlen(yaml), 0);
-    NN_CHECK(io_config_load(&c, cfgpath, NULL, 0));
+    NN_CHECK(trainer_config_load(&c, cfgpath, NULL, 0));
     assert_int_equal(c.train.nphases, 2);
     assert_int_equal(fx_read_f32(fx, "/fine_tune/lr", &lr, dims, &nd), 0);
     assert_true(dims[0] == 24 && dims[1] == 3);

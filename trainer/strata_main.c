@@ -539,7 +539,7 @@ static int cmd_sweep(int argc, char **argv, char *argv0)
         int n;
         io_config cfg;
         rc = io_sweep_run(&sw, i, sets, &n, NULL);
-        if (!rc) rc = io_config_load(&cfg, sw.config, sets, n);
+        if (!rc) rc = trainer_config_load(&cfg, sw.config, sets, n);
         if (rc) rc = nn_err_wrap(rc, "run %ld", i);
     }
     if (rc) {
@@ -604,7 +604,7 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
             free(y);
         }
     }
-    if (!rc) rc = io_config_load(&cfg, a.config, sets, nsets);
+    if (!rc) rc = trainer_config_load(&cfg, a.config, sets, nsets);
     rc = comm_agree(c, rc, NULL);
     if (!rc && rank == 0 && !strcmp(cmd, "train")) {
         printf("# effective config (%s%s)\n", a.config, a.nsets ? " with --set overrides" : "");

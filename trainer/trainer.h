@@ -11,6 +11,15 @@
 #include "comm/comm.h"
 #include "io/io.h"
 
+/* The config as training sees it: io_config_load (same arguments, errors and codes), then
+ * fastai's presets (trainer_config_presets). */
+int trainer_config_load(io_config *cfg, const char *path, const char *const *sets, int nsets);
+/* What train.preset implies once every key is read (trainer_fastai.c): fine_tune fills
+ * train.phases with fastai's Learner.fine_tune recipe (a frozen one-cycle phase at
+ * slice(base_lr), pct_start 0.99, then base_lr/2, unfrozen, slice(base_lr/2/lr_mult,
+ * base_lr/2), pct_start 0.3, div 5); no preset changes nothing. */
+void trainer_config_presets(io_config *cfg);
+
 /* Trains as cfg says on every rank of c: phases, freezing, per-group hyperparameters and
  * schedules, gradients averaged across ranks group by group. Rank 0 prints progress to out
  * (a bar on a terminal, plain lines otherwise) and writes run.dir: config.yaml,

@@ -108,47 +108,49 @@ static double one_cycle_shape(double pct, double start, double middle, double en
 
 void trainer_sched_default(trainer_sched *s, int type)
 {
-    io_schedule d;
-    io_schedule_default(&d); /* the defaults live with the config that shows them */
     memset(s, 0, sizeof *s);
     s->type = type;
-    s->pct_start = d.pct_start;
-    s->div = d.div;
-    s->div_final = d.div_final;
-    memcpy(s->moms, d.moms, sizeof s->moms);
-    s->step_gamma = d.step_gamma;
     s->steps_per_epoch = 1;
-    s->step_epochs = d.step_epochs;
-    s->cos_final_div = d.final_div;
+    io_schedule_default(&s->c); /* the defaults live with the config that shows them */
+}
+
+int trainer_sched_from(trainer_sched *s, const io_schedule *cs, long steps_per_epoch)
+{
+    memset(s, 0, sizeof *s);
+    int rc = trainer_sched_parse_type(&s->type, cs->type);
+    if (rc) return rc;
+    s->c = *cs;
+    s->steps_per_epoch = steps_per_epoch;
+    return 0;
 }
 
 int trainer_sched_check(const trainer_sched *s)
 {
     switch (s->type) {
     case TRAINER_SCHED_ONE_CYCLE:
-        if (!(s->pct_start >= 0.0 && s->pct_start <= 1.0))
-            return nn_err(NN_ERANGE, "one_cycle: pct_start %g must be in [0, 1]", s->pct_start);
-        if (!(s->div > 0.0 && isfinite(s->div)))
-            return nn_err(NN_ERANGE, "one_cycle: div %g must be > 0", s->div);
-        if (!(s->div_final > 0.0 && isfinite(s->div_final)))
-            return nn_err(NN_ERANGE, "one_cycle: div_final %g must be > 0", s->div_final);
+        if (!(s->c.pct_start >= 0.0 && s->c.pct_start <= 1.0))
+            return nn_err(NN_ERANGE, "one_cycle: pct_start %g must be in [0, 1]", s->c.pct_start);
+        if (!(s->c.div > 0.0 && isfinite(s->c.div)))
+            return nn_err(NN_ERANGE, "one_cycle: div %g must be > 0", s->c.div);
+        if (!(s->c.div_final > 0.0 && isfinite(s->c.div_final)))
+            return nn_err(NN_ERANGE, "one_cycle: div_final %g must be > 0", s->c.div_final);
         for (int i = 0; i < 3; i++)
-            if (!(s->moms[i] >= 0.0 && s->moms[i] < 1.0))
+            if (!(s->c.moms[i] >= 0.0 && s->c.moms[i] < 1.0))
                 return nn_err(NN_ERANGE, "one_cycle: moms[%d] %g must be in [0, 1)", i,
-                              s->moms[i]);
+                              s->c.moms[i]);
         return 0;
     case TRAINER_SCHED_COSINE:
-        if (!(s->cos_final_div > 0.0 && isfinite(s->cos_final_div)))
-            return nn_err(NN_ERANGE, "cosine: final_div %g must be > 0", s->cos_final_div);
+        if (!(s->c.final_div > 0.0 && isfinite(s->c.final_div)))
+            return nn_err(NN_ERANGE, "cosine: final_div %g must be > 0", s->c.final_div);
         return 0;
     case TRAINER_SCHED_STEP:
-        if (!(s->step_gamma > 0.0 && isfinite(s->step_gamma)))
-            return nn_err(NN_ERANGE, "step: gamma %g must be > 0", s->step_gamma);
+        if (!(s->c.step_gamma > 0.0 && isfinite(s->c.step_gamma)))
+            return nn_err(NN_ERANGE, "step: gamma %g must be > 0", s->c.step_gamma);
         if (s->steps_per_epoch < 1)
             return nn_err(NN_ERANGE, "step: steps_per_epoch %ld must be >= 1",
                           s->steps_per_epoch);
-        if (s->step_epochs < 1)
-            return nn_err(NN_ERANGE, "step: step_epochs %d must be >= 1", s->step_epochs);
+        if (s->c.step_epochs < 1)
+            return nn_err(NN_ERANGE, "step: step_epochs %d must be >= 1", s->c.step_epochs);
         return 0;
     case TRAINER_SCHED_CONSTANT:
         return 0;
@@ -181,14 +183,14 @@ double trainer_sched_lr(const trainer_sched *s, double max_lr, long step, long t
     const double p = sched_pos(step, total);
     switch (s->type) {
     case TRAINER_SCHED_ONE_CYCLE:
-        return one_cycle_shape(s->pct_start, max_lr / s->div, max_lr, max_lr / s->div_final, p);
+        return one_cycle_shape(s->c.pct_start, max_lr / s->c.div, max_lr, max_lr / s->c.div_final, p);
     case TRAINER_SCHED_COSINE:
-        return cos_anneal(max_lr, max_lr / s->cos_final_div, p);
+        return cos_anneal(max_lr, max_lr / s->c.final_div, p);
     case TRAINER_SCHED_STEP: {
         const long spe = s->steps_per_epoch > 0 ? s->steps_per_epoch : 1;
-        const long every = s->step_epochs > 0 ? s->step_epochs : 1;
+        const long every = s->c.step_epochs > 0 ? s->c.step_epochs : 1;
         const long epoch = (step > 0 ? step : 0) / spe;
-        return max_lr * pow(s->step_gamma, (double)(epoch / every));
+        return max_lr * pow(s->c.step_gamma, (double)(epoch / every));
     }
     default:
         return max_lr;
@@ -198,7 +200,7 @@ double trainer_sched_lr(const trainer_sched *s, double max_lr, long step, long t
 double trainer_sched_mom(const trainer_sched *s, double base_mom, long step, long total)
 {
     if (s->type != TRAINER_SCHED_ONE_CYCLE) return base_mom;
-    return one_cycle_shape(s->pct_start, s->moms[0], s->moms[1], s->moms[2],
+    return one_cycle_shape(s->c.pct_start, s->c.moms[0], s->c.moms[1], s->c.moms[2],
                            sched_pos(step, total));
 }
 

@@ -47,22 +47,22 @@ enum {
     TRAINER_SCHED_CONSTANT = 4,
 };
 
+/* A schedule as the loop runs it: the config's settings (io_schedule, the one definition of
+ * them; its type text is not used here) with the type parsed and the epoch length known. */
 typedef struct trainer_sched {
     int type;              /* TRAINER_SCHED_* */
-    double pct_start;      /* one_cycle: fraction of the phase spent warming up, in [0, 1] */
-    double div;            /* one_cycle: the start lr is max/div */
-    double div_final;      /* one_cycle: the final lr is max/div_final */
-    double moms[3];        /* one_cycle: momentum at the start, at the peak, at the end */
-    double step_gamma;     /* step: factor applied every step_epochs epochs */
     long steps_per_epoch;  /* step: optimizer steps in one epoch */
-    int step_epochs;       /* step: epochs between two decays */
-    double cos_final_div;  /* cosine: the final lr is max/cos_final_div */
+    io_schedule c;         /* pct_start, div, div_final, moms, step_gamma, step_epochs,
+                              final_div: see io_config.h */
 } trainer_sched;
 
-/* Fills s with fastai's defaults for the given type: pct_start 0.25, div 25, div_final 1e5,
- * moms {0.95, 0.85, 0.95}, step_gamma 0.1, steps_per_epoch 1, step_epochs 1,
- * cos_final_div 1e5. The type is stored as given; trainer_sched_check judges it. */
+/* Fills s with the config's defaults (io_schedule_default: pct_start 0.25, div 25,
+ * div_final 1e5, moms {0.95, 0.85, 0.95}, step_gamma 0.1, step_epochs 1, final_div 1e5) and
+ * steps_per_epoch 1. The type is stored as given; trainer_sched_check judges it. */
 void trainer_sched_default(trainer_sched *s, int type);
+/* s from the config's schedule cs: its type parsed (NN_EINVAL naming an unknown one), its
+ * settings copied, steps_per_epoch as given. */
+int trainer_sched_from(trainer_sched *s, const io_schedule *cs, long steps_per_epoch);
 /* Checks every setting the type uses (pct_start in [0, 1], divisors > 0, moms in [0, 1),
  * step_gamma > 0, steps_per_epoch >= 1, step_epochs >= 1). Returns 0 or NN_ERANGE with a
  * message naming the setting and its value. */

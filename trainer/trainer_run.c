@@ -42,22 +42,6 @@ static int phases_of(const io_config *cfg, io_phase *ph)
     return 1;
 }
 
-static int sched_from(trainer_sched *s, const io_schedule *cs, long steps_per_epoch)
-{
-    memset(s, 0, sizeof *s);
-    int rc = trainer_sched_parse_type(&s->type, cs->type);
-    if (rc) return rc;
-    s->pct_start = cs->pct_start;
-    s->div = cs->div;
-    s->div_final = cs->div_final;
-    memcpy(s->moms, cs->moms, sizeof s->moms);
-    s->step_gamma = cs->step_gamma;
-    s->step_epochs = cs->step_epochs;
-    s->cos_final_div = cs->final_div;
-    s->steps_per_epoch = steps_per_epoch;
-    return 0;
-}
-
 /* The first frozen groups' count after freeze_to(n) on G groups (nn_model_freeze_to's rule). */
 static int frozen_upto(int n, int G)
 {
@@ -132,7 +116,8 @@ static int phase_begin(trainer__run *r, int p)
         per_epoch = r->data.train.n / world / (B * A);
         if (cfg->train.max_steps > 0 && cfg->train.max_steps < per_epoch)
             per_epoch = cfg->train.max_steps;
-        rc = sched_from(&ph->sched, cur->has_schedule ? &cur->schedule : &cfg->schedule, per_epoch);
+        rc = trainer_sched_from(&ph->sched, cur->has_schedule ? &cur->schedule : &cfg->schedule,
+                                per_epoch);
     }
     if (!rc && resuming && start->t.steps_per_epoch != per_epoch &&
         start->t.step_in_epoch + start->t.epoch_in_phase > 0)

@@ -1,12 +1,10 @@
 /*
- * fastai's recipes that the config fills in: the one-cycle schedule defaults and the fine_tune
- * preset. They are training decisions, kept apart from the reading and writing of the config
- * (io_config.c) so that they can move to trainer/ as they are: io_config_default calls
- * io_schedule_default for the schedule section, and io_config_load calls io__config_presets
- * once, after every key is read.
+ * fastai's recipes that are training's decisions, not the config's: the fine_tune preset
+ * expanded into phases. io reads the config as written (its table holds every default, the
+ * schedule's included); trainer_config_load is io_config_load followed by this step, and is
+ * what the CLI, the benches and the tests call.
  */
-#include "io/io_config.h"
-#include "io/io_internal.h"
+#include "trainer/trainer.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,21 +14,6 @@ static void str_set(char *buf, size_t size, const char *s)
 {
     memset(buf, 0, size);
     snprintf(buf, size, "%s", s);
-}
-
-void io_schedule_default(io_schedule *s)
-{
-    memset(s, 0, sizeof *s);
-    str_set(s->type, sizeof s->type, "one_cycle");
-    s->pct_start = 0.25;
-    s->div = 25.0;
-    s->div_final = 1e5;
-    s->moms[0] = 0.95;
-    s->moms[1] = 0.85;
-    s->moms[2] = 0.95;
-    s->step_gamma = 0.1;
-    s->step_epochs = 1;
-    s->final_div = 1e5;
 }
 
 /* Fills train.phases from the fine_tune preset (fastai's Learner.fine_tune): freeze(), then
@@ -74,7 +57,14 @@ static void expand_fine_tune(io_config *cfg)
     cfg->train.nphases = n;
 }
 
-void io__config_presets(io_config *cfg)
+void trainer_config_presets(io_config *cfg)
 {
     if (strcmp(cfg->train.preset, "fine_tune") == 0) expand_fine_tune(cfg);
+}
+
+int trainer_config_load(io_config *cfg, const char *path, const char *const *sets, int nsets)
+{
+    int rc = io_config_load(cfg, path, sets, nsets);
+    if (rc == 0) trainer_config_presets(cfg);
+    return rc;
 }
