@@ -1344,6 +1344,22 @@ static int config_read_file(char **text, size_t *len, const char *path)
     return rc;
 }
 
+/* The table's top-level sections in table order ("model, groups, ..."). */
+static void section_names(char *buf, size_t len)
+{
+    buf[0] = '\0';
+    size_t used = 0;
+    for (const cfg_key *k = config_keys; k->path != NULL && used < len; k++) {
+        size_t n = strcspn(k->path, ".");
+        const cfg_key *prev = config_keys;
+        while (prev < k && !(strncmp(prev->path, k->path, n) == 0 && strcspn(prev->path, ".") == n))
+            prev++;
+        if (prev < k) continue; /* named already */
+        used += (size_t)snprintf(buf + used, len - used, "%s%.*s", used ? ", " : "", (int)n,
+                                 k->path);
+    }
+}
+
 /* The file's tree (an empty file is an empty map). */
 static int config_tree(io__node **root, const char *path)
 {
@@ -1361,8 +1377,10 @@ static int config_tree(io__node **root, const char *path)
         if (*root == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
     }
     if ((*root)->kind != IO__MAP) {
+        char names[256];
+        section_names(names, sizeof names);
         rc = io__node_fail(NN_EINVAL, *root, "(top level)", "expected a map of sections (%s)",
-                           "model, groups, optimizer, schedule, data, train, run");
+                           names);
         io__node_free(*root);
         *root = NULL;
     }

@@ -698,25 +698,9 @@ int io__yaml_set(io__node *root, const char *set, const char *origin)
 int io__read_file(char **out, size_t *len, const char *path, size_t max, const char **verb,
                   char *why, size_t wlen)
 {
-    *verb = NULL;
-    if (wlen) why[0] = '\0';
-    int rc = util_read_file(out, len, path, max);
-    if (rc != NN_ENOTFOUND && rc != NN_EIO) return rc;
-    /* util_read_file words these "cannot open PATH: REASON" and "cannot read PATH: REASON". */
-    static const char *const verbs[] = {"cannot open", "cannot read"};
-    const char *msg = nn_errmsg();
-    size_t plen = strlen(path);
-    for (int i = 0; i < 2; i++) {
-        size_t vlen = strlen(verbs[i]);
-        const char *rest = msg + vlen + 1;
-        if (strncmp(msg, verbs[i], vlen) == 0 && msg[vlen] == ' ' &&
-            strncmp(rest, path, plen) == 0 && strncmp(rest + plen, ": ", 2) == 0) {
-            *verb = verbs[i];
-            snprintf(why, wlen, "%s", msg + vlen + plen + 3);
-            return rc;
-        }
-    }
-    *verb = verbs[0]; /* Another wording: keep all of it as the reason. */
-    snprintf(why, wlen, "%s", msg);
+    util_io_fail f;
+    int rc = util_read_file_ex(out, len, path, max, &f);
+    *verb = f.verb;
+    if (wlen) snprintf(why, wlen, "%s", f.verb ? strerror(f.errnum) : "");
     return rc;
 }

@@ -527,8 +527,9 @@ static void test_error_wrong_type(void **state)
     expect_at(1, "model.input");
 
     assert_int_equal(load(&c, "- model\n- groups\n"), NN_EINVAL);
+    /* Every section of the key table, in its order (the list once missed comm and checkpoint). */
     expect_exact("1: (top level): expected a map of sections (model, groups, optimizer, "
-                 "schedule, data, train, run) (got a list)");
+                 "schedule, data, train, comm, checkpoint, run) (got a list)");
 
     assert_int_equal(load(&c, "model: {arch: cnn}\ntrain:\n  phases: 3\n"), NN_EINVAL);
     expect_at(3, "train.phases");

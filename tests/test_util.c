@@ -9,6 +9,7 @@
 #include "testutil.h"
 #include "util/util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,21 @@ static void read_file_whole_and_refusals(void **state)
     assert_int_equal(util_read_file(&s, &len, tu_tmpdir(), 0), NN_EIO);
     assert_null(s);
     tu_expect_msg("cannot read", tu_tmpdir());
+
+    /* The _ex form says which step failed and the system's errno, and nothing on success. */
+    util_io_fail why = {"x", -1};
+    assert_int_equal(util_read_file_ex(&s, &len, missing, 0, &why), NN_ENOTFOUND);
+    assert_string_equal(why.verb, "cannot open");
+    assert_int_equal(why.errnum, ENOENT);
+    assert_int_equal(util_read_file_ex(&s, &len, tu_tmpdir(), 0, &why), NN_EIO);
+    assert_string_equal(why.verb, "cannot read");
+    assert_int_equal(why.errnum, EISDIR);
+    assert_int_equal(util_read_file_ex(&s, &len, path, N - 1, &why), NN_ERANGE);
+    assert_null(why.verb);
+    assert_int_equal(util_read_file_ex(&s, &len, path, 0, &why), 0);
+    assert_null(why.verb);
+    assert_int_equal(why.errnum, 0);
+    free(s);
 }
 
 static void err_wrap_prefixes(void **state)

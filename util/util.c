@@ -93,11 +93,25 @@ void util_str_free(util_str *b)
 
 int util_read_file(char **out, size_t *len, const char *path, size_t max)
 {
+    return util_read_file_ex(out, len, path, max, NULL);
+}
+
+/* Records an open or read failure in why (may be NULL) and returns its error. */
+static int io_fail(util_io_fail *why, const char *verb, int e, const char *path)
+{
+    if (why) {
+        why->verb = verb;
+        why->errnum = e;
+    }
+    return nn_err(e == ENOENT ? NN_ENOTFOUND : NN_EIO, "%s %s: %s", verb, path, strerror(e));
+}
+
+int util_read_file_ex(char **out, size_t *len, const char *path, size_t max, util_io_fail *why)
+{
     *out = NULL;
+    if (why) *why = (util_io_fail){NULL, 0};
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return nn_err(errno == ENOENT ? NN_ENOTFOUND : NN_EIO, "cannot open %s: %s", path,
-                      strerror(errno));
+    if (!f) return io_fail(why, "cannot open", errno, path);
     util_str b = {0};
     char chunk[65536];
     size_t n;
@@ -113,7 +127,7 @@ int util_read_file(char **out, size_t *len, const char *path, size_t max)
     fclose(f);
     if (bad) {
         util_str_free(&b);
-        return nn_err(NN_EIO, "cannot read %s: %s", path, strerror(e ? e : EIO));
+        return io_fail(why, "cannot read", e ? e : EIO, path);
     }
     if (!b.s) util_str_add(&b, "", 0);
     if (b.failed) {

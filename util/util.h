@@ -32,5 +32,12 @@ void util_str_free(util_str *b);
  * limit). NN_ENOTFOUND when it does not exist, NN_EIO for any other open or read failure, NN_ERANGE
  * beyond max, NN_ENOMEM; each names the path. *out is NULL on failure. */
 int util_read_file(char **out, size_t *len, const char *path, size_t max);
+/* Why an open or read failed, for callers that word their own messages. */
+typedef struct util_io_fail {
+    const char *verb; /* "cannot open" or "cannot read"; NULL for any other failure */
+    int errnum;       /* the system's errno for it (strerror gives the reason) */
+} util_io_fail;
+/* util_read_file that also fills *why (may be NULL). */
+int util_read_file_ex(char **out, size_t *len, const char *path, size_t max, util_io_fail *why);
 
 #endif
