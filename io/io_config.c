@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -398,10 +399,18 @@ static int parse_slice(const char *s, double v[2])
  * path locate it. */
 static int hp_check(const io__node *n, const char *path, drange r, const char *noun, double v)
 {
-    if (drange_has(r, v)) return 0;
-    char rt[64];
-    drange_text(rt, sizeof rt, r);
-    return io__node_fail(NN_ERANGE, n, path, "a %s must be %s", noun, rt);
+    if (!drange_has(r, v)) {
+        char rt[64];
+        drange_text(rt, sizeof rt, r);
+        return io__node_fail(NN_ERANGE, n, path, "a %s must be %s", noun, rt);
+    }
+    /* Training runs in float32: a value that would round to 0 (or be subnormal) or overflow
+     * to infinity is not the value asked for. */
+    if (v != 0.0 && (fabs(v) < FLT_MIN || fabs(v) > FLT_MAX))
+        return io__node_fail(NN_ERANGE, n, path, "a %s of %g %s in float32, the precision strata trains in: give a magnitude in [%.2g, %.2g]",
+                             noun, v, fabs(v) < FLT_MIN ? "rounds to 0 or is subnormal" : "overflows to infinity",
+                             (double)FLT_MIN, (double)FLT_MAX);
+    return 0;
 }
 
 /* Reads a hyperparameter: a number, a list of numbers, "slice(b)" or "slice(a, b)". A null

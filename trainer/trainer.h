@@ -82,7 +82,8 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
  * pointing into the model, and, when opt is not NULL, the optimizer's settings, step counts
  * and state tensors. The caller sets world_size, config, metrics, head, the groups' lr, wd
  * and momentum and the train state, then io_ckpt_save()s it; trainer_ckpt_release frees the
- * two arrays fill allocated. */
+ * two arrays fill allocated. A non-finite value in any of those tensors is NN_ERANGE naming
+ * it, and nothing is filled: a diverged model is never written. */
 int trainer_ckpt_fill(io_ckpt *ck, nn_model *m, const trainer_opt *opt);
 void trainer_ckpt_release(io_ckpt *ck);
 
@@ -93,7 +94,8 @@ typedef struct trainer_ckpt_counts {
 /* Loads values into m by parameter name from an open checkpoint: every parameter and
  * BatchNorm buffer (only those of the body when only_body: a new head), each present with
  * its shape, or an error naming it; with opt (not NULL) also the optimizer state tensors,
- * and then a parameter in the file that m lacks is an error too. */
+ * and then a parameter in the file that m lacks is an error too. A tensor holding an infinity
+ * or a NaN is NN_ERANGE naming the file, the tensor and the first such value. */
 int trainer_ckpt_load(nn_model *m, trainer_opt *opt, io_ckpt_reader *rd, int only_body,
                       trainer_ckpt_counts *n);
 

@@ -3,6 +3,8 @@
  * writes and reads the files; this decides what goes in them and checks what comes out. */
 #include "trainer/trainer.h"
 
+#include "util/util.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +91,36 @@ static float *opt_state_of(const nn_model *m, const trainer_opt *o, const nn_par
     return base ? base + (p->data - m->groups[p->group].param_slab) : NULL;
 }
 
+/* NN_ERANGE when x[0..n) holds an infinity or a NaN, naming it as where says ("PATH:
+ * parameter 'body.0.weight'") and the first such value; else 0. */
+static int check_finite(const float *x, size_t n, const char *where, const char *what,
+                        const char *name)
+{
+    const long i = x ? util_first_nonfinite(x, n) : -1;
+    if (i < 0) return 0;
+    return nn_err(NN_ERANGE, "%s%s%s '%s' holds a non-finite value (%g at index %ld of %zu)",
+                  where, where[0] ? ": " : "", what, name, (double)x[i], i, n);
+}
+
+/* Every tensor of the list (and the optimizer's state) finite, or NN_ERANGE naming the
+ * first that is not. */
+static int check_all_finite(const named *l, const nn_model *m, const trainer_opt *opt,
+                            const char *where)
+{
+    static const char *const state_what[2] = {"optimizer state 1 of parameter",
+                                              "optimizer state 2 of parameter"};
+    int rc = 0;
+    for (int i = 0; i < l->np && !rc; i++) {
+        rc = check_finite(l->p[i]->data, l->p[i]->numel, where, "parameter", l->pname[i]);
+        for (int s = 0; opt && !rc && s < trainer_opt_nstates(opt); s++)
+            rc = check_finite(opt_state_of(m, opt, l->p[i], s), l->p[i]->numel, where,
+                              state_what[s], l->pname[i]);
+    }
+    for (int i = 0; i < l->nb && !rc; i++)
+        rc = check_finite(l->b[i]->data, l->b[i]->numel, where, "buffer", l->bname[i]);
+    return rc;
+}
+
 static void group_name(char *out, size_t len, const nn_model *m, int g)
 {
     if (m->groups[g].is_head)
@@ -133,8 +165,13 @@ int trainer_ckpt_load(nn_model *m, trainer_opt *opt, io_ckpt_reader *rd, int onl
             break;
         }
         rc = io_ckpt_read_param(rd, k, -1, p->data);
-        for (int s = 0; opt && !rc && s < info->nstates; s++)
+        if (!rc) rc = check_finite(p->data, p->numel, path, "parameter", l.pname[i]);
+        for (int s = 0; opt && !rc && s < info->nstates; s++) {
             rc = io_ckpt_read_param(rd, k, s, opt_state_of(m, opt, p, s));
+            if (!rc)
+                rc = check_finite(opt_state_of(m, opt, p, s), p->numel, path,
+                                  "optimizer state of parameter", l.pname[i]);
+        }
         if (rc) break;
         (*nloaded)++;
         *vloaded += p->numel;
@@ -157,6 +194,7 @@ int trainer_ckpt_load(nn_model *m, trainer_opt *opt, io_ckpt_reader *rd, int onl
                         l.bname[i], info->buffers[k].numel, l.b[i]->numel);
         else
             rc = io_ckpt_read_buffer(rd, k, l.b[i]->data);
+        if (!rc) rc = check_finite(l.b[i]->data, l.b[i]->numel, path, "buffer", l.bname[i]);
     }
     named_free(&l);
     return rc;
@@ -168,6 +206,9 @@ int trainer_ckpt_fill(io_ckpt *ck, nn_model *m, const trainer_opt *opt)
     memset(ck, 0, sizeof *ck);
     named l;
     int rc = named_list(&l, m);
+    if (!rc) rc = check_all_finite(&l, m, opt, "");
+    if (rc == NN_ERANGE)
+        rc = nn_err_wrap(rc, "nothing saved: training diverged (lower the learning rate)");
     ck->params = rc ? NULL : calloc((size_t)(l.np ? l.np : 1), sizeof *ck->params);
     ck->buffers = rc ? NULL : calloc((size_t)(l.nb ? l.nb : 1), sizeof *ck->buffers);
     if (!rc && (!ck->params || !ck->buffers)) rc = nn_err(NN_ENOMEM, "checkpoint: out of memory");
@@ -272,6 +313,7 @@ static int weights_load_flat(nn_model *m, const char *path)
     for (int i = 0; !rc && i < l.np; i++) t[n++] = (io_tensor_ref){l.pname[i], l.p[i]->data, l.p[i]->numel};
     for (int i = 0; !rc && i < l.nb; i++) t[n++] = (io_tensor_ref){l.bname[i], l.b[i]->data, l.b[i]->numel};
     if (!rc) rc = io_weights_load(path, t, n);
+    if (!rc) rc = check_all_finite(&l, m, NULL, path);
     free(t);
     named_free(&l);
     return rc;

@@ -147,9 +147,13 @@ int trainer__load_batch(const io_config *cfg, trainer__data *d, const io_dataset
 /* One optimizer step's gradients, averaged over ranks and A micro-batches of data.batch_size
  * training samples idx[a*B .. (a+1)*B), clipped as train.clip_norm says. *loss and *hits are
  * this rank's, summed over the micro-batches. Every rank takes part in every collective even
- * when its own step failed; the result (and cm->stop_agreed) is agreed on. */
+ * when its own step failed; the result is this rank's: agree on it with trainer__step_agree
+ * before the next collective. */
 int trainer__step_grads(const io_config *cfg, trainer__data *d, trainer__model *mo,
                         trainer__comm *cm, const int *idx, int A, float *loss, int *hits);
+/* The step's agreement: rc from every rank (the first error wins, its message kept), and
+ * cm->stop_agreed set to the largest stop signal any rank has seen. */
+int trainer__step_agree(trainer__comm *cm, int rc);
 /* Epoch e of the phase being trained, from step b0 of it: steps, progress, metrics lines and
  * the checkpoints that checkpoint.every_steps, --stop-after or a signal ask for. Returns with
  * r->ckpt.stopped set after a stop. */

@@ -165,12 +165,15 @@ static int lr_sweep(lrf_run *r, const trainer_lr_find_opts *o, const float *wd,
         int hits;
         rc = trainer__step_grads(cfg, &r->data, &r->model, &r->comm,
                                  r->data.shard + (size_t)(k % per_epoch) * B, 1, &loss, &hits);
+        rc = trainer__step_agree(&r->comm, rc);
         double gl[1] = {loss};
         if (!rc) rc = comm_allreduce_f64(c, gl, 1);
         if (rc) break;
         double mean_loss = gl[0] / world;
         if (!isfinite(mean_loss)) break; /* diverged: the sweep is over */
-        trainer_opt_step(&r->model.opt, r->model.m, lr, mom, wd);
+        /* A non-finite weight here shows as a non-finite loss at the next step: the end of
+         * the sweep, not an error. */
+        (void)trainer_opt_step(&r->model.opt, r->model.m, lr, mom, wd);
         avg = 0.98 * avg + 0.02 * mean_loss;
         double sm = avg / (1.0 - pow(0.98, k + 1));
         sw->lrs[sw->n] = l;

@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 /* M_PI is not part of C11, so the constant is spelled out here. */
@@ -302,61 +303,91 @@ void trainer_opt_free(trainer_opt *o)
  * scalars are computed once per tensor, so the loops hold nothing but arithmetic.
  */
 
+/* 1 when x is an infinity or a NaN (every exponent bit set), else 0: integer arithmetic, so
+ * the OR over a loop vectorizes (a float reduction would not, without -ffast-math). Each
+ * kernel below ORs it over what it writes and returns the result: a non-finite weight or
+ * state is found in the pass that makes it, at no extra pass over memory. */
+static inline unsigned nonfinite(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
 /* fastai's SGD (decouple_wd) for one tensor: p *= keep; buf = mom buf + g; p -= lr (nesterov
  * ? g + mom buf : buf). The buffer is updated at mom = 0 too (fastai's average_grad). */
-static void sgd_true_wd_update(float *restrict p, const float *restrict g, float *restrict buf,
-                               size_t n, float lr, float mom, float keep, int nesterov)
+static unsigned sgd_true_wd_update(float *restrict p, const float *restrict g,
+                                   float *restrict buf, size_t n, float lr, float mom, float keep,
+                                   int nesterov)
 {
+    unsigned bad = 0;
     if (keep != 1.0f)
         for (size_t i = 0; i < n; i++) p[i] *= keep;
     for (size_t i = 0; i < n; i++) {
         const float b = mom * buf[i] + g[i];
+        const float q = p[i] - lr * (nesterov ? g[i] + mom * b : b);
         buf[i] = b;
-        p[i] -= lr * (nesterov ? g[i] + mom * b : b);
+        p[i] = q;
+        bad |= nonfinite(q) | nonfinite(b);
     }
+    return bad;
 }
 
 /* torch.optim.SGD for one tensor: g' = g + wd p; buf = mom buf + g'; p -= lr (nesterov ?
  * g' + mom buf : buf). With mom = 0 the buffer is not touched and p -= lr g'. */
-static void sgd_update(float *restrict p, const float *restrict g, float *restrict buf,
-                       size_t n, float lr, float mom, float wd, int nesterov)
+static unsigned sgd_update(float *restrict p, const float *restrict g, float *restrict buf,
+                           size_t n, float lr, float mom, float wd, int nesterov)
 {
+    unsigned bad = 0;
     if (mom == 0.0f) {
-        for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+        for (size_t i = 0; i < n; i++) {
+            const float q = p[i] - lr * (g[i] + wd * p[i]);
+            p[i] = q;
+            bad |= nonfinite(q);
+        }
     } else if (nesterov) {
         for (size_t i = 0; i < n; i++) {
             const float d = g[i] + wd * p[i];
             const float b = mom * buf[i] + d;
+            const float q = p[i] - lr * (d + mom * b);
             buf[i] = b;
-            p[i] -= lr * (d + mom * b);
+            p[i] = q;
+            bad |= nonfinite(q) | nonfinite(b);
         }
     } else {
         for (size_t i = 0; i < n; i++) {
             const float b = mom * buf[i] + (g[i] + wd * p[i]);
+            const float q = p[i] - lr * b;
             buf[i] = b;
-            p[i] -= lr * b;
+            p[i] = q;
+            bad |= nonfinite(q) | nonfinite(b);
         }
     }
+    return bad;
 }
 
 /* torch.optim.AdamW for one tensor, after the decoupled decay p *= keep:
  * m = b1 m + c1 g; v = b2 v + c2 g^2; p -= step_size m / (sqrt(v)/bc2_sqrt + eps), with
  * c1 = 1 - b1, c2 = 1 - b2 (rounded from double, not computed in float), step_size =
  * lr / (1 - b1^t) and bc2_sqrt = sqrt(1 - b2^t), as PyTorch computes it. */
-static void adamw_update(float *restrict p, const float *restrict g, float *restrict m,
-                         float *restrict v, size_t n, float keep, float b1, float c1, float b2,
-                         float c2, float step_size, float inv_bc2_sqrt, float eps)
+static unsigned adamw_update(float *restrict p, const float *restrict g, float *restrict m,
+                             float *restrict v, size_t n, float keep, float b1, float c1,
+                             float b2, float c2, float step_size, float inv_bc2_sqrt, float eps)
 {
+    unsigned bad = 0;
     if (keep != 1.0f)
         for (size_t i = 0; i < n; i++) p[i] *= keep;
     for (size_t i = 0; i < n; i++) {
         const float gi = g[i];
         const float mi = b1 * m[i] + c1 * gi;
         const float vi = b2 * v[i] + c2 * gi * gi;
+        const float q = p[i] - step_size * mi / (sqrtf(vi) * inv_bc2_sqrt + eps);
         m[i] = mi;
         v[i] = vi;
-        p[i] -= step_size * mi / (sqrtf(vi) * inv_bc2_sqrt + eps);
+        p[i] = q;
+        bad |= nonfinite(q) | nonfinite(mi) | nonfinite(vi);
     }
+    return bad;
 }
 
 /* Whether weight decay applies to a parameter. */
@@ -365,10 +396,35 @@ static int decays(const trainer_opt *o, const nn_param *p)
     return o->decay_bn_bias || !(p->is_bn || p->is_bias);
 }
 
-void trainer_opt_step(trainer_opt *o, nn_model *m, const float *lr, const float *mom,
-                      const float *wd)
+/* One trainable parameter's update (k of group gi); 1 when it wrote a non-finite value. */
+static unsigned param_update(trainer_opt *o, const nn_group *g, int gi, nn_param *p,
+                             const float *lr, const float *mom, const float *wd)
+{
+    const size_t off = (size_t)(p->data - g->param_slab);
+    const float wdp = decays(o, p) ? wd[gi] : 0.0f;
+    if (o->type == TRAINER_OPT_SGD && o->true_wd) {
+        const double keep = 1.0 - (double)lr[gi] * wdp;
+        return sgd_true_wd_update(p->data, p->grad, o->state1[gi] + off, p->numel, lr[gi],
+                                  mom[gi], (float)keep, o->nesterov);
+    }
+    if (o->type == TRAINER_OPT_SGD)
+        return sgd_update(p->data, p->grad, o->state1[gi] + off, p->numel, lr[gi], mom[gi], wdp,
+                          o->nesterov);
+    const long t = p->is_bn ? o->step_bn[gi] : o->step[gi];
+    const double b1 = mom[gi], b2 = o->beta2;
+    const double bc1 = 1.0 - pow(b1, (double)t);
+    const double bc2 = 1.0 - pow(b2, (double)t);
+    const double keep = 1.0 - (double)lr[gi] * wdp;
+    return adamw_update(p->data, p->grad, o->state1[gi] + off, o->state2[gi] + off, p->numel,
+                        (float)keep, (float)b1, (float)(1.0 - b1), (float)b2, (float)(1.0 - b2),
+                        (float)(lr[gi] / bc1), (float)(1.0 / sqrt(bc2)), (float)o->eps);
+}
+
+int trainer_opt_step(trainer_opt *o, nn_model *m, const float *lr, const float *mom,
+                     const float *wd)
 {
     NN_ASSERT(o->ngroups == m->ngroups);
+    int bad_group = -1, bad_param = -1;
     for (int gi = 0; gi < m->ngroups; gi++) {
         nn_group *g = &m->groups[gi];
         /* Which step counters advance: the group's own when any non-BatchNorm parameter
@@ -382,32 +438,16 @@ void trainer_opt_step(trainer_opt *o, nn_model *m, const float *lr, const float 
         if (!any && !any_bn) continue;
         o->step[gi] += any;
         o->step_bn[gi] += any_bn;
-
         for (int k = 0; k < g->nparams; k++) {
-            nn_param *p = g->params[k];
-            if (!p->trainable) continue;
-            const size_t off = (size_t)(p->data - g->param_slab);
-            const float wdp = decays(o, p) ? wd[gi] : 0.0f;
-            if (o->type == TRAINER_OPT_SGD && o->true_wd) {
-                const double keep = 1.0 - (double)lr[gi] * wdp;
-                sgd_true_wd_update(p->data, p->grad, o->state1[gi] + off, p->numel, lr[gi],
-                                   mom[gi], (float)keep, o->nesterov);
-            } else if (o->type == TRAINER_OPT_SGD) {
-                sgd_update(p->data, p->grad, o->state1[gi] + off, p->numel, lr[gi], mom[gi], wdp,
-                           o->nesterov);
-            } else {
-                const long t = p->is_bn ? o->step_bn[gi] : o->step[gi];
-                const double b1 = mom[gi], b2 = o->beta2;
-                const double bc1 = 1.0 - pow(b1, (double)t);
-                const double bc2 = 1.0 - pow(b2, (double)t);
-                const double keep = 1.0 - (double)lr[gi] * wdp;
-                adamw_update(p->data, p->grad, o->state1[gi] + off, o->state2[gi] + off,
-                             p->numel, (float)keep, (float)b1, (float)(1.0 - b1), (float)b2,
-                             (float)(1.0 - b2), (float)(lr[gi] / bc1), (float)(1.0 / sqrt(bc2)),
-                             (float)o->eps);
-            }
+            if (!g->params[k]->trainable) continue;
+            if (param_update(o, g, gi, g->params[k], lr, mom, wd) && bad_group < 0)
+                bad_group = gi, bad_param = k;
         }
     }
+    if (bad_group < 0) return 0;
+    const nn_param *p = m->groups[bad_group].params[bad_param];
+    return nn_err(NN_ERANGE, "group %d: a weight or its optimizer state is not finite after the update (parameter %d of the group, a %s of %zu values; lr %g): training diverged (lower the learning rate)",
+                  bad_group, bad_param, p->name, p->numel, (double)lr[bad_group]);
 }
 
 /* ---------------------------------------------------------------------------------------

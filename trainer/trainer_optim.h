@@ -137,9 +137,11 @@ int trainer_opt_nstates(const trainer_opt *o);
 /* One step over every trainable parameter of m, which must be the model o was initialised
  * for, with per-group lr[g], momentum mom[g] (sgd momentum / adamw beta1; it may change
  * every step, as under one_cycle) and weight decay wd[g]. Reads the gradient slabs, writes
- * the parameter and state slabs. */
-void trainer_opt_step(trainer_opt *o, nn_model *m, const float *lr, const float *mom,
-                      const float *wd);
+ * the parameter and state slabs. Returns 0, or NN_ERANGE naming the first group and
+ * parameter whose new weights or state hold an infinity or a NaN (a non-finite gradient
+ * makes one): every parameter is still updated, so replicas stay identical. */
+int trainer_opt_step(trainer_opt *o, nn_model *m, const float *lr, const float *mom,
+                     const float *wd);
 /* fastai's opt.clear_state(): zeroes every group's state slabs and step counters, so the
  * next step is every parameter's first (Learner.freeze_to does this on every freeze). */
 void trainer_opt_clear_state(trainer_opt *o, const nn_model *m);

@@ -42,6 +42,31 @@ static int resume_path(const trainer__run *r, const char *resume, char *path, si
     return 0;
 }
 
+/* The checkpoint's training position t against this run's phases: an unfinished position
+ * must lie inside them (phase, epoch and steps in range, none negative), or NN_ESTATE names
+ * the file, the value and the range; a silent skip of training would look like success. */
+static int check_position(const trainer__run *r, const io_ckpt_train *t, const char *path)
+{
+    const char *hint = "did train.phases, train.epochs or train.max_steps change?";
+    if (t->finished) return 0;
+    if (t->phase < 0 || t->phase >= r->phase.n)
+        return nn_err(NN_ESTATE, "%s: its training position is phase %d (0-based), but this run has %d phase(s), 0 to %d (%s)",
+                      path, t->phase, r->phase.n, r->phase.n - 1, hint);
+    const io_phase *ph = &r->phase.list[t->phase];
+    if (t->epoch_in_phase < 0 || t->epoch_in_phase >= ph->epochs)
+        return nn_err(NN_ESTATE, "%s: its training position is epoch %d (0-based) of phase %d '%s', which has %d epoch(s) (%s)",
+                      path, t->epoch_in_phase, t->phase, ph->name, ph->epochs, hint);
+    const long spe = t->steps_per_epoch;
+    if (spe < 0 || t->step_in_epoch < 0 || t->step_in_epoch > spe ||
+        t->phase_step < 0 || t->phase_step > spe * ph->epochs)
+        return nn_err(NN_ESTATE, "%s: its training position is step %ld of an epoch of %ld steps, step %ld of phase %d (at most %ld): the train state is inconsistent",
+                      path, t->step_in_epoch, spe, t->phase_step, t->phase, spe * ph->epochs);
+    if (t->global_step < t->phase_step || t->epoch < t->epoch_in_phase)
+        return nn_err(NN_ESTATE, "%s: its training position is inconsistent: global step %ld before the phase's step %ld, or epoch %d before the phase's epoch %d",
+                      path, t->global_step, t->phase_step, t->epoch, t->epoch_in_phase);
+    return 0;
+}
+
 /* A world size that cannot keep the checkpoint's global batch is refused later
  * (trainer__resume_batch). */
 int trainer__resume_open(trainer__run *r, const char *resume, io_ckpt_reader **rd)
@@ -61,6 +86,7 @@ int trainer__resume_open(trainer__run *r, const char *resume, io_ckpt_reader **r
                 pos->t = info->train;
                 pos->t.rng = NULL; /* rank 0's reader's; the states are sent in restore */
                 pos->world = info->world_size;
+                rc = check_position(r, &pos->t, path);
             }
         }
     }
@@ -290,6 +316,7 @@ int trainer__ckpt_save(trainer__run *r)
     }
     io_ckpt ck;
     rc = trainer_ckpt_fill(&ck, r->model.m, &r->model.opt);
+    if (rc == NN_ERANGE) rc = nn_err_wrap(rc, "checkpoint at step %ld", r->model.global_step);
     if (!rc) rc = ckpt_write(r, &ck, rng);
     trainer_ckpt_release(&ck);
     free(rng);

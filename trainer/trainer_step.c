@@ -101,8 +101,8 @@ static int micro_batch(const io_config *cfg, trainer__data *d, trainer__model *m
 
 /* The reduction happens once, during the last micro-batch's backward. Every rank issues the
  * same collectives in the same order even when its own step failed (it then sends whatever
- * its slabs hold), so the failure is agreed on afterwards instead of leaving ranks waiting in
- * mismatched collectives. */
+ * its slabs hold); the caller agrees on the result (trainer__step_agree) instead of leaving
+ * ranks waiting in mismatched collectives. */
 int trainer__step_grads(const io_config *cfg, trainer__data *d, trainer__model *mo,
                         trainer__comm *cm, const int *idx, int A, float *loss, int *hits)
 {
@@ -124,14 +124,17 @@ int trainer__step_grads(const io_config *cfg, trainer__data *d, trainer__model *
     for (int g = mo->m->ngroups - 1; g >= 0 && rc; g--) comm_reducer_group_done(cm->red, g);
     int rc2 = comm_reducer_finish(cm->red, 1.0f); /* already averaged: see the loss scaling */
     if (!rc) rc = rc2;
-    /* The step's agreement on errors also agrees on a stop signal seen on any rank. */
-    cm->stop_agreed = cm->stop_signal ? *cm->stop_signal : 0;
-    rc = comm_agree_max(cm->c, rc, NULL, &cm->stop_agreed);
     if (!rc && cfg->train.clip_norm > 0.0) {
         double norm;
         clip_grads(mo->m, cfg->train.clip_norm, &norm);
     }
     return rc;
+}
+
+int trainer__step_agree(trainer__comm *cm, int rc)
+{
+    cm->stop_agreed = cm->stop_signal ? *cm->stop_signal : 0;
+    return comm_agree_max(cm->c, rc, NULL, &cm->stop_agreed);
 }
 
 /* The loss and accuracy of the steps since the last metrics line, and the epoch's clock. */
@@ -141,8 +144,21 @@ typedef struct {
     long hits, n;      /* correct predictions, samples */
 } window;
 
+/* A BatchNorm statistic that is not finite (this rank's own: they are averaged only at
+ * checkpoints) is NN_ERANGE naming it; ud is the rank. */
+static int buffer_finite(void *ud, const char *name, nn_buffer *b)
+{
+    const long i = util_first_nonfinite(b->data, b->numel);
+    if (i < 0) return 0;
+    return nn_err(NN_ERANGE, "rank %d: buffer '%s' holds a non-finite value (%g at index %ld of %zu): training diverged (lower the learning rate)",
+                  *(const int *)ud, name, (double)b->data[i], i, b->numel);
+}
+
 /* One optimizer step of the phase on the training samples at idx, the schedule's lr and
- * momentum for every group. */
+ * momentum for every group. The step's one agreement comes after the update, so that a
+ * non-finite weight, optimizer state or BatchNorm statistic stops every rank at the step that
+ * made it, before any checkpoint; a rank whose gradients failed updates from them too, but
+ * the run then ends. */
 static int train_step(trainer__run *r, const int *idx, window *w)
 {
     const int B = r->cfg->data.batch_size, A = r->cfg->train.accumulate;
@@ -150,13 +166,18 @@ static int train_step(trainer__run *r, const int *idx, window *w)
     float loss;
     int hits;
     int rc = trainer__step_grads(r->cfg, &r->data, &r->model, &r->comm, idx, A, &loss, &hits);
-    if (rc) return rc;
     loss /= (float)A;
-    for (int g = 0; g < r->model.m->ngroups; g++) {
+    for (int g = 0; g < r->model.m->ngroups && !rc; g++) {
         ph->lr[g] = (float)trainer_sched_lr(&ph->sched, ph->lr_max[g], ph->t, ph->total);
         ph->mom[g] = (float)trainer_sched_mom(&ph->sched, ph->mom_base[g], ph->t, ph->total);
     }
-    trainer_opt_step(&r->model.opt, r->model.m, ph->lr, ph->mom, ph->wd);
+    const int rank = comm_rank(r->comm.c);
+    if (!rc && ((rc = trainer_opt_step(&r->model.opt, r->model.m, ph->lr, ph->mom, ph->wd)) ||
+                (rc = nn_model_visit_buffers(r->model.m, buffer_finite, (void *)&rank))))
+        rc = nn_err_wrap(rc, "step %ld (phase %d, epoch %d)", r->model.global_step + 1,
+                         ph->p + 1, r->data.epoch + 1);
+    rc = trainer__step_agree(&r->comm, rc);
+    if (rc) return rc;
     ph->t++;
     r->model.global_step++;
     w->loss += (double)loss * B * A;

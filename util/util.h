@@ -1,10 +1,13 @@
-/* util: the few system chores every module needs, written once: a monotonic clock, mkdir -p,
- * a growing string, and reading a whole file. Errors are nn_err() codes with a message that
+/* util: the few system chores every module needs, written once: a finiteness scan, a
+ * monotonic clock, mkdir -p, a growing string, and reading a whole file. Errors are nn_err() codes with a message that
  * names the path (nn/nn.h); nothing here exits. util/ uses only libc and nn/'s error table. */
 #ifndef STRATA_UTIL_H
 #define STRATA_UTIL_H
 
 #include <stddef.h>
+
+/* The index of the first infinity or NaN in x[0..n), or -1 when every value is finite. */
+long util_first_nonfinite(const float *x, size_t n);
 
 /* Seconds on CLOCK_MONOTONIC: for intervals only, never wall time. */
 double util_now_s(void);
