@@ -214,6 +214,8 @@ static int dset_write_f32(hid_t f, save_job *job, const char *path, int ndim, co
     return rc;
 }
 
+/* For the write_* helpers: when expr fails (negative), records in job->where what was being
+ * written and jumps to the helper's fail label, which returns save_fail's error. */
 #define TRY(expr, ...)                                                  \
     do {                                                                \
         if ((expr) < 0) {                                               \
@@ -250,8 +252,6 @@ static int write_bytes(const char *tmp, const char *path, const void *buf, size_
         rc = nn_err(NN_EIO, "%s: cannot write the checkpoint to %s: %s", path, tmp, strerror(errno));
     return rc;
 }
-
-static int build_image(hid_t f, save_job *job, const char *path);
 
 /* The in-memory file's memory, handed to HDF5's core driver through file-image callbacks:
  * anonymous mappings advised to use huge pages (a fresh 200 MB buffer faults in 4 KiB pages
@@ -368,14 +368,22 @@ static int write_file(const char *tmp, const char *path, void *ud)
     return rc;
 }
 
-/* Writes every table and tensor of job->ck into the open file f. */
-static int build_image(hid_t f, save_job *job, const char *path)
+/* The error for a failed write: NN_EHDF5 "cannot write <job->where>" with HDF5's message,
+ * taken before g (-1: none) is closed, since a call into HDF5 clears its error stack. */
+static int save_fail(save_job *job, const char *path, hid_t g)
+{
+    char doing[700];
+    snprintf(doing, sizeof doing, "cannot write %s", job->where);
+    const int rc = io__h5_fail(path, doing);
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
+/* Writes the root attributes (format, versions, creation time, world size, kind) and the
+ * config and metrics texts. 0, or save_fail's error. */
+static int write_root(hid_t f, save_job *job, const char *path)
 {
     const io_ckpt *ck = job->ck;
-    hid_t g = -1;
-    char p[512];
-
-    /* Root attributes. */
     unsigned maj, min, rel;
     H5get_libversion(&maj, &min, &rel);
     char hv[32], when[32];
@@ -393,8 +401,17 @@ static int build_image(hid_t f, save_job *job, const char *path)
     TRY(attr_str(f, "kind", ck->train.has ? "training" : "weights"), "root attribute kind");
     TRY(dset_text(f, "config", ck->config ? ck->config : ""), "dataset config");
     if (ck->metrics) TRY(dset_text(f, "metrics", ck->metrics), "dataset metrics");
+    return 0;
+fail:
+    return save_fail(job, path, -1);
+}
 
-    /* The model and its group table. */
+/* Writes /model with its attributes and the empty /groups that write_group fills. 0, or
+ * save_fail's error. */
+static int write_model(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt *ck = job->ck;
+    hid_t g = -1;
     TRY(g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group model");
     TRY(attr_str(g, "arch", ck->arch), "model attribute arch");
     TRY(attr_ints(g, "input", ck->input, 3), "model attribute input");
@@ -407,45 +424,69 @@ static int build_image(hid_t f, save_job *job, const char *path)
     g = -1;
     TRY(g = H5Gcreate2(f, "groups", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group groups");
     H5Gclose(g);
-    g = -1;
-    for (int k = 0, pi = 0; k < ck->ngroups; k++) {
-        const io_ckpt_group *gr = &ck->groups[k];
-        snprintf(p, sizeof p, "groups/%d", k);
-        TRY(g = H5Gcreate2(f, p, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group %s", p);
-        TRY(attr_int(g, "index", k), "%s attributes", p);
-        TRY(attr_str(g, "name", gr->name), "%s attributes", p);
-        TRY(attr_int(g, "first", gr->first), "%s attributes", p);
-        TRY(attr_int(g, "last", gr->last), "%s attributes", p);
-        TRY(attr_int(g, "frozen", gr->frozen), "%s attributes", p);
-        TRY(attr_double(g, "lr", gr->lr), "%s attributes", p);
-        TRY(attr_double(g, "wd", gr->wd), "%s attributes", p);
-        TRY(attr_double(g, "momentum", gr->momentum), "%s attributes", p);
-        TRY(attr_int(g, "numel", (long long)gr->numel), "%s attributes", p);
-        H5Gclose(g);
-        g = -1;
-        /* The group's parameter names in slab order: one fixed-length string each. */
-        if (gr->nparams > 0) {
-            size_t w = 1;
-            for (int i = 0; i < gr->nparams; i++) {
-                size_t l = strlen(ck->params[pi + i].name);
-                if (l > w) w = l;
-            }
-            char *names = calloc((size_t)gr->nparams, w);
-            if (!names) return nn_err(NN_ENOMEM, "%s: cannot allocate the names of group %d", path, k);
-            for (int i = 0; i < gr->nparams; i++)
-                memcpy(names + (size_t)i * w, ck->params[pi + i].name, strlen(ck->params[pi + i].name));
-            hid_t t = str_type(w);
-            hsize_t dims[1] = {(hsize_t)gr->nparams};
-            snprintf(p, sizeof p, "groups/%d/parameters", k);
-            int rc = t < 0 ? -1 : dset_write(f, p, t, t, 1, dims, names, w);
-            if (t >= 0) H5Tclose(t);
-            free(names);
-            TRY(rc, "dataset %s", p);
-        }
-        pi += gr->nparams;
-    }
+    return 0;
+fail:
+    return save_fail(job, path, g);
+}
 
-    /* Parameters, with their PyTorch shapes, and their optimizer state. */
+/* Writes /groups/<k>/parameters: the names of group k's parameters (ck->params from pi on)
+ * in slab order, one fixed-length string each. 0, NN_ENOMEM, or save_fail's error. */
+static int write_group_names(hid_t f, save_job *job, const char *path, int k, int pi)
+{
+    const io_ckpt *ck = job->ck;
+    const io_ckpt_group *gr = &ck->groups[k];
+    char p[512];
+    size_t w = 1;
+    for (int i = 0; i < gr->nparams; i++) {
+        size_t l = strlen(ck->params[pi + i].name);
+        if (l > w) w = l;
+    }
+    char *names = calloc((size_t)gr->nparams, w);
+    if (!names) return nn_err(NN_ENOMEM, "%s: cannot allocate the names of group %d", path, k);
+    for (int i = 0; i < gr->nparams; i++)
+        memcpy(names + (size_t)i * w, ck->params[pi + i].name, strlen(ck->params[pi + i].name));
+    hid_t t = str_type(w);
+    hsize_t dims[1] = {(hsize_t)gr->nparams};
+    snprintf(p, sizeof p, "groups/%d/parameters", k);
+    int rc = t < 0 ? -1 : dset_write(f, p, t, t, 1, dims, names, w);
+    if (t >= 0) H5Tclose(t);
+    free(names);
+    TRY(rc, "dataset %s", p);
+    return 0;
+fail:
+    return save_fail(job, path, -1);
+}
+
+/* Writes /groups/<k> with its attributes and, when it has any, its parameter names (pi: the
+ * index of its first parameter in ck->params). 0, NN_ENOMEM, or save_fail's error. */
+static int write_group(hid_t f, save_job *job, const char *path, int k, int pi)
+{
+    const io_ckpt_group *gr = &job->ck->groups[k];
+    hid_t g = -1;
+    char p[512];
+    snprintf(p, sizeof p, "groups/%d", k);
+    TRY(g = H5Gcreate2(f, p, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group %s", p);
+    TRY(attr_int(g, "index", k), "%s attributes", p);
+    TRY(attr_str(g, "name", gr->name), "%s attributes", p);
+    TRY(attr_int(g, "first", gr->first), "%s attributes", p);
+    TRY(attr_int(g, "last", gr->last), "%s attributes", p);
+    TRY(attr_int(g, "frozen", gr->frozen), "%s attributes", p);
+    TRY(attr_double(g, "lr", gr->lr), "%s attributes", p);
+    TRY(attr_double(g, "wd", gr->wd), "%s attributes", p);
+    TRY(attr_double(g, "momentum", gr->momentum), "%s attributes", p);
+    TRY(attr_int(g, "numel", (long long)gr->numel), "%s attributes", p);
+    H5Gclose(g);
+    return gr->nparams > 0 ? write_group_names(f, job, path, k, pi) : 0;
+fail:
+    return save_fail(job, path, g);
+}
+
+/* Writes every parameter (with its PyTorch shape) and its optimizer state, then the
+ * buffers, as float32 datasets. 0, or save_fail's error. */
+static int write_tensors(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt *ck = job->ck;
+    char p[512];
     for (int i = 0; i < ck->nparams; i++) {
         const io_ckpt_param *pa = &ck->params[i];
         hsize_t dims[4];
@@ -465,57 +506,84 @@ static int build_image(hid_t f, save_job *job, const char *path)
         TRY(dset_write_f32(f, job, p, 1, dims, ck->buffers[i].data),
             "dataset %s", p);
     }
-
-    /* Optimizer settings and per-group step counters. */
-    if (ck->opt_type[0]) {
-        if (H5Lexists(f, "optimizer", H5P_DEFAULT) > 0)
-            g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
-        else
-            g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        TRY(g, "group optimizer");
-        TRY(attr_str(g, "type", ck->opt_type), "optimizer attributes");
-        TRY(attr_int(g, "nesterov", ck->nesterov), "optimizer attributes");
-        TRY(attr_double(g, "beta2", ck->beta2), "optimizer attributes");
-        TRY(attr_double(g, "eps", ck->eps), "optimizer attributes");
-        TRY(attr_int(g, "decay_bn_bias", ck->decay_bn_bias), "optimizer attributes");
-        H5Gclose(g);
-        g = -1;
-        int64_t st[IO_CKPT_MAX_GROUPS], stbn[IO_CKPT_MAX_GROUPS];
-        for (int k = 0; k < ck->ngroups; k++) st[k] = ck->opt_step[k], stbn[k] = ck->opt_step_bn[k];
-        hsize_t dims[1] = {(hsize_t)ck->ngroups};
-        TRY(dset_write(f, "optimizer/step", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, st, 8),
-            "dataset optimizer/step");
-        TRY(dset_write(f, "optimizer/step_bn", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, stbn, 8),
-            "dataset optimizer/step_bn");
-    }
-
-    /* Where training stands. */
-    if (ck->train.has) {
-        const io_ckpt_train *t = &ck->train;
-        TRY(g = H5Gcreate2(f, "train_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group train_state");
-        TRY(attr_int(g, "phase", t->phase), "train_state attributes");
-        TRY(attr_int(g, "epoch", t->epoch), "train_state attributes");
-        TRY(attr_int(g, "epoch_in_phase", t->epoch_in_phase), "train_state attributes");
-        TRY(attr_int(g, "step_in_epoch", t->step_in_epoch), "train_state attributes");
-        TRY(attr_int(g, "phase_step", t->phase_step), "train_state attributes");
-        TRY(attr_int(g, "global_step", t->global_step), "train_state attributes");
-        TRY(attr_int(g, "steps_per_epoch", t->steps_per_epoch), "train_state attributes");
-        TRY(attr_int(g, "global_batch", t->global_batch), "train_state attributes");
-        TRY(attr_u64(g, "seed", t->seed), "train_state attributes");
-        TRY(attr_int(g, "finished", t->finished), "train_state attributes");
-        H5Gclose(g);
-        g = -1;
-        hsize_t dims[2] = {(hsize_t)t->nrng, 4};
-        if (t->nrng > 0)
-            TRY(dset_write(f, "train_state/rng", H5T_STD_U64LE, H5T_NATIVE_UINT64, 2, dims, t->rng, 8),
-                "dataset train_state/rng");
-    }
     return 0;
-fail:;
-    char doing[700];
-    snprintf(doing, sizeof doing, "cannot write %s", job->where);
-    const int rc = io__h5_fail(path, doing);
-    if (g >= 0) H5Gclose(g);
+fail:
+    return save_fail(job, path, -1);
+}
+
+/* Writes the optimizer's settings (attributes of /optimizer, which write_tensors may have
+ * created) and its per-group step counters. 0, or save_fail's error. */
+static int write_optimizer(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt *ck = job->ck;
+    hid_t g = -1;
+    if (H5Lexists(f, "optimizer", H5P_DEFAULT) > 0)
+        g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
+    else
+        g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    TRY(g, "group optimizer");
+    TRY(attr_str(g, "type", ck->opt_type), "optimizer attributes");
+    TRY(attr_int(g, "nesterov", ck->nesterov), "optimizer attributes");
+    TRY(attr_double(g, "beta2", ck->beta2), "optimizer attributes");
+    TRY(attr_double(g, "eps", ck->eps), "optimizer attributes");
+    TRY(attr_int(g, "decay_bn_bias", ck->decay_bn_bias), "optimizer attributes");
+    H5Gclose(g);
+    g = -1;
+    int64_t st[IO_CKPT_MAX_GROUPS], stbn[IO_CKPT_MAX_GROUPS];
+    for (int k = 0; k < ck->ngroups; k++) st[k] = ck->opt_step[k], stbn[k] = ck->opt_step_bn[k];
+    hsize_t dims[1] = {(hsize_t)ck->ngroups};
+    TRY(dset_write(f, "optimizer/step", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, st, 8),
+        "dataset optimizer/step");
+    TRY(dset_write(f, "optimizer/step_bn", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, stbn, 8),
+        "dataset optimizer/step_bn");
+    return 0;
+fail:
+    return save_fail(job, path, g);
+}
+
+/* Writes /train_state: where training stands, and the ranks' RNG states. 0, or save_fail's
+ * error. */
+static int write_train_state(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt_train *t = &job->ck->train;
+    hid_t g = -1;
+    TRY(g = H5Gcreate2(f, "train_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group train_state");
+    TRY(attr_int(g, "phase", t->phase), "train_state attributes");
+    TRY(attr_int(g, "epoch", t->epoch), "train_state attributes");
+    TRY(attr_int(g, "epoch_in_phase", t->epoch_in_phase), "train_state attributes");
+    TRY(attr_int(g, "step_in_epoch", t->step_in_epoch), "train_state attributes");
+    TRY(attr_int(g, "phase_step", t->phase_step), "train_state attributes");
+    TRY(attr_int(g, "global_step", t->global_step), "train_state attributes");
+    TRY(attr_int(g, "steps_per_epoch", t->steps_per_epoch), "train_state attributes");
+    TRY(attr_int(g, "global_batch", t->global_batch), "train_state attributes");
+    TRY(attr_u64(g, "seed", t->seed), "train_state attributes");
+    TRY(attr_int(g, "finished", t->finished), "train_state attributes");
+    H5Gclose(g);
+    g = -1;
+    hsize_t dims[2] = {(hsize_t)t->nrng, 4};
+    if (t->nrng > 0)
+        TRY(dset_write(f, "train_state/rng", H5T_STD_U64LE, H5T_NATIVE_UINT64, 2, dims, t->rng, 8),
+            "dataset train_state/rng");
+    return 0;
+fail:
+    return save_fail(job, path, g);
+}
+
+/* Writes every table and tensor of job->ck into the open file f: the root, the model and
+ * its group table, the tensors, then the optimizer and the train state when there are any.
+ * Stops at the first failure, whose error it returns. */
+static int build_image(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt *ck = job->ck;
+    int rc = write_root(f, job, path);
+    if (!rc) rc = write_model(f, job, path);
+    for (int k = 0, pi = 0; !rc && k < ck->ngroups; k++) {
+        rc = write_group(f, job, path, k, pi);
+        pi += ck->groups[k].nparams;
+    }
+    if (!rc) rc = write_tensors(f, job, path);
+    if (!rc && ck->opt_type[0]) rc = write_optimizer(f, job, path);
+    if (!rc && ck->train.has) rc = write_train_state(f, job, path);
     return rc;
 }
 #undef TRY
