@@ -214,6 +214,8 @@ static int dset_write_f32(hid_t f, save_job *job, const char *path, int ndim, co
     return rc;
 }
 
+/* For the write_* helpers: when expr fails (negative), records in job->where what was being
+ * written and jumps to the helper's fail label, which returns save_fail's error. */
 #define TRY(expr, ...)                                                  \
     do {                                                                \
         if ((expr) < 0) {                                               \
@@ -250,8 +252,6 @@ static int write_bytes(const char *tmp, const char *path, const void *buf, size_
         rc = nn_err(NN_EIO, "%s: cannot write the checkpoint to %s: %s", path, tmp, strerror(errno));
     return rc;
 }
-
-static int build_image(hid_t f, save_job *job, const char *path);
 
 /* The in-memory file's memory, handed to HDF5's core driver through file-image callbacks:
  * anonymous mappings advised to use huge pages (a fresh 200 MB buffer faults in 4 KiB pages
@@ -368,14 +368,22 @@ static int write_file(const char *tmp, const char *path, void *ud)
     return rc;
 }
 
-/* Writes every table and tensor of job->ck into the open file f. */
-static int build_image(hid_t f, save_job *job, const char *path)
+/* The error for a failed write: NN_EHDF5 "cannot write <job->where>" with HDF5's message,
+ * taken before g (-1: none) is closed, since a call into HDF5 clears its error stack. */
+static int save_fail(save_job *job, const char *path, hid_t g)
+{
+    char doing[700];
+    snprintf(doing, sizeof doing, "cannot write %s", job->where);
+    const int rc = io__h5_fail(path, doing);
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
+/* Writes the root attributes (format, versions, creation time, world size, kind) and the
+ * config and metrics texts. 0, or save_fail's error. */
+static int write_root(hid_t f, save_job *job, const char *path)
 {
     const io_ckpt *ck = job->ck;
-    hid_t g = -1;
-    char p[512];
-
-    /* Root attributes. */
     unsigned maj, min, rel;
     H5get_libversion(&maj, &min, &rel);
     char hv[32], when[32];
@@ -393,8 +401,17 @@ static int build_image(hid_t f, save_job *job, const char *path)
     TRY(attr_str(f, "kind", ck->train.has ? "training" : "weights"), "root attribute kind");
     TRY(dset_text(f, "config", ck->config ? ck->config : ""), "dataset config");
     if (ck->metrics) TRY(dset_text(f, "metrics", ck->metrics), "dataset metrics");
+    return 0;
+fail:
+    return save_fail(job, path, -1);
+}
 
-    /* The model and its group table. */
+/* Writes /model with its attributes and the empty /groups that write_group fills. 0, or
+ * save_fail's error. */
+static int write_model(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt *ck = job->ck;
+    hid_t g = -1;
     TRY(g = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group model");
     TRY(attr_str(g, "arch", ck->arch), "model attribute arch");
     TRY(attr_ints(g, "input", ck->input, 3), "model attribute input");
@@ -407,45 +424,69 @@ static int build_image(hid_t f, save_job *job, const char *path)
     g = -1;
     TRY(g = H5Gcreate2(f, "groups", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group groups");
     H5Gclose(g);
-    g = -1;
-    for (int k = 0, pi = 0; k < ck->ngroups; k++) {
-        const io_ckpt_group *gr = &ck->groups[k];
-        snprintf(p, sizeof p, "groups/%d", k);
-        TRY(g = H5Gcreate2(f, p, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group %s", p);
-        TRY(attr_int(g, "index", k), "%s attributes", p);
-        TRY(attr_str(g, "name", gr->name), "%s attributes", p);
-        TRY(attr_int(g, "first", gr->first), "%s attributes", p);
-        TRY(attr_int(g, "last", gr->last), "%s attributes", p);
-        TRY(attr_int(g, "frozen", gr->frozen), "%s attributes", p);
-        TRY(attr_double(g, "lr", gr->lr), "%s attributes", p);
-        TRY(attr_double(g, "wd", gr->wd), "%s attributes", p);
-        TRY(attr_double(g, "momentum", gr->momentum), "%s attributes", p);
-        TRY(attr_int(g, "numel", (long long)gr->numel), "%s attributes", p);
-        H5Gclose(g);
-        g = -1;
-        /* The group's parameter names in slab order: one fixed-length string each. */
-        if (gr->nparams > 0) {
-            size_t w = 1;
-            for (int i = 0; i < gr->nparams; i++) {
-                size_t l = strlen(ck->params[pi + i].name);
-                if (l > w) w = l;
-            }
-            char *names = calloc((size_t)gr->nparams, w);
-            if (!names) return nn_err(NN_ENOMEM, "%s: cannot allocate the names of group %d", path, k);
-            for (int i = 0; i < gr->nparams; i++)
-                memcpy(names + (size_t)i * w, ck->params[pi + i].name, strlen(ck->params[pi + i].name));
-            hid_t t = str_type(w);
-            hsize_t dims[1] = {(hsize_t)gr->nparams};
-            snprintf(p, sizeof p, "groups/%d/parameters", k);
-            int rc = t < 0 ? -1 : dset_write(f, p, t, t, 1, dims, names, w);
-            if (t >= 0) H5Tclose(t);
-            free(names);
-            TRY(rc, "dataset %s", p);
-        }
-        pi += gr->nparams;
-    }
+    return 0;
+fail:
+    return save_fail(job, path, g);
+}
 
-    /* Parameters, with their PyTorch shapes, and their optimizer state. */
+/* Writes /groups/<k>/parameters: the names of group k's parameters (ck->params from pi on)
+ * in slab order, one fixed-length string each. 0, NN_ENOMEM, or save_fail's error. */
+static int write_group_names(hid_t f, save_job *job, const char *path, int k, int pi)
+{
+    const io_ckpt *ck = job->ck;
+    const io_ckpt_group *gr = &ck->groups[k];
+    char p[512];
+    size_t w = 1;
+    for (int i = 0; i < gr->nparams; i++) {
+        size_t l = strlen(ck->params[pi + i].name);
+        if (l > w) w = l;
+    }
+    char *names = calloc((size_t)gr->nparams, w);
+    if (!names) return nn_err(NN_ENOMEM, "%s: cannot allocate the names of group %d", path, k);
+    for (int i = 0; i < gr->nparams; i++)
+        memcpy(names + (size_t)i * w, ck->params[pi + i].name, strlen(ck->params[pi + i].name));
+    hid_t t = str_type(w);
+    hsize_t dims[1] = {(hsize_t)gr->nparams};
+    snprintf(p, sizeof p, "groups/%d/parameters", k);
+    int rc = t < 0 ? -1 : dset_write(f, p, t, t, 1, dims, names, w);
+    if (t >= 0) H5Tclose(t);
+    free(names);
+    TRY(rc, "dataset %s", p);
+    return 0;
+fail:
+    return save_fail(job, path, -1);
+}
+
+/* Writes /groups/<k> with its attributes and, when it has any, its parameter names (pi: the
+ * index of its first parameter in ck->params). 0, NN_ENOMEM, or save_fail's error. */
+static int write_group(hid_t f, save_job *job, const char *path, int k, int pi)
+{
+    const io_ckpt_group *gr = &job->ck->groups[k];
+    hid_t g = -1;
+    char p[512];
+    snprintf(p, sizeof p, "groups/%d", k);
+    TRY(g = H5Gcreate2(f, p, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group %s", p);
+    TRY(attr_int(g, "index", k), "%s attributes", p);
+    TRY(attr_str(g, "name", gr->name), "%s attributes", p);
+    TRY(attr_int(g, "first", gr->first), "%s attributes", p);
+    TRY(attr_int(g, "last", gr->last), "%s attributes", p);
+    TRY(attr_int(g, "frozen", gr->frozen), "%s attributes", p);
+    TRY(attr_double(g, "lr", gr->lr), "%s attributes", p);
+    TRY(attr_double(g, "wd", gr->wd), "%s attributes", p);
+    TRY(attr_double(g, "momentum", gr->momentum), "%s attributes", p);
+    TRY(attr_int(g, "numel", (long long)gr->numel), "%s attributes", p);
+    H5Gclose(g);
+    return gr->nparams > 0 ? write_group_names(f, job, path, k, pi) : 0;
+fail:
+    return save_fail(job, path, g);
+}
+
+/* Writes every parameter (with its PyTorch shape) and its optimizer state, then the
+ * buffers, as float32 datasets. 0, or save_fail's error. */
+static int write_tensors(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt *ck = job->ck;
+    char p[512];
     for (int i = 0; i < ck->nparams; i++) {
         const io_ckpt_param *pa = &ck->params[i];
         hsize_t dims[4];
@@ -465,57 +506,84 @@ static int build_image(hid_t f, save_job *job, const char *path)
         TRY(dset_write_f32(f, job, p, 1, dims, ck->buffers[i].data),
             "dataset %s", p);
     }
-
-    /* Optimizer settings and per-group step counters. */
-    if (ck->opt_type[0]) {
-        if (H5Lexists(f, "optimizer", H5P_DEFAULT) > 0)
-            g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
-        else
-            g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        TRY(g, "group optimizer");
-        TRY(attr_str(g, "type", ck->opt_type), "optimizer attributes");
-        TRY(attr_int(g, "nesterov", ck->nesterov), "optimizer attributes");
-        TRY(attr_double(g, "beta2", ck->beta2), "optimizer attributes");
-        TRY(attr_double(g, "eps", ck->eps), "optimizer attributes");
-        TRY(attr_int(g, "decay_bn_bias", ck->decay_bn_bias), "optimizer attributes");
-        H5Gclose(g);
-        g = -1;
-        int64_t st[IO_CKPT_MAX_GROUPS], stbn[IO_CKPT_MAX_GROUPS];
-        for (int k = 0; k < ck->ngroups; k++) st[k] = ck->opt_step[k], stbn[k] = ck->opt_step_bn[k];
-        hsize_t dims[1] = {(hsize_t)ck->ngroups};
-        TRY(dset_write(f, "optimizer/step", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, st, 8),
-            "dataset optimizer/step");
-        TRY(dset_write(f, "optimizer/step_bn", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, stbn, 8),
-            "dataset optimizer/step_bn");
-    }
-
-    /* Where training stands. */
-    if (ck->train.has) {
-        const io_ckpt_train *t = &ck->train;
-        TRY(g = H5Gcreate2(f, "train_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group train_state");
-        TRY(attr_int(g, "phase", t->phase), "train_state attributes");
-        TRY(attr_int(g, "epoch", t->epoch), "train_state attributes");
-        TRY(attr_int(g, "epoch_in_phase", t->epoch_in_phase), "train_state attributes");
-        TRY(attr_int(g, "step_in_epoch", t->step_in_epoch), "train_state attributes");
-        TRY(attr_int(g, "phase_step", t->phase_step), "train_state attributes");
-        TRY(attr_int(g, "global_step", t->global_step), "train_state attributes");
-        TRY(attr_int(g, "steps_per_epoch", t->steps_per_epoch), "train_state attributes");
-        TRY(attr_int(g, "global_batch", t->global_batch), "train_state attributes");
-        TRY(attr_u64(g, "seed", t->seed), "train_state attributes");
-        TRY(attr_int(g, "finished", t->finished), "train_state attributes");
-        H5Gclose(g);
-        g = -1;
-        hsize_t dims[2] = {(hsize_t)t->nrng, 4};
-        if (t->nrng > 0)
-            TRY(dset_write(f, "train_state/rng", H5T_STD_U64LE, H5T_NATIVE_UINT64, 2, dims, t->rng, 8),
-                "dataset train_state/rng");
-    }
     return 0;
-fail:;
-    char doing[700];
-    snprintf(doing, sizeof doing, "cannot write %s", job->where);
-    const int rc = io__h5_fail(path, doing);
-    if (g >= 0) H5Gclose(g);
+fail:
+    return save_fail(job, path, -1);
+}
+
+/* Writes the optimizer's settings (attributes of /optimizer, which write_tensors may have
+ * created) and its per-group step counters. 0, or save_fail's error. */
+static int write_optimizer(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt *ck = job->ck;
+    hid_t g = -1;
+    if (H5Lexists(f, "optimizer", H5P_DEFAULT) > 0)
+        g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
+    else
+        g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    TRY(g, "group optimizer");
+    TRY(attr_str(g, "type", ck->opt_type), "optimizer attributes");
+    TRY(attr_int(g, "nesterov", ck->nesterov), "optimizer attributes");
+    TRY(attr_double(g, "beta2", ck->beta2), "optimizer attributes");
+    TRY(attr_double(g, "eps", ck->eps), "optimizer attributes");
+    TRY(attr_int(g, "decay_bn_bias", ck->decay_bn_bias), "optimizer attributes");
+    H5Gclose(g);
+    g = -1;
+    int64_t st[IO_CKPT_MAX_GROUPS], stbn[IO_CKPT_MAX_GROUPS];
+    for (int k = 0; k < ck->ngroups; k++) st[k] = ck->opt_step[k], stbn[k] = ck->opt_step_bn[k];
+    hsize_t dims[1] = {(hsize_t)ck->ngroups};
+    TRY(dset_write(f, "optimizer/step", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, st, 8),
+        "dataset optimizer/step");
+    TRY(dset_write(f, "optimizer/step_bn", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dims, stbn, 8),
+        "dataset optimizer/step_bn");
+    return 0;
+fail:
+    return save_fail(job, path, g);
+}
+
+/* Writes /train_state: where training stands, and the ranks' RNG states. 0, or save_fail's
+ * error. */
+static int write_train_state(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt_train *t = &job->ck->train;
+    hid_t g = -1;
+    TRY(g = H5Gcreate2(f, "train_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "group train_state");
+    TRY(attr_int(g, "phase", t->phase), "train_state attributes");
+    TRY(attr_int(g, "epoch", t->epoch), "train_state attributes");
+    TRY(attr_int(g, "epoch_in_phase", t->epoch_in_phase), "train_state attributes");
+    TRY(attr_int(g, "step_in_epoch", t->step_in_epoch), "train_state attributes");
+    TRY(attr_int(g, "phase_step", t->phase_step), "train_state attributes");
+    TRY(attr_int(g, "global_step", t->global_step), "train_state attributes");
+    TRY(attr_int(g, "steps_per_epoch", t->steps_per_epoch), "train_state attributes");
+    TRY(attr_int(g, "global_batch", t->global_batch), "train_state attributes");
+    TRY(attr_u64(g, "seed", t->seed), "train_state attributes");
+    TRY(attr_int(g, "finished", t->finished), "train_state attributes");
+    H5Gclose(g);
+    g = -1;
+    hsize_t dims[2] = {(hsize_t)t->nrng, 4};
+    if (t->nrng > 0)
+        TRY(dset_write(f, "train_state/rng", H5T_STD_U64LE, H5T_NATIVE_UINT64, 2, dims, t->rng, 8),
+            "dataset train_state/rng");
+    return 0;
+fail:
+    return save_fail(job, path, g);
+}
+
+/* Writes every table and tensor of job->ck into the open file f: the root, the model and
+ * its group table, the tensors, then the optimizer and the train state when there are any.
+ * Stops at the first failure, whose error it returns. */
+static int build_image(hid_t f, save_job *job, const char *path)
+{
+    const io_ckpt *ck = job->ck;
+    int rc = write_root(f, job, path);
+    if (!rc) rc = write_model(f, job, path);
+    for (int k = 0, pi = 0; !rc && k < ck->ngroups; k++) {
+        rc = write_group(f, job, path, k, pi);
+        pi += ck->groups[k].nparams;
+    }
+    if (!rc) rc = write_tensors(f, job, path);
+    if (!rc && ck->opt_type[0]) rc = write_optimizer(f, job, path);
+    if (!rc && ck->train.has) rc = write_train_state(f, job, path);
     return rc;
 }
 #undef TRY
@@ -796,12 +864,14 @@ static int want_f32(hid_t d, const char *path, const char *p)
                   "explicitly, e.g. with h5py: f[name][...].astype('float32'))", path, p, what);
 }
 
-/* Opens path and reads every table; errors name path and the table. */
-static int reader_load(io_ckpt_reader *r)
+/* Checks that path is a readable HDF5 file, opens it into r->f and reads the root table:
+ * format and its version, world size, kind, and the config and metrics texts. 0, or an
+ * error naming path. */
+static int read_root(io_ckpt_reader *r)
 {
     const char *path = r->path;
     io_ckpt *ck = &r->info;
-    char s[64], p[512];
+    char s[64];
     if (access(path, F_OK)) return nn_err(NN_EIO, "%s: no such checkpoint: %s", path, strerror(errno));
     if (access(path, R_OK)) return nn_err(NN_EIO, "%s: cannot read the checkpoint: %s", path, strerror(errno));
     htri_t is = H5Fis_hdf5(path);
@@ -842,13 +912,18 @@ static int reader_load(io_ckpt_reader *r)
         if (dset_read_text(f, "metrics", &r->metrics)) return io__h5_fail(path, "cannot read dataset metrics");
     }
     ck->metrics = r->metrics;
+    return 0;
+}
 
-    /* The model. */
+/* Reads /model: the architecture, input, classes, cut, head, stem and group count. 0, or
+ * NN_EFORMAT naming path. */
+static int read_model(hid_t f, const char *path, io_ckpt *ck)
+{
     if (H5Lexists(f, "model", H5P_DEFAULT) <= 0)
         return nn_err(NN_EFORMAT, "%s: no group /model (the architecture and group count)", path);
     hid_t g = H5Gopen2(f, "model", H5P_DEFAULT);
     int64_t in[3] = {0, 0, 0}, classes = 0, cut = 0, ng = 0;
-    rc = g < 0 ? -1 : 0;
+    int rc = g < 0 ? -1 : 0;
     if (!rc) rc = attr_read_str(g, "arch", ck->arch, sizeof ck->arch);
     if (!rc) rc = attr_read(g, "input", H5T_NATIVE_INT64, in, 3);
     if (!rc) rc = attr_read(g, "classes", H5T_NATIVE_INT64, &classes, 0);
@@ -867,203 +942,270 @@ static int reader_load(io_ckpt_reader *r)
     ck->classes = (int)classes;
     ck->cut = (int)cut;
     ck->ngroups = (int)ng;
+    return 0;
+}
 
-    /* The group table and the parameters it lists. */
-    int cap = 0;
-    for (int k = 0; k < ck->ngroups; k++) {
-        io_ckpt_group *gr = &ck->groups[k];
-        snprintf(p, sizeof p, "groups/%d", k);
-        if (H5Lexists(f, "groups", H5P_DEFAULT) <= 0 || H5Lexists(f, p, H5P_DEFAULT) <= 0)
-            return nn_err(NN_EFORMAT, "%s: no group table entry /%s (the model has %d groups)", path, p, ck->ngroups);
-        g = H5Gopen2(f, p, H5P_DEFAULT);
-        int64_t first = 0, last = 0, frozen = 0, numel = 0;
-        rc = g < 0 ? -1 : 0;
-        if (!rc) rc = attr_read_str(g, "name", gr->name, sizeof gr->name);
-        if (!rc) rc = attr_read(g, "first", H5T_NATIVE_INT64, &first, 0);
-        if (!rc) rc = attr_read(g, "last", H5T_NATIVE_INT64, &last, 0);
-        if (!rc) rc = attr_read(g, "frozen", H5T_NATIVE_INT64, &frozen, 0);
-        if (!rc) rc = attr_read(g, "lr", H5T_NATIVE_DOUBLE, &gr->lr, 0);
-        if (!rc) rc = attr_read(g, "wd", H5T_NATIVE_DOUBLE, &gr->wd, 0);
-        if (!rc) rc = attr_read(g, "momentum", H5T_NATIVE_DOUBLE, &gr->momentum, 0);
-        if (!rc) rc = attr_read(g, "numel", H5T_NATIVE_INT64, &numel, 0);
-        if (g >= 0) H5Gclose(g);
-        if (rc)
-            return nn_err(NN_EFORMAT, "%s: /%s lacks one of its attributes name, first, last, frozen, lr, wd, momentum, numel",
-                          path, p);
-        gr->first = (int)first;
-        gr->last = (int)last;
-        gr->frozen = frozen != 0;
-        gr->numel = (size_t)numel;
-        char **names = NULL;
-        int n = 0;
-        snprintf(p, sizeof p, "groups/%d/parameters", k);
-        if (H5Lexists(f, p, H5P_DEFAULT) > 0 && dset_read_strs(f, p, &names, &n) < 0)
-            return io__h5_fail(path, "cannot read a group's parameter names");
-        if (ck->nparams + n > cap) {
-            cap = (ck->nparams + n) * 2 + 16;
-            io_ckpt_param *np = realloc(ck->params, sizeof *np * (size_t)cap);
-            if (!np) {
-                strs_free(names, n);
-                return nn_err(NN_ENOMEM, "%s: out of memory", path);
-            }
-            ck->params = np;
+/* Reads the attributes of the group table's entry /groups/<k> into gr. 0, or NN_EFORMAT
+ * naming path. */
+static int read_group_attrs(hid_t f, const char *path, int k, int ngroups, io_ckpt_group *gr)
+{
+    char p[512];
+    snprintf(p, sizeof p, "groups/%d", k);
+    if (H5Lexists(f, "groups", H5P_DEFAULT) <= 0 || H5Lexists(f, p, H5P_DEFAULT) <= 0)
+        return nn_err(NN_EFORMAT, "%s: no group table entry /%s (the model has %d groups)", path, p, ngroups);
+    hid_t g = H5Gopen2(f, p, H5P_DEFAULT);
+    int64_t first = 0, last = 0, frozen = 0, numel = 0;
+    int rc = g < 0 ? -1 : 0;
+    if (!rc) rc = attr_read_str(g, "name", gr->name, sizeof gr->name);
+    if (!rc) rc = attr_read(g, "first", H5T_NATIVE_INT64, &first, 0);
+    if (!rc) rc = attr_read(g, "last", H5T_NATIVE_INT64, &last, 0);
+    if (!rc) rc = attr_read(g, "frozen", H5T_NATIVE_INT64, &frozen, 0);
+    if (!rc) rc = attr_read(g, "lr", H5T_NATIVE_DOUBLE, &gr->lr, 0);
+    if (!rc) rc = attr_read(g, "wd", H5T_NATIVE_DOUBLE, &gr->wd, 0);
+    if (!rc) rc = attr_read(g, "momentum", H5T_NATIVE_DOUBLE, &gr->momentum, 0);
+    if (!rc) rc = attr_read(g, "numel", H5T_NATIVE_INT64, &numel, 0);
+    if (g >= 0) H5Gclose(g);
+    if (rc)
+        return nn_err(NN_EFORMAT, "%s: /%s lacks one of its attributes name, first, last, frozen, lr, wd, momentum, numel",
+                      path, p);
+    gr->first = (int)first;
+    gr->last = (int)last;
+    gr->frozen = frozen != 0;
+    gr->numel = (size_t)numel;
+    return 0;
+}
+
+/* Appends parameter name of group k to ck->params (which has room for it): its name must be
+ * new and short enough, and /params/group<k>/<name> a float32 tensor of 1 to 4 dimensions,
+ * whose shape it takes. 0, or NN_EFORMAT naming path. */
+static int read_param(hid_t f, const char *path, io_ckpt *ck, int k, const char *name)
+{
+    char p[512];
+    io_ckpt_param *pa = &ck->params[ck->nparams++];
+    memset(pa, 0, sizeof *pa);
+    pa->group = k;
+    if (strlen(name) >= sizeof pa->name)
+        return nn_err(NN_EFORMAT, "%s: group %d lists a parameter name longer than %zu characters",
+                      path, k, sizeof pa->name - 1);
+    snprintf(pa->name, sizeof pa->name, "%s", name);
+    for (int q = 0; q < ck->nparams - 1; q++)
+        if (!strcmp(ck->params[q].name, pa->name))
+            return nn_err(NN_EFORMAT, "%s: parameter '%s' is listed by group %d and by group %d",
+                          path, pa->name, ck->params[q].group, k);
+    char gp[64];
+    snprintf(gp, sizeof gp, "params/group%d", k);
+    snprintf(p, sizeof p, "%s/%s", gp, pa->name);
+    /* H5Lexists needs every link on the way to exist. */
+    if (H5Lexists(f, "params", H5P_DEFAULT) <= 0 || H5Lexists(f, gp, H5P_DEFAULT) <= 0 ||
+        H5Lexists(f, p, H5P_DEFAULT) <= 0)
+        return nn_err(NN_EFORMAT, "%s: group %d lists parameter '%s' but dataset /%s is missing",
+                      path, k, pa->name, p);
+    hid_t d = H5Dopen2(f, p, H5P_DEFAULT);
+    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    int nd = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+    hsize_t dims[H5S_MAX_RANK];
+    if (nd >= 0 && nd <= 4) H5Sget_simple_extent_dims(sp, dims, NULL);
+    const int bad_type = d >= 0 && nd >= 1 && nd <= 4 ? want_f32(d, path, p) : 0;
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    if (bad_type) return bad_type;
+    if (nd < 1 || nd > 4)
+        return nn_err(NN_EFORMAT, "%s: dataset /%s is not a tensor of 1 to 4 dimensions", path, p);
+    pa->ndim = nd;
+    pa->numel = 1;
+    for (int dd = 0; dd < nd; dd++) pa->shape[dd] = (int)dims[dd], pa->numel *= dims[dd];
+    return 0;
+}
+
+/* Reads the group table's entry k and appends the parameters it lists to ck->params (grown
+ * as needed; *cap is its room), checking that they hold the entry's numel values. 0, or an
+ * error naming path. */
+static int read_group(hid_t f, const char *path, io_ckpt *ck, int k, int *cap)
+{
+    io_ckpt_group *gr = &ck->groups[k];
+    char p[512];
+    int rc = read_group_attrs(f, path, k, ck->ngroups, gr);
+    if (rc) return rc;
+    char **names = NULL;
+    int n = 0;
+    snprintf(p, sizeof p, "groups/%d/parameters", k);
+    if (H5Lexists(f, p, H5P_DEFAULT) > 0 && dset_read_strs(f, p, &names, &n) < 0)
+        return io__h5_fail(path, "cannot read a group's parameter names");
+    if (ck->nparams + n > *cap) {
+        *cap = (ck->nparams + n) * 2 + 16;
+        io_ckpt_param *np = realloc(ck->params, sizeof *np * (size_t)*cap);
+        if (!np) {
+            strs_free(names, n);
+            return nn_err(NN_ENOMEM, "%s: out of memory", path);
         }
-        gr->nparams = n;
-        size_t sum = 0;
-        for (int i = 0; i < n; i++) {
-            io_ckpt_param *pa = &ck->params[ck->nparams++];
-            memset(pa, 0, sizeof *pa);
-            pa->group = k;
-            if (strlen(names[i]) >= sizeof pa->name) {
-                strs_free(names, n);
-                return nn_err(NN_EFORMAT, "%s: group %d lists a parameter name longer than %zu characters",
-                              path, k, sizeof pa->name - 1);
-            }
-            snprintf(pa->name, sizeof pa->name, "%s", names[i]);
-            for (int q = 0; q < ck->nparams - 1; q++)
-                if (!strcmp(ck->params[q].name, pa->name)) {
-                    strs_free(names, n);
-                    return nn_err(NN_EFORMAT, "%s: parameter '%s' is listed by group %d and by group %d",
-                                  path, pa->name, ck->params[q].group, k);
-                }
-            char gp[64];
-            snprintf(gp, sizeof gp, "params/group%d", k);
-            snprintf(p, sizeof p, "%s/%s", gp, pa->name);
-            /* H5Lexists needs every link on the way to exist. */
-            if (H5Lexists(f, "params", H5P_DEFAULT) <= 0 || H5Lexists(f, gp, H5P_DEFAULT) <= 0 ||
-                H5Lexists(f, p, H5P_DEFAULT) <= 0) {
-                strs_free(names, n);
-                return nn_err(NN_EFORMAT, "%s: group %d lists parameter '%s' but dataset /%s is missing",
-                              path, k, pa->name, p);
-            }
-            hid_t d = H5Dopen2(f, p, H5P_DEFAULT);
-            hid_t sp = d < 0 ? -1 : H5Dget_space(d);
-            int nd = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
-            hsize_t dims[H5S_MAX_RANK];
-            if (nd >= 0 && nd <= 4) H5Sget_simple_extent_dims(sp, dims, NULL);
-            const int bad_type = d >= 0 && nd >= 1 && nd <= 4 ? want_f32(d, path, p) : 0;
-            if (sp >= 0) H5Sclose(sp);
-            if (d >= 0) H5Dclose(d);
-            if (bad_type) {
-                strs_free(names, n);
-                return bad_type;
-            }
-            if (nd < 1 || nd > 4) {
-                strs_free(names, n);
-                return nn_err(NN_EFORMAT, "%s: dataset /%s is not a tensor of 1 to 4 dimensions", path, p);
-            }
-            pa->ndim = nd;
-            pa->numel = 1;
-            for (int dd = 0; dd < nd; dd++) pa->shape[dd] = (int)dims[dd], pa->numel *= dims[dd];
-            sum += pa->numel;
-        }
-        strs_free(names, n);
-        if (sum != gr->numel)
-            return nn_err(NN_EFORMAT, "%s: group %d says numel %zu but its parameters hold %zu values",
-                          path, k, gr->numel, sum);
+        ck->params = np;
     }
-
-    /* Every dataset under /params is one the group table lists. */
-    if (H5Lexists(f, "params", H5P_DEFAULT) > 0) {
-        count_job cj = {ck, 0, ""};
-        if (H5Ovisit_by_name(f, "params", H5_INDEX_NAME, H5_ITER_INC, count_datasets, &cj, H5P_DEFAULT) < 0)
-            return io__h5_fail(path, "cannot list /params");
-        if (cj.unlisted[0])
-            return nn_err(NN_EFORMAT, "%s: dataset /params/%s is not listed by the group table (/groups/<g>/parameters)",
-                          path, cj.unlisted);
-    }
-
-    /* BatchNorm buffers. */
-    if (H5Lexists(f, "buffers", H5P_DEFAULT) > 0) {
-        buf_list l = {NULL, 0, 0, H5Gopen2(f, "buffers", H5P_DEFAULT), 0};
-        herr_t e = l.g < 0 ? -1 : H5Literate(l.g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_buffer, &l);
-        if (l.g >= 0) H5Gclose(l.g);
-        ck->buffers = l.b;
-        ck->nbuffers = l.n;
-        if (e < 0) return io__h5_fail(path, "cannot list /buffers");
-    }
-
-    /* The optimizer. */
-    if (H5Lexists(f, "optimizer", H5P_DEFAULT) > 0) {
-        g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
-        int64_t nest = 0, dbb = 0;
-        rc = g < 0 ? -1 : 0;
-        if (!rc) rc = attr_read_str(g, "type", ck->opt_type, sizeof ck->opt_type);
-        if (!rc) rc = attr_read(g, "nesterov", H5T_NATIVE_INT64, &nest, 0);
-        if (!rc) rc = attr_read(g, "beta2", H5T_NATIVE_DOUBLE, &ck->beta2, 0);
-        if (!rc) rc = attr_read(g, "eps", H5T_NATIVE_DOUBLE, &ck->eps, 0);
-        if (!rc) rc = attr_read(g, "decay_bn_bias", H5T_NATIVE_INT64, &dbb, 0);
-        if (g >= 0) H5Gclose(g);
-        if (rc) return nn_err(NN_EFORMAT, "%s: /optimizer lacks one of its attributes type, nesterov, beta2, eps, decay_bn_bias", path);
-        ck->nesterov = nest != 0;
-        ck->decay_bn_bias = dbb != 0;
-        if (!strcmp(ck->opt_type, "sgd")) {
-            ck->nstates = 1;
-            snprintf(ck->state_names[0], sizeof ck->state_names[0], "momentum_buffer");
-        } else if (!strcmp(ck->opt_type, "adamw")) {
-            ck->nstates = 2;
-            snprintf(ck->state_names[0], sizeof ck->state_names[0], "exp_avg");
-            snprintf(ck->state_names[1], sizeof ck->state_names[1], "exp_avg_sq");
-        } else {
-            return nn_err(NN_EFORMAT, "%s: /optimizer type '%s' is not sgd or adamw", path, ck->opt_type);
+    gr->nparams = n;
+    size_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        rc = read_param(f, path, ck, k, names[i]);
+        if (rc) {
+            strs_free(names, n);
+            return rc;
         }
-        int64_t st[IO_CKPT_MAX_GROUPS];
-        const char *const names[2] = {"optimizer/step", "optimizer/step_bn"};
-        for (int w = 0; w < 2; w++) {
-            hid_t d = H5Lexists(f, names[w], H5P_DEFAULT) > 0 ? H5Dopen2(f, names[w], H5P_DEFAULT) : -1;
-            hid_t sp = d < 0 ? -1 : H5Dget_space(d);
-            hssize_t np = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
-            rc = (np != ck->ngroups || H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, st) < 0) ? -1 : 0;
-            if (sp >= 0) H5Sclose(sp);
-            if (d >= 0) H5Dclose(d);
-            if (rc) return nn_err(NN_EFORMAT, "%s: dataset /%s is missing or does not hold %d integers", path, names[w], ck->ngroups);
-            for (int k = 0; k < ck->ngroups; k++) (w ? ck->opt_step_bn : ck->opt_step)[k] = (long)st[k];
-        }
+        sum += ck->params[ck->nparams - 1].numel;
     }
+    strs_free(names, n);
+    if (sum != gr->numel)
+        return nn_err(NN_EFORMAT, "%s: group %d says numel %zu but its parameters hold %zu values",
+                      path, k, gr->numel, sum);
+    return 0;
+}
 
-    /* The train state. */
-    if (H5Lexists(f, "train_state", H5P_DEFAULT) > 0) {
-        io_ckpt_train *t = &ck->train;
-        g = H5Gopen2(f, "train_state", H5P_DEFAULT);
-        int64_t x[9];
-        const char *const keys[9] = {"phase", "epoch", "epoch_in_phase", "step_in_epoch", "phase_step",
-                                     "global_step", "steps_per_epoch", "global_batch", "finished"};
-        rc = g < 0 ? -1 : 0;
-        for (int i = 0; i < 9 && !rc; i++) {
-            rc = attr_read(g, keys[i], H5T_NATIVE_INT64, &x[i], 0);
-            if (rc) snprintf(s, sizeof s, "%s", keys[i]);
-        }
-        if (!rc && attr_read(g, "seed", H5T_NATIVE_UINT64, &t->seed, 0)) rc = -1, snprintf(s, sizeof s, "seed");
-        if (g >= 0) H5Gclose(g);
-        if (rc) return nn_err(NN_EFORMAT, "%s: /train_state lacks its attribute %s", path, s);
-        for (int i = 0; i < 9; i++)
-            if (x[i] < 0) return nn_err(NN_EFORMAT, "%s: /train_state %s is negative (%lld)", path, keys[i], (long long)x[i]);
-        t->phase = (int)x[0];
-        t->epoch = (int)x[1];
-        t->epoch_in_phase = (int)x[2];
-        t->step_in_epoch = (long)x[3];
-        t->phase_step = (long)x[4];
-        t->global_step = (long)x[5];
-        t->steps_per_epoch = (long)x[6];
-        t->global_batch = (int)x[7];
-        t->finished = x[8] != 0;
-        hid_t d = H5Lexists(f, "train_state/rng", H5P_DEFAULT) > 0 ? H5Dopen2(f, "train_state/rng", H5P_DEFAULT) : -1;
+/* Checks that every dataset under /params is one the group table lists. 0, or an error
+ * naming path. */
+static int check_params_listed(hid_t f, const char *path, const io_ckpt *ck)
+{
+    if (H5Lexists(f, "params", H5P_DEFAULT) <= 0) return 0;
+    count_job cj = {ck, 0, ""};
+    if (H5Ovisit_by_name(f, "params", H5_INDEX_NAME, H5_ITER_INC, count_datasets, &cj, H5P_DEFAULT) < 0)
+        return io__h5_fail(path, "cannot list /params");
+    if (cj.unlisted[0])
+        return nn_err(NN_EFORMAT, "%s: dataset /params/%s is not listed by the group table (/groups/<g>/parameters)",
+                      path, cj.unlisted);
+    return 0;
+}
+
+/* Lists the BatchNorm buffers under /buffers, if any, into ck->buffers (names and sizes;
+ * kept even when listing fails). 0, or an error naming path. */
+static int read_buffers(hid_t f, const char *path, io_ckpt *ck)
+{
+    if (H5Lexists(f, "buffers", H5P_DEFAULT) <= 0) return 0;
+    buf_list l = {NULL, 0, 0, H5Gopen2(f, "buffers", H5P_DEFAULT), 0};
+    herr_t e = l.g < 0 ? -1 : H5Literate(l.g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_buffer, &l);
+    if (l.g >= 0) H5Gclose(l.g);
+    ck->buffers = l.b;
+    ck->nbuffers = l.n;
+    if (e < 0) return io__h5_fail(path, "cannot list /buffers");
+    return 0;
+}
+
+/* Reads /optimizer/step and /optimizer/step_bn, one integer per group. 0, or NN_EFORMAT
+ * naming path. */
+static int read_opt_steps(hid_t f, const char *path, io_ckpt *ck)
+{
+    int64_t st[IO_CKPT_MAX_GROUPS];
+    const char *const names[2] = {"optimizer/step", "optimizer/step_bn"};
+    for (int w = 0; w < 2; w++) {
+        hid_t d = H5Lexists(f, names[w], H5P_DEFAULT) > 0 ? H5Dopen2(f, names[w], H5P_DEFAULT) : -1;
         hid_t sp = d < 0 ? -1 : H5Dget_space(d);
-        hsize_t dims[2] = {0, 0};
-        int nd = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
-        if (nd == 2) H5Sget_simple_extent_dims(sp, dims, NULL);
-        rc = (nd != 2 || dims[1] != 4 || dims[0] < 1 || dims[0] > 1u << 20) ? -1 : 0;
-        if (!rc) {
-            t->rng = malloc(sizeof *t->rng * dims[0]);
-            t->nrng = (int)dims[0];
-            if (!t->rng || H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->rng) < 0) rc = -1;
-        }
+        hssize_t np = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+        int rc = (np != ck->ngroups || H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, st) < 0) ? -1 : 0;
         if (sp >= 0) H5Sclose(sp);
         if (d >= 0) H5Dclose(d);
-        if (rc) return nn_err(NN_EFORMAT, "%s: dataset /train_state/rng is missing or not (ranks, 4) uint64 RNG states", path);
-        t->has = 1;
+        if (rc) return nn_err(NN_EFORMAT, "%s: dataset /%s is missing or does not hold %d integers", path, names[w], ck->ngroups);
+        for (int k = 0; k < ck->ngroups; k++) (w ? ck->opt_step_bn : ck->opt_step)[k] = (long)st[k];
     }
     return 0;
+}
+
+/* Reads /optimizer, if there is one: its settings, the names of its states (from its type,
+ * sgd or adamw) and its step counters. 0, or NN_EFORMAT naming path. */
+static int read_optimizer(hid_t f, const char *path, io_ckpt *ck)
+{
+    if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0) return 0;
+    hid_t g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
+    int64_t nest = 0, dbb = 0;
+    int rc = g < 0 ? -1 : 0;
+    if (!rc) rc = attr_read_str(g, "type", ck->opt_type, sizeof ck->opt_type);
+    if (!rc) rc = attr_read(g, "nesterov", H5T_NATIVE_INT64, &nest, 0);
+    if (!rc) rc = attr_read(g, "beta2", H5T_NATIVE_DOUBLE, &ck->beta2, 0);
+    if (!rc) rc = attr_read(g, "eps", H5T_NATIVE_DOUBLE, &ck->eps, 0);
+    if (!rc) rc = attr_read(g, "decay_bn_bias", H5T_NATIVE_INT64, &dbb, 0);
+    if (g >= 0) H5Gclose(g);
+    if (rc) return nn_err(NN_EFORMAT, "%s: /optimizer lacks one of its attributes type, nesterov, beta2, eps, decay_bn_bias", path);
+    ck->nesterov = nest != 0;
+    ck->decay_bn_bias = dbb != 0;
+    if (!strcmp(ck->opt_type, "sgd")) {
+        ck->nstates = 1;
+        snprintf(ck->state_names[0], sizeof ck->state_names[0], "momentum_buffer");
+    } else if (!strcmp(ck->opt_type, "adamw")) {
+        ck->nstates = 2;
+        snprintf(ck->state_names[0], sizeof ck->state_names[0], "exp_avg");
+        snprintf(ck->state_names[1], sizeof ck->state_names[1], "exp_avg_sq");
+    } else {
+        return nn_err(NN_EFORMAT, "%s: /optimizer type '%s' is not sgd or adamw", path, ck->opt_type);
+    }
+    return read_opt_steps(f, path, ck);
+}
+
+/* Reads /train_state/rng, the ranks' RNG states ((ranks, 4) uint64), into t->rng
+ * (malloc'd). 0, or NN_EFORMAT naming path. */
+static int read_rng(hid_t f, const char *path, io_ckpt_train *t)
+{
+    hid_t d = H5Lexists(f, "train_state/rng", H5P_DEFAULT) > 0 ? H5Dopen2(f, "train_state/rng", H5P_DEFAULT) : -1;
+    hid_t sp = d < 0 ? -1 : H5Dget_space(d);
+    hsize_t dims[2] = {0, 0};
+    int nd = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+    if (nd == 2) H5Sget_simple_extent_dims(sp, dims, NULL);
+    int rc = (nd != 2 || dims[1] != 4 || dims[0] < 1 || dims[0] > 1u << 20) ? -1 : 0;
+    if (!rc) {
+        t->rng = malloc(sizeof *t->rng * dims[0]);
+        t->nrng = (int)dims[0];
+        if (!t->rng || H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->rng) < 0) rc = -1;
+    }
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    if (rc) return nn_err(NN_EFORMAT, "%s: dataset /train_state/rng is missing or not (ranks, 4) uint64 RNG states", path);
+    return 0;
+}
+
+/* Reads /train_state, if there is one: where training stands (no counter negative) and the
+ * RNG states; sets ck->train.has. 0, or NN_EFORMAT naming path. */
+static int read_train_state(hid_t f, const char *path, io_ckpt *ck)
+{
+    if (H5Lexists(f, "train_state", H5P_DEFAULT) <= 0) return 0;
+    io_ckpt_train *t = &ck->train;
+    char s[64];
+    hid_t g = H5Gopen2(f, "train_state", H5P_DEFAULT);
+    int64_t x[9];
+    const char *const keys[9] = {"phase", "epoch", "epoch_in_phase", "step_in_epoch", "phase_step",
+                                 "global_step", "steps_per_epoch", "global_batch", "finished"};
+    int rc = g < 0 ? -1 : 0;
+    for (int i = 0; i < 9 && !rc; i++) {
+        rc = attr_read(g, keys[i], H5T_NATIVE_INT64, &x[i], 0);
+        if (rc) snprintf(s, sizeof s, "%s", keys[i]);
+    }
+    if (!rc && attr_read(g, "seed", H5T_NATIVE_UINT64, &t->seed, 0)) rc = -1, snprintf(s, sizeof s, "seed");
+    if (g >= 0) H5Gclose(g);
+    if (rc) return nn_err(NN_EFORMAT, "%s: /train_state lacks its attribute %s", path, s);
+    for (int i = 0; i < 9; i++)
+        if (x[i] < 0) return nn_err(NN_EFORMAT, "%s: /train_state %s is negative (%lld)", path, keys[i], (long long)x[i]);
+    t->phase = (int)x[0];
+    t->epoch = (int)x[1];
+    t->epoch_in_phase = (int)x[2];
+    t->step_in_epoch = (long)x[3];
+    t->phase_step = (long)x[4];
+    t->global_step = (long)x[5];
+    t->steps_per_epoch = (long)x[6];
+    t->global_batch = (int)x[7];
+    t->finished = x[8] != 0;
+    rc = read_rng(f, path, t);
+    if (rc) return rc;
+    t->has = 1;
+    return 0;
+}
+
+/* Opens path and reads every table, in the order of the file's outline: the root, the model,
+ * the group table and its parameters, the buffers, the optimizer and the train state.
+ * Stops at the first error, which names path and the table. */
+static int reader_load(io_ckpt_reader *r)
+{
+    const char *path = r->path;
+    io_ckpt *ck = &r->info;
+    int rc = read_root(r);
+    if (!rc) rc = read_model(r->f, path, ck);
+    for (int k = 0, cap = 0; !rc && k < ck->ngroups; k++) rc = read_group(r->f, path, ck, k, &cap);
+    if (!rc) rc = check_params_listed(r->f, path, ck);
+    if (!rc) rc = read_buffers(r->f, path, ck);
+    if (!rc) rc = read_optimizer(r->f, path, ck);
+    if (!rc) rc = read_train_state(r->f, path, ck);
+    return rc;
 }
 
 int io_ckpt_open(io_ckpt_reader **out, const char *path)

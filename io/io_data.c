@@ -306,14 +306,10 @@ done:
     return rc;
 }
 
-/* The body of io_h5_load, between the quiet begin and end. */
-static int io__h5_load(io_dataset *ds, const char *path)
+/* Checks that path opens and is an HDF5 file, and opens it read-only into *file. 0, or an
+ * error naming path (*file is then not open). */
+static int io__h5_open_file(const char *path, hid_t *file)
 {
-    const char *image_layout = "/images (N, C, H, W), uint8 or float32";
-    const char *label_layout = "/labels (N), integer";
-    int rc = 0;
-    hid_t file = -1, ids = -1, lds = -1, itype = -1;
-
     {
         const int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) return nn_err(NN_EIO, "cannot open %s: %s", path, strerror(errno));
@@ -327,72 +323,80 @@ static int io__h5_load(io_dataset *ds, const char *path)
     if (is_h5 == 0)
         return nn_err(NN_EFORMAT, "%s: not an HDF5 file (no HDF5 signature found)", path);
     if (is_h5 < 0) return io__h5_fail(path, "cannot check whether it is an HDF5 file");
-    file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return io__h5_fail(path, "cannot open the HDF5 file");
+    *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (*file < 0) return io__h5_fail(path, "cannot open the HDF5 file");
+    return 0;
+}
 
-    /* /images: shape and type. */
-    hsize_t idims[4], ldims[1];
-    rc = io__h5_open_ds(file, path, "images", 4, image_layout, &ids, idims);
-    if (rc) goto done;
+/* Opens /images into *ids and its type into *itype (both the caller's to close, even on
+ * failure) and checks its shape (idims, no dimension 0, sizes that fit an int) and its type
+ * (*is_u8: uint8, else a float type). 0, or an error naming path. */
+static int io__h5_check_images(hid_t file, const char *path, hid_t *ids, hid_t *itype,
+                               hsize_t *idims, int *is_u8)
+{
+    const char *image_layout = "/images (N, C, H, W), uint8 or float32";
+    int rc = io__h5_open_ds(file, path, "images", 4, image_layout, ids, idims);
+    if (rc) return rc;
     for (int i = 0; i < 4; i++) {
-        if (idims[i] == 0) {
-            rc = nn_err(NN_EFORMAT,
-                        "%s: /images dimension %d of 4 is 0 (every dimension must be at least 1)",
-                        path, i);
-            goto done;
-        }
+        if (idims[i] == 0)
+            return nn_err(NN_EFORMAT,
+                          "%s: /images dimension %d of 4 is 0 (every dimension must be at least 1)",
+                          path, i);
     }
     if (idims[0] > INT_MAX || idims[1] > INT_MAX || idims[2] > INT_MAX || idims[3] > INT_MAX ||
         idims[1] * idims[2] * idims[3] > INT_MAX) {
-        rc = nn_err(NN_EFORMAT,
-                    "%s: /images has shape (%llu, %llu, %llu, %llu): too large (at most %d "
-                    "samples of at most %d elements each)",
-                    path, (unsigned long long)idims[0], (unsigned long long)idims[1],
-                    (unsigned long long)idims[2], (unsigned long long)idims[3], INT_MAX, INT_MAX);
-        goto done;
+        return nn_err(NN_EFORMAT,
+                      "%s: /images has shape (%llu, %llu, %llu, %llu): too large (at most %d "
+                      "samples of at most %d elements each)",
+                      path, (unsigned long long)idims[0], (unsigned long long)idims[1],
+                      (unsigned long long)idims[2], (unsigned long long)idims[3], INT_MAX, INT_MAX);
     }
-    itype = H5Dget_type(ids);
-    if (itype < 0) {
-        rc = io__h5_fail(path, "cannot read the type of /images");
-        goto done;
-    }
-    const H5T_class_t icls = H5Tget_class(itype);
-    const int is_u8 = icls == H5T_INTEGER && H5Tget_size(itype) == 1 &&
-                      H5Tget_sign(itype) == H5T_SGN_NONE;
-    if (!is_u8 && icls != H5T_FLOAT) {
+    *itype = H5Dget_type(*ids);
+    if (*itype < 0) return io__h5_fail(path, "cannot read the type of /images");
+    const H5T_class_t icls = H5Tget_class(*itype);
+    *is_u8 = icls == H5T_INTEGER && H5Tget_size(*itype) == 1 &&
+             H5Tget_sign(*itype) == H5T_SGN_NONE;
+    if (!*is_u8 && icls != H5T_FLOAT) {
         char tn[48];
-        rc = nn_err(NN_EFORMAT,
-                    "%s: /images has type %s, which strata does not read (expected uint8 or "
-                    "float32)",
-                    path, io__h5_type_name(itype, tn, sizeof tn));
-        goto done;
+        return nn_err(NN_EFORMAT,
+                      "%s: /images has type %s, which strata does not read (expected uint8 or "
+                      "float32)",
+                      path, io__h5_type_name(*itype, tn, sizeof tn));
     }
+    return 0;
+}
 
-    /* /labels: shape and type, checked before the images are read. */
-    rc = io__h5_open_ds(file, path, "labels", 1, label_layout, &lds, ldims);
-    if (rc) goto done;
-    if (ldims[0] != idims[0]) {
-        rc = nn_err(NN_EFORMAT,
-                    "%s: /images holds %llu samples but /labels holds %llu labels (the counts "
-                    "must match)",
-                    path, (unsigned long long)idims[0], (unsigned long long)ldims[0]);
-        goto done;
+/* Opens /labels into *lds (the caller's to close, even on failure) and checks, before any
+ * image is read, that it holds n values of an integer type. 0, or an error naming path. */
+static int io__h5_check_labels(hid_t file, const char *path, hsize_t n, hid_t *lds)
+{
+    const char *label_layout = "/labels (N), integer";
+    hsize_t ldims[1];
+    int rc = io__h5_open_ds(file, path, "labels", 1, label_layout, lds, ldims);
+    if (rc) return rc;
+    if (ldims[0] != n) {
+        return nn_err(NN_EFORMAT,
+                      "%s: /images holds %llu samples but /labels holds %llu labels (the counts "
+                      "must match)",
+                      path, (unsigned long long)n, (unsigned long long)ldims[0]);
     }
-    {
-        hid_t ltype = H5Dget_type(lds);
-        if (ltype < 0) {
-            rc = io__h5_fail(path, "cannot read the type of /labels");
-            goto done;
-        }
-        if (H5Tget_class(ltype) != H5T_INTEGER) {
-            char tn[48];
-            rc = nn_err(NN_EFORMAT, "%s: /labels has type %s, expected an integer type", path,
-                        io__h5_type_name(ltype, tn, sizeof tn));
-        }
-        H5Tclose(ltype);
-        if (rc) goto done;
+    hid_t ltype = H5Dget_type(*lds);
+    if (ltype < 0) return io__h5_fail(path, "cannot read the type of /labels");
+    if (H5Tget_class(ltype) != H5T_INTEGER) {
+        char tn[48];
+        rc = nn_err(NN_EFORMAT, "%s: /labels has type %s, expected an integer type", path,
+                    io__h5_type_name(ltype, tn, sizeof tn));
     }
+    H5Tclose(ltype);
+    return rc;
+}
 
+/* Sets ds's shape from idims and reads /images (ids) into ds->images (uint8, is_u8) or
+ * ds->images_f32 (every value finite), malloc'd and owned by ds. 0, or an error naming
+ * path. */
+static int io__h5_read_images(hid_t ids, const char *path, io_dataset *ds, const hsize_t *idims,
+                              int is_u8)
+{
     ds->n = (int)idims[0];
     ds->c = (int)idims[1];
     ds->h = (int)idims[2];
@@ -400,71 +404,78 @@ static int io__h5_load(io_dataset *ds, const char *path)
     const size_t elems = (size_t)idims[0] * idims[1] * idims[2] * idims[3];
     if (is_u8) {
         ds->images = malloc(elems);
-        if (ds->images == NULL) {
-            rc = nn_err(NN_ENOMEM, "%s: cannot allocate %zu bytes for /images", path, elems);
-            goto done;
-        }
-        if (H5Dread(ids, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->images) < 0) {
-            rc = io__h5_fail(path, "cannot read /images");
-            goto done;
-        }
-    } else {
-        ds->images_f32 = malloc(elems * sizeof(float));
-        if (ds->images_f32 == NULL) {
-            rc = nn_err(NN_ENOMEM, "%s: cannot allocate %zu floats for /images", path, elems);
-            goto done;
-        }
-        if (H5Dread(ids, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->images_f32) < 0) {
-            rc = io__h5_fail(path, "cannot read /images");
-            goto done;
-        }
-        const size_t per = elems / idims[0];
-        for (size_t i = 0; i < elems; i++) {
-            if (!isfinite(ds->images_f32[i])) {
-                rc = nn_err(NN_EFORMAT,
-                            "%s: /images holds a non-finite value (%g) in sample %zu, element "
-                            "%zu",
-                            path, (double)ds->images_f32[i], i / per, i % per);
-                goto done;
-            }
+        if (ds->images == NULL)
+            return nn_err(NN_ENOMEM, "%s: cannot allocate %zu bytes for /images", path, elems);
+        if (H5Dread(ids, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->images) < 0)
+            return io__h5_fail(path, "cannot read /images");
+        return 0;
+    }
+    ds->images_f32 = malloc(elems * sizeof(float));
+    if (ds->images_f32 == NULL)
+        return nn_err(NN_ENOMEM, "%s: cannot allocate %zu floats for /images", path, elems);
+    if (H5Dread(ids, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->images_f32) < 0)
+        return io__h5_fail(path, "cannot read /images");
+    const size_t per = elems / idims[0];
+    for (size_t i = 0; i < elems; i++) {
+        if (!isfinite(ds->images_f32[i])) {
+            return nn_err(NN_EFORMAT,
+                          "%s: /images holds a non-finite value (%g) in sample %zu, element "
+                          "%zu",
+                          path, (double)ds->images_f32[i], i / per, i % per);
         }
     }
+    return 0;
+}
 
-    int32_t max_label = 0;
-    rc = io__h5_read_labels(lds, path, ds, &max_label);
-    if (rc) goto done;
-
-    /* Optional attributes. */
+/* Sets ds->classes: the root attribute classes when the file has one (at least 1, above
+ * every label), else max_label + 1. 0, or an error naming path. */
+static int io__h5_read_classes(hid_t file, const char *path, io_dataset *ds, int32_t max_label)
+{
     int64_t classes = 0;
     size_t count = 0;
     int found = 0;
-    rc = io__h5_read_attr(file, path, "classes", H5T_INTEGER, H5T_NATIVE_INT64, &classes, 1,
-                          "a single value", &count, &found);
-    if (rc) goto done;
-    if (found) {
-        if (classes < 1 || classes > INT_MAX) {
-            rc = nn_err(NN_EFORMAT, "%s: attribute classes is %lld (expected 1 or more)", path,
-                        (long long)classes);
-            goto done;
-        }
-        if (max_label >= classes) {
-            for (int i = 0; i < ds->n; i++) {
-                if (ds->labels[i] == max_label) {
-                    rc = nn_err(NN_EFORMAT,
-                                "%s: sample %d has label %d, but the file's classes attribute "
-                                "is %lld (labels must lie in [0, classes))",
-                                path, i, (int)max_label, (long long)classes);
-                    goto done;
-                }
+    int rc = io__h5_read_attr(file, path, "classes", H5T_INTEGER, H5T_NATIVE_INT64, &classes, 1,
+                              "a single value", &count, &found);
+    if (rc) return rc;
+    if (!found) {
+        ds->classes = max_label + 1;
+        return 0;
+    }
+    if (classes < 1 || classes > INT_MAX)
+        return nn_err(NN_EFORMAT, "%s: attribute classes is %lld (expected 1 or more)", path,
+                      (long long)classes);
+    if (max_label >= classes) {
+        for (int i = 0; i < ds->n; i++) {
+            if (ds->labels[i] == max_label) {
+                return nn_err(NN_EFORMAT,
+                              "%s: sample %d has label %d, but the file's classes attribute "
+                              "is %lld (labels must lie in [0, classes))",
+                              path, i, (int)max_label, (long long)classes);
             }
         }
-        ds->classes = (int)classes;
-    } else {
-        ds->classes = max_label + 1;
     }
-    rc = io__h5_read_norm(file, path, ds);
+    ds->classes = (int)classes;
+    return 0;
+}
 
-done:
+/* The body of io_h5_load, between the quiet begin and end: the file, /images and /labels
+ * checked before anything is read, the images, the labels, then the optional attributes
+ * (classes, the normalisation statistics). Everything it opens is closed on every path. */
+static int io__h5_load(io_dataset *ds, const char *path)
+{
+    hid_t file = -1, ids = -1, lds = -1, itype = -1;
+    int rc = io__h5_open_file(path, &file);
+    if (rc) return rc;
+    hsize_t idims[4];
+    int is_u8 = 0;
+    int32_t max_label = 0;
+    rc = io__h5_check_images(file, path, &ids, &itype, idims, &is_u8);
+    if (!rc) rc = io__h5_check_labels(file, path, idims[0], &lds);
+    if (!rc) rc = io__h5_read_images(ids, path, ds, idims, is_u8);
+    if (!rc) rc = io__h5_read_labels(lds, path, ds, &max_label);
+    if (!rc) rc = io__h5_read_classes(file, path, ds, max_label);
+    if (!rc) rc = io__h5_read_norm(file, path, ds);
+
     io__h5_close_id(&itype, H5Tclose);
     io__h5_close_id(&lds, H5Dclose);
     io__h5_close_id(&ids, H5Dclose);

@@ -86,6 +86,107 @@ static const char *io__gz_note(gzFile gz, char *buf, size_t len)
     return buf;
 }
 
+/* What a magic number other than the expected one suggests the file is, as a note to append
+ * to the message (" (that is an image file: ...)"), or "" when it suggests nothing. */
+static const char *io__idx_magic_hint(uint32_t found)
+{
+    const unsigned type = (found >> 8) & 0xffu;
+    if (found == IO__IDX_MAGIC_IMAGES || found == IO__IDX_MAGIC_LABELS)
+        return found == IO__IDX_MAGIC_IMAGES
+                   ? " (that is an image file: are the image and label paths swapped?)"
+                   : " (that is a label file: are the image and label paths swapped?)";
+    if ((found >> 16) == 0 && type == 0x08u)
+        return " (an unsigned-byte IDX file with another number of dimensions)";
+    if ((found >> 16) == 0 && (type == 0x09u || (type >= 0x0bu && type <= 0x0eu)))
+        return " (an IDX file whose elements are not unsigned bytes)";
+    return "";
+}
+
+/* Reads and checks the header: the magic, then the ndims dimensions (low byte of magic)
+ * into dims, none 0 and their product, *elems, at most IO_IDX_MAX_ELEMS. 0, or NN_EFORMAT /
+ * NN_EIO naming path. */
+static int io__idx_header(gzFile gz, const char *path, uint32_t magic, const char *what,
+                          uint32_t *dims, uint64_t *elems)
+{
+    const int ndims = (int)(magic & 0xffu);
+    char note[160];
+    unsigned char header[4 + 4 * 3];
+    const size_t header_len = 4 + 4 * (size_t)ndims;
+    size_t got = 0;
+    int rc = io__gz_read(gz, path, "header", header, header_len, &got);
+    if (rc) return rc;
+    if (got < 4)
+        return nn_err(NN_EFORMAT,
+                      "%s: truncated file: expected %zu header bytes, got %zu%s (not an IDX file?)",
+                      path, header_len, got, io__gz_note(gz, note, sizeof note));
+    const uint32_t found = io__be32(header);
+    if (found != magic)
+        return nn_err(NN_EFORMAT, "%s: bad magic 0x%08x, expected 0x%08x (IDX%d unsigned-byte %s)%s",
+                      path, (unsigned)found, (unsigned)magic, ndims, what,
+                      io__idx_magic_hint(found));
+    if (got < header_len)
+        return nn_err(NN_EFORMAT, "%s: truncated file: expected %zu header bytes, got %zu%s", path,
+                      header_len, got, io__gz_note(gz, note, sizeof note));
+    *elems = 1;
+    for (int i = 0; i < ndims; i++) {
+        dims[i] = io__be32(header + 4 + 4 * i);
+        if (dims[i] == 0)
+            return nn_err(NN_EFORMAT,
+                          "%s: dimension %d of %d is 0 (every dimension must be at least 1)", path,
+                          i, ndims);
+        *elems *= dims[i]; /* at most 3 factors below 2^32 after the checks: cannot overflow */
+        if (*elems > IO_IDX_MAX_ELEMS)
+            return nn_err(NN_EFORMAT,
+                          "%s: dimension %d is %u, which makes more than %u elements "
+                          "(the limit is 1 << 28)",
+                          path, i, (unsigned)dims[i], (unsigned)IO_IDX_MAX_ELEMS);
+    }
+    return 0;
+}
+
+/* Reads on to the end of gz, after the elems elements, so that zlib checks the gzip trailer
+ * (CRC-32 and length): the last element can arrive before the trailer is looked at. Trailing
+ * bytes of an uncompressed file are skipped the same way. 0, or NN_EIO / NN_EFORMAT. */
+static int io__idx_drain(gzFile gz, const char *path, const char *what, uint64_t elems)
+{
+    unsigned char rest[4096];
+    int r;
+    while ((r = gzread(gz, rest, sizeof rest)) > 0) {
+    }
+    if (r >= 0) return 0;
+    int zerr = Z_OK;
+    const char *msg = io__gz_errtext(gz, &zerr);
+    return nn_err(zerr == Z_ERRNO ? NN_EIO : NN_EFORMAT,
+                  "%s: corrupt file after the %s (%llu bytes read): %s", path, what,
+                  (unsigned long long)elems, msg);
+}
+
+/* Reads the elems elements that follow the header into a new buffer *data (the caller's to
+ * free, even on failure), then the rest of the file through io__idx_drain. 0, or an error
+ * naming path (a short file: NN_EFORMAT with the expected size). */
+static int io__idx_elements(gzFile gz, const char *path, const char *what, int ndims,
+                            const uint32_t *dims, uint64_t elems, uint8_t **data)
+{
+    char note[160];
+    size_t got = 0;
+    *data = malloc((size_t)elems);
+    if (*data == NULL)
+        return nn_err(NN_ENOMEM, "%s: cannot allocate %llu bytes for the %s", path,
+                      (unsigned long long)elems, what);
+    int rc = io__gz_read(gz, path, what, *data, (size_t)elems, &got);
+    if (rc == 0 && got < (size_t)elems) {
+        char shape[64] = "";
+        if (ndims == 3)
+            snprintf(shape, sizeof shape, " (%u x %u x %u)", (unsigned)dims[0], (unsigned)dims[1],
+                     (unsigned)dims[2]);
+        rc = nn_err(NN_EFORMAT, "%s: truncated file: expected %llu bytes of %s%s, got %zu%s",
+                    path, (unsigned long long)elems, what, shape, got,
+                    io__gz_note(gz, note, sizeof note));
+    }
+    if (rc == 0) rc = io__idx_drain(gz, path, what, elems);
+    return rc;
+}
+
 /* Opens one IDX unsigned-byte file, checks its magic and dimensions, and reads its
  * elements into a new buffer (*data, owned by the caller). dims receives the ndims
  * dimensions (ndims is the low byte of magic). On failure *data is NULL. */
@@ -104,95 +205,9 @@ static int io__idx_read(const char *path, uint32_t magic, const char *what, uint
     }
     gzbuffer(gz, 1u << 17);
 
-    int rc = 0;
-    char note[160];
-    unsigned char header[4 + 4 * 3];
-    const size_t header_len = 4 + 4 * (size_t)ndims;
-    size_t got = 0;
-    rc = io__gz_read(gz, path, "header", header, header_len, &got);
-    if (rc) goto done;
-    if (got < 4) {
-        rc = nn_err(NN_EFORMAT,
-                    "%s: truncated file: expected %zu header bytes, got %zu%s (not an IDX file?)",
-                    path, header_len, got, io__gz_note(gz, note, sizeof note));
-        goto done;
-    }
-
-    const uint32_t found = io__be32(header);
-    if (found != magic) {
-        const char *hint = "";
-        const unsigned type = (found >> 8) & 0xffu;
-        if (found == IO__IDX_MAGIC_IMAGES || found == IO__IDX_MAGIC_LABELS)
-            hint = found == IO__IDX_MAGIC_IMAGES
-                       ? " (that is an image file: are the image and label paths swapped?)"
-                       : " (that is a label file: are the image and label paths swapped?)";
-        else if ((found >> 16) == 0 && type == 0x08u)
-            hint = " (an unsigned-byte IDX file with another number of dimensions)";
-        else if ((found >> 16) == 0 && (type == 0x09u || (type >= 0x0bu && type <= 0x0eu)))
-            hint = " (an IDX file whose elements are not unsigned bytes)";
-        rc = nn_err(NN_EFORMAT, "%s: bad magic 0x%08x, expected 0x%08x (IDX%d unsigned-byte %s)%s",
-                    path, (unsigned)found, (unsigned)magic, ndims, what, hint);
-        goto done;
-    }
-    if (got < header_len) {
-        rc = nn_err(NN_EFORMAT, "%s: truncated file: expected %zu header bytes, got %zu%s", path,
-                    header_len, got, io__gz_note(gz, note, sizeof note));
-        goto done;
-    }
-
-    uint64_t elems = 1;
-    for (int i = 0; i < ndims; i++) {
-        dims[i] = io__be32(header + 4 + 4 * i);
-        if (dims[i] == 0) {
-            rc = nn_err(NN_EFORMAT,
-                        "%s: dimension %d of %d is 0 (every dimension must be at least 1)", path,
-                        i, ndims);
-            goto done;
-        }
-        elems *= dims[i]; /* at most 3 factors below 2^32 after the checks: cannot overflow */
-        if (elems > IO_IDX_MAX_ELEMS) {
-            rc = nn_err(NN_EFORMAT,
-                        "%s: dimension %d is %u, which makes more than %u elements "
-                        "(the limit is 1 << 28)",
-                        path, i, (unsigned)dims[i], (unsigned)IO_IDX_MAX_ELEMS);
-            goto done;
-        }
-    }
-
-    *data = malloc((size_t)elems);
-    if (*data == NULL) {
-        rc = nn_err(NN_ENOMEM, "%s: cannot allocate %llu bytes for the %s", path,
-                    (unsigned long long)elems, what);
-        goto done;
-    }
-    rc = io__gz_read(gz, path, what, *data, (size_t)elems, &got);
-    if (rc == 0 && got < (size_t)elems) {
-        char shape[64] = "";
-        if (ndims == 3)
-            snprintf(shape, sizeof shape, " (%u x %u x %u)", (unsigned)dims[0], (unsigned)dims[1],
-                     (unsigned)dims[2]);
-        rc = nn_err(NN_EFORMAT, "%s: truncated file: expected %llu bytes of %s%s, got %zu%s",
-                    path, (unsigned long long)elems, what, shape, got,
-                    io__gz_note(gz, note, sizeof note));
-    }
-    if (rc == 0) {
-        /* Read on to the end so that zlib checks the gzip trailer (CRC-32 and length): the
-         * last element can arrive before the trailer is looked at. Trailing bytes of an
-         * uncompressed file are skipped the same way. */
-        unsigned char rest[4096];
-        int r;
-        while ((r = gzread(gz, rest, sizeof rest)) > 0) {
-        }
-        if (r < 0) {
-            int zerr = Z_OK;
-            const char *msg = io__gz_errtext(gz, &zerr);
-            rc = nn_err(zerr == Z_ERRNO ? NN_EIO : NN_EFORMAT,
-                        "%s: corrupt file after the %s (%llu bytes read): %s", path, what,
-                        (unsigned long long)elems, msg);
-        }
-    }
-
-done:
+    uint64_t elems = 0;
+    int rc = io__idx_header(gz, path, magic, what, dims, &elems);
+    if (rc == 0) rc = io__idx_elements(gz, path, what, ndims, dims, elems, data);
     gzclose_r(gz);
     if (rc) {
         free(*data);
