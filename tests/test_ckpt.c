@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -617,6 +618,43 @@ static void body_shape_mismatch_is_refused(void **state)
     nn_model_free(b);
 }
 
+/* A non-finite weight, optimizer state or buffer is never filled into a checkpoint; one that
+ * reaches a file anyway (written by io directly) is refused on load, naming the tensor. */
+static void nonfinite_never_saved_nor_loaded(void **state)
+{
+    (void)state;
+    nn_model *a = mlp(3, 16, 11), *b = mlp(3, 16, 99);
+    trainer_opt o;
+    NN_CHECK(trainer_opt_init(&o, a, TRAINER_OPT_ADAMW, 0, 0.99, 1e-8, 0));
+    io_ckpt ck;
+    o.state2[1][3] = INFINITY;
+    assert_int_equal(trainer_ckpt_fill(&ck, a, &o), NN_ERANGE);
+    tu_expect_msg("nothing saved", "optimizer state 2 of parameter", "inf at index 3");
+    assert_null(ck.params);
+    o.state2[1][3] = 0.0f;
+    a->groups[0].param_slab[7] = NAN;
+    assert_int_equal(trainer_ckpt_fill(&ck, a, NULL), NN_ERANGE);
+    tu_expect_msg("nothing saved", "parameter 'body.", "nan at index 7");
+
+    char path[1024];
+    tu_tmp_path(path, sizeof path, "nan.h5");
+    a->groups[0].param_slab[7] = 0.0f;
+    NN_CHECK(trainer_ckpt_fill(&ck, a, NULL));
+    a->groups[0].param_slab[7] = NAN; /* ck points into the model: the file gets the NaN */
+    ck.config = "";
+    NN_CHECK(io_ckpt_save(path, &ck));
+    trainer_ckpt_release(&ck);
+    io_ckpt_reader *r = NULL;
+    NN_CHECK(io_ckpt_open(&r, path));
+    trainer_ckpt_counts n;
+    assert_int_equal(trainer_ckpt_load(b, NULL, r, 0, &n), NN_ERANGE);
+    tu_expect_msg(path, "holds a non-finite value (nan at index 7");
+    io_ckpt_close(r);
+    trainer_opt_free(&o);
+    nn_model_free(a);
+    nn_model_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -630,6 +668,7 @@ int main(void)
         cmocka_unit_test(model_and_optimizer_round_trip),
         cmocka_unit_test(body_only_under_a_new_head),
         cmocka_unit_test(body_shape_mismatch_is_refused),
+        cmocka_unit_test(nonfinite_never_saved_nor_loaded),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }

@@ -944,6 +944,20 @@ static void test_hparams(void **state)
     assert_int_equal(load(&c, "model: {arch: cnn}\ngroups:\n  momentum: 'slice(1.5)'\n"),
                      NN_ERANGE);
     expect_exact("3: groups.momentum: a momentum must be in [0, 1) (got 'slice(1.5)')");
+
+    /* Values float32 cannot hold: rounding to 0 (or subnormal) and overflow, in every form. */
+    assert_int_equal(load(&c, "model: {arch: cnn}\ngroups: {lr: 1e-300}\n"), NN_ERANGE);
+    expect_exact("2: groups.lr: a learning rate of 1e-300 rounds to 0 or is subnormal in "
+                 "float32, the precision strata trains in: give a magnitude in [1.2e-38, "
+                 "3.4e+38] (got '1e-300')");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ngroups: {lr: 'slice(1e-3, 1e300)'}\n"),
+                     NN_ERANGE);
+    tu_expect_msg("groups.lr: a learning rate of 1e+300 overflows to infinity in float32");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ngroups: {wd: [0.01, 1e-40]}\n"), NN_ERANGE);
+    tu_expect_msg("groups.wd.1: a weight decay of 1e-40 rounds to 0");
+    /* The edges of float32's normal range, and 0 where the range allows it, are accepted. */
+    assert_int_equal(load(&c, "model: {arch: cnn}\ngroups: {lr: [1.2e-38, 3.4e38], wd: 0}\n"),
+                     0);
 }
 
 static void test_hparam_format(void **state)

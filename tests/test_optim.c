@@ -721,6 +721,43 @@ static void test_lr_find_vs_fastai(void **state)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Optimizers: a non-finite result is reported, naming the group.
+ */
+
+/* For each optimizer (sgd, sgd with true_wd, nesterov, adamw): finite gradients step with 0;
+ * an infinite gradient in group 1 gives NN_ERANGE naming group 1, the first bad parameter,
+ * and every group still stepped (replicas stay identical). */
+static void test_opt_step_nonfinite(void **state)
+{
+    (void)state;
+    const struct { int type, nesterov, true_wd; float bad; } cases[] = {
+        {TRAINER_OPT_SGD, 0, 0, INFINITY}, {TRAINER_OPT_SGD, 0, 1, NAN},
+        {TRAINER_OPT_SGD, 1, 0, -INFINITY}, {TRAINER_OPT_ADAMW, 0, 0, INFINITY},
+    };
+    const float lr[3] = {0.01f, 0.01f, 0.01f}, mom[3] = {0.9f, 0.9f, 0.9f},
+                wd[3] = {0.0f, 0.01f, 0.0f};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int widths[2] = {16, 8};
+        nn_model *m = build_model("mlp", 1, 4, 4, 3, widths, 2);
+        trainer_opt o;
+        NN_CHECK(trainer_opt_init(&o, m, cases[c].type, cases[c].nesterov, 0.99, 1e-8, 0));
+        o.true_wd = cases[c].true_wd;
+        fill_grads(m, 1.0f);
+        assert_int_equal(trainer_opt_step(&o, m, lr, mom, wd), 0);
+        fill_grads(m, 1.0f);
+        m->groups[1].grad_slab[m->groups[1].numel - 1] = cases[c].bad;
+        float *p0 = copy_slab(m->groups[2].param_slab, m->groups[2].numel);
+        assert_int_equal(trainer_opt_step(&o, m, lr, mom, wd), NN_ERANGE);
+        tu_expect_msg("group 1:", "not finite after the update", "training diverged");
+        assert_true(memcmp(m->groups[2].param_slab, p0, m->groups[2].numel * sizeof(float)));
+        assert_int_equal(o.step[2], 2);
+        free(p0);
+        trainer_opt_free(&o);
+        nn_model_free(m);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
  * Optimizers: freezing and weight decay rules.
  */
 
@@ -1004,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_true_wd_differs_from_torch),
         cmocka_unit_test(test_lr_find_vs_fastai),
         cmocka_unit_test(test_sched_vs_fastai),
+        cmocka_unit_test(test_opt_step_nonfinite),
         cmocka_unit_test(test_frozen_group_sgd),
         cmocka_unit_test(test_frozen_group_adamw),
         cmocka_unit_test(test_train_bn_adamw_steps),

@@ -10,6 +10,7 @@
 #include "util/util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,26 @@ static void read_file_whole_and_refusals(void **state)
     free(s);
 }
 
+static void first_nonfinite_finds_the_first(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    static float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(i % 13) - 6.0f;
+    x[17] = 3.4e38f; /* large but finite */
+    assert_int_equal(util_first_nonfinite(x, N), -1);
+    assert_int_equal(util_first_nonfinite(x, 0), -1);
+    x[4321] = NAN;
+    assert_int_equal(util_first_nonfinite(x, N), 4321);
+    x[2048] = -INFINITY; /* the first in its own block of 1024 */
+    assert_int_equal(util_first_nonfinite(x, N), 2048);
+    assert_int_equal(util_first_nonfinite(x, 2048), -1);
+    x[0] = INFINITY;
+    assert_int_equal(util_first_nonfinite(x, 1), 0);
+    x[0] = 1e-45f; /* subnormal: finite */
+    assert_int_equal(util_first_nonfinite(x, 2), -1);
+}
+
 static void err_wrap_prefixes(void **state)
 {
     (void)state;
@@ -168,6 +189,7 @@ int main(void)
         cmocka_unit_test(mkdirs_refuses_a_file_in_the_way),
         cmocka_unit_test(str_grows_and_formats),
         cmocka_unit_test(read_file_whole_and_refusals),
+        cmocka_unit_test(first_nonfinite_finds_the_first),
         cmocka_unit_test(err_wrap_prefixes),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
