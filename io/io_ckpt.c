@@ -1431,10 +1431,22 @@ static void names_free(char **names, int n)
     free(names);
 }
 
+/* Whether s (a name in dir) is a temporary file of a save that died: ckpt-N.h5.tmp.<pid>.<n>
+ * or latest.tmp.<pid>.<n> (io__write_atomic's names) whose process is gone, not this one's
+ * (a live save of this process may be writing it). */
+static int stale_temp(const char *s)
+{
+    const char *tmp = !strncmp(s, "ckpt-", 5)       ? strstr(s, ".h5.tmp.")
+                      : !strncmp(s, "latest.tmp.", 11) ? s + 6
+                                                       : NULL;
+    if (!tmp) return 0;
+    const long pid = strtol(tmp + (tmp == s + 6 ? 5 : 8), NULL, 10);
+    return pid != (long)getpid() && (pid <= 0 || kill((pid_t)pid, 0) != 0);
+}
+
 /* The ckpt-*.h5 files of dir (temporary files aside), oldest first (the steps are
- * zero-padded), into *names (*n of them; free with names_free). A temporary file of a save
- * that died (ckpt-N.h5.tmp.<pid>.<n>, its process gone: not one a live save of this process
- * may be writing) is removed when removed is not NULL, and counted there. */
+ * zero-padded), into *names (*n of them; free with names_free). Temporary files of saves
+ * that died (stale_temp) are removed when removed is not NULL, and counted there. */
 static int list_ckpts(const char *dir, char ***names, int *n, int *removed)
 {
     *names = NULL;
@@ -1446,17 +1458,13 @@ static int list_ckpts(const char *dir, char ***names, int *n, int *removed)
     while ((e = readdir(d)) != NULL && !rc) {
         const char *s = e->d_name;
         const size_t l = strlen(s);
-        if (strncmp(s, "ckpt-", 5)) continue;
-        const char *tmp = strstr(s, ".h5.tmp.");
-        if (tmp) {
-            const long pid = strtol(tmp + 8, NULL, 10);
-            if (removed && pid != (long)getpid() && (pid <= 0 || kill((pid_t)pid, 0) != 0)) {
-                char path[1400];
-                snprintf(path, sizeof path, "%s/%s", dir, s);
-                if (unlink(path) == 0) (*removed)++;
-            }
+        if (removed && stale_temp(s)) {
+            char path[1400];
+            snprintf(path, sizeof path, "%s/%s", dir, s);
+            if (unlink(path) == 0) (*removed)++;
             continue;
         }
+        if (strncmp(s, "ckpt-", 5) || strstr(s, ".h5.tmp.")) continue;
         if (l < 8 || strcmp(s + l - 3, ".h5")) continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -1500,6 +1508,15 @@ int io_ckpt_prune(const char *dir, int keep, int *removed)
             gone++;
     }
     names_free(names, n);
+    if (removed) *removed = gone;
+    return rc;
+}
+
+int io_ckpt_clean(const char *dir, int *removed)
+{
+    char **names;
+    int n, gone = 0, rc = list_ckpts(dir, &names, &n, &gone);
+    if (!rc) names_free(names, n);
     if (removed) *removed = gone;
     return rc;
 }

@@ -67,6 +67,21 @@ static int check_position(const trainer__run *r, const io_ckpt_train *t, const c
     return 0;
 }
 
+/* Rank 0, resuming: the temporary files that saves killed midway left in
+ * run.dir/checkpoints, removed whatever the run has left to do (even nothing). */
+static int clean_temps(const trainer__run *r)
+{
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/checkpoints", r->cfg->run.dir);
+    struct stat st;
+    if (stat(dir, &st) != 0) return 0; /* no checkpoints yet */
+    int removed = 0, rc = io_ckpt_clean(dir, &removed);
+    if (!rc && removed && r->log.out)
+        fprintf(r->log.out, "strata: removed %d temporary file(s) of an interrupted save from %s\n",
+                removed, dir);
+    return rc;
+}
+
 /* A world size that cannot keep the checkpoint's global batch is refused later
  * (trainer__resume_batch). */
 int trainer__resume_open(trainer__run *r, const char *resume, io_ckpt_reader **rd)
@@ -76,7 +91,8 @@ int trainer__resume_open(trainer__run *r, const char *resume, io_ckpt_reader **r
     memset(pos, 0, sizeof *pos);
     if (comm_rank(r->comm.c) == 0) {
         char path[1100];
-        rc = resume_path(r, resume, path, sizeof path);
+        rc = clean_temps(r);
+        if (!rc) rc = resume_path(r, resume, path, sizeof path);
         if (!rc && path[0]) rc = io_ckpt_open(rd, path);
         if (!rc && *rd) {
             const io_ckpt *info = io_ckpt_info(*rd);
