@@ -215,7 +215,7 @@ static void write_all(int fd, const void *buf, size_t len, const char *path)
     }
 }
 
-/* The steps io_ckpt_save takes around its write (io__write_atomic): an exclusive temporary
+/* The steps io_ckpt_save takes around its write (io_write_atomic): an exclusive temporary
  * file next to path, closed, opened again and written, closed, fsynced, renamed over path,
  * and the directory fsynced. */
 static void raw_write(const char *path, const char *dir, const void *buf, size_t len)

@@ -66,6 +66,13 @@ void io_dataset_to_float(float *out, const io_dataset *ds, const int *indices, i
 #define IO_FASHION_MNIST_MEAN 0.2860f
 #define IO_FASHION_MNIST_STD 0.3530f
 
+/* Writes the file at tmp; path is the final name, for messages. */
+typedef int (*io_writer)(const char *tmp, const char *path, void *ud);
+/* Creates a unique temporary file beside path (path.tmp.<pid>.<n>), lets write fill it,
+ * fsyncs it, renames it over path and fsyncs the directory, so a crash never leaves a
+ * partial file at path. The temporary file is removed on failure (io_h5util.c). */
+int io_write_atomic(const char *path, io_writer write, void *ud);
+
 #include "io/io_data.h"
 
 #include "io/io_config.h"

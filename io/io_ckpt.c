@@ -1,5 +1,5 @@
 /* Checkpoints in HDF5: the layout of docs/checkpoint-format.md, written atomically through
- * io__write_atomic and read back table by table, tensors on demand. */
+ * io_write_atomic and read back table by table, tensors on demand. */
 #define _GNU_SOURCE /* mmap flags, mremap and madvise for the in-memory file (Linux) */
 #include "io/io.h"
 #include "io/io_internal.h"
@@ -611,7 +611,7 @@ int io_ckpt_save_reuse(const char *path, const io_ckpt *ck, io_ckpt_scratch *kee
     save_job job = {ck, {0}, keep ? keep->chunk : NULL, keep ? keep->chunk_cap : 0, keep};
     io__h5_quiet q;
     io__h5_quiet_begin(&q);
-    int rc = io__write_atomic(path, write_file, &job);
+    int rc = io_write_atomic(path, write_file, &job);
     if (keep) {
         keep->chunk = job.chunk;
         keep->chunk_cap = job.chunk_cap;
@@ -1398,7 +1398,7 @@ int io_ckpt_set_latest(const char *dir, const char *file)
     char path[1100];
     snprintf(path, sizeof path, "%s/latest", dir);
     latest_job job = {file};
-    return io__write_atomic(path, write_latest, &job);
+    return io_write_atomic(path, write_latest, &job);
 }
 
 int io_ckpt_latest(char *out, size_t len, const char *dir)
@@ -1432,7 +1432,7 @@ static void names_free(char **names, int n)
 }
 
 /* Whether s (a name in dir) is a temporary file of a save that died: ckpt-N.h5.tmp.<pid>.<n>
- * or latest.tmp.<pid>.<n> (io__write_atomic's names) whose process is gone, not this one's
+ * or latest.tmp.<pid>.<n> (io_write_atomic's names) whose process is gone, not this one's
  * (a live save of this process may be writing it). */
 static int stale_temp(const char *s)
 {

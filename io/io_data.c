@@ -601,7 +601,7 @@ static int io__h5_write_file(const io_dataset *ds, const char *tmp, const char *
 }
 
 
-/* Writes a dataset file at tmp (the temporary name chosen by io__write_atomic). */
+/* Writes a dataset file at tmp (the temporary name chosen by io_write_atomic). */
 static int io__h5_write_tmp(const char *tmp, const char *path, void *ud)
 {
     return io__h5_write_file(ud, tmp, path);
@@ -622,7 +622,7 @@ int io_h5_save(const io_dataset *ds, const char *path)
                       ds->n, ds->c, ds->h, ds->w);
     io__h5_quiet q;
     io__h5_quiet_begin(&q);
-    const int rc = io__write_atomic(path, io__h5_write_tmp, (void *)ds);
+    const int rc = io_write_atomic(path, io__h5_write_tmp, (void *)ds);
     io__h5_quiet_end(&q);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* What the io module's HDF5 files share: silencing HDF5's own error printing, turning its
  * error stack into a strata message, and writing a file atomically (a temporary file beside
  * the target, fsync, rename, fsync of the directory). */
+#include "io/io.h"
 #include "io/io_internal.h"
 
 #include "nn/nn.h"
@@ -106,7 +107,7 @@ int io__fsync_path(const char *p, const char *what, const char *path)
     return rc;
 }
 
-int io__write_atomic(const char *path, io__writer write, void *ud)
+int io_write_atomic(const char *path, io_writer write, void *ud)
 {
     /* A new, unique name next to path: path.tmp.<pid>.<n>, created exclusively so two
      * writers never share one (and with the umask's permissions, unlike mkstemp's 0600). */

@@ -32,12 +32,6 @@ int io__h5_dset_write(hid_t f, const char *path, hid_t ftype, hid_t mtype, int n
 /* fsync of p (a file or a directory, opened read-only); messages name path and what. */
 int io__fsync_path(const char *p, const char *what, const char *path);
 
-/* Writes the file at tmp; path is the final name, for messages. */
-typedef int (*io__writer)(const char *tmp, const char *path, void *ud);
-/* Creates a unique temporary file beside path, lets write fill it, fsyncs it, renames it
- * over path and fsyncs the directory, so a crash never leaves a partial file at path. The
- * temporary file is removed on failure. */
-int io__write_atomic(const char *path, io__writer write, void *ud);
 
 
 #endif

@@ -200,9 +200,13 @@ int trainer__ckpt_save(trainer__run *r);
 /* Sets up run.dir on rank 0: creates it, (when fresh) refuses one that holds another run or
  * this run's checkpoints, writes config.yaml and opens metrics.jsonl into lg. Agreed on. */
 int trainer__rundir_open(trainer__log *lg, const io_config *cfg, comm *c, int fresh);
-/* run.dir/status (rank 0): one line saying how the run stands. Best effort. */
-void trainer__write_status(const io_config *cfg, comm *c, const char *fmt, ...)
+/* run.dir/status (rank 0): one line saying how the run stands, replaced atomically (a crash
+ * leaves the old line or the new one). NN_EIO naming the file and the reason on rank 0 when
+ * it cannot be written (0 on the other ranks): callers agree on it. */
+int trainer__write_status(const io_config *cfg, comm *c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Rank 0: closes metrics.jsonl (NULL afterwards); NN_EIO naming it when the close fails. */
+int trainer__metrics_close(trainer__log *lg);
 /* run.dir/sweep.json (rank 0): a sweep run's index and overrides. */
 int trainer__write_sweep_json(const io_config *cfg, const char *json);
 

@@ -131,7 +131,10 @@ static int lr_find_report(const lrf_run *r, const trainer_lr_find_opts *o, const
     fprintf(f, "lr,loss,smoothed_loss\n");
     for (int i = 0; i < sw->n; i++)
         fprintf(f, "%.9g,%.9g,%.9g\n", sw->lrs[i], sw->losses[i], sw->smooth[i]);
-    if (fclose(f)) return nn_err(NN_EIO, "cannot write %s", csv);
+    const int bad = ferror(f);
+    errno = 0;
+    if (fclose(f) || bad)
+        return nn_err(NN_EIO, "cannot write %s: %s", csv, strerror(errno ? errno : EIO));
     if (r->log.out) {
         print_suggestions(r->log.out, o, sw, sug);
         fprintf(r->log.out, "strata: wrote %s\n", csv);
@@ -254,7 +257,10 @@ int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_f
     trainer_lr_suggestion sug[TRAINER_NSUGGEST];
     int have = trainer_lr_suggest(sug, sw.lrs, sw.smooth, sw.n, o->num_it) == 0;
     *suggestion = have ? sug[TRAINER_SUGGEST_VALLEY].lr : NAN;
-    if (comm_rank(c) == 0) rc = lr_find_report(&r, o, &sw, have ? sug : NULL);
+    if (comm_rank(c) == 0) {
+        rc = trainer__metrics_close(&r.log);
+        if (!rc) rc = lr_find_report(&r, o, &sw, have ? sug : NULL);
+    }
     rc = comm_agree(c, rc, NULL);
 done:
     free(saved.data);

@@ -132,6 +132,17 @@ int trainer__metrics_valid(trainer__log *lg, const trainer__run *r, double loss,
     return metrics_flush(lg);
 }
 
+int trainer__metrics_close(trainer__log *lg)
+{
+    if (!lg->metrics) return 0;
+    const int bad = ferror(lg->metrics);
+    errno = 0;
+    const int closed = fclose(lg->metrics) == 0;
+    lg->metrics = NULL;
+    if (closed && !bad) return 0;
+    return nn_err(NN_EIO, "cannot write %s: %s", lg->metrics_path, strerror(errno ? errno : EIO));
+}
+
 /* Resuming: the checkpoint's metrics history first in metrics.jsonl. */
 int trainer__metrics_history(trainer__log *lg, const char *history)
 {

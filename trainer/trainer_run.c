@@ -252,7 +252,7 @@ static int open_run(trainer__run *r, io_ckpt_reader *rd, const char *sweep_json)
     comm *c = r->comm.c;
     int rc = trainer__sync_replicas(r->model.m, c);
     if (!rc) rc = trainer__rundir_open(&r->log, cfg, c, !r->ckpt.start.t.has);
-    if (!rc) trainer__write_status(cfg, c, "running");
+    if (!rc) rc = trainer__write_status(cfg, c, "running");
     r->log.opened = !rc;
     if (!rc && comm_rank(c) == 0 && sweep_json) rc = trainer__write_sweep_json(cfg, sweep_json);
     rc = comm_agree(c, rc, NULL);
@@ -274,15 +274,13 @@ static int finish(trainer__run *r, trainer_train_result *res)
         if (out)
             fprintf(out, "strata: stopped on signal %d after global step %ld, checkpoint saved; continue with --resume auto\n",
                     r->ckpt.signal, r->model.global_step);
-        trainer__write_status(cfg, c, "preempted");
-        return 0;
+        return comm_agree(c, trainer__write_status(cfg, c, "preempted"), NULL);
     }
     if (r->ckpt.stopped) {
         if (out)
             fprintf(out, "strata: stopped after global step %ld as asked (--stop-after); continue with --resume auto\n",
                     r->model.global_step);
-        trainer__write_status(cfg, c, "stopped");
-        return 0;
+        return comm_agree(c, trainer__write_status(cfg, c, "stopped"), NULL);
     }
     const int global_batch = r->ckpt.at.t.global_batch;
     r->ckpt.at.t = (io_ckpt_train){.phase = r->phase.n,
@@ -297,8 +295,9 @@ static int finish(trainer__run *r, trainer_train_result *res)
         rc = trainer_weights_save(r->model.m, cfg, path);
         if (!rc && out) fprintf(out, "strata: weights written to %s\n", path);
     }
+    if (!rc) rc = trainer__metrics_close(&r->log);
+    if (!rc) rc = trainer__write_status(cfg, c, "finished");
     rc = comm_agree(c, rc, NULL);
-    if (!rc) trainer__write_status(cfg, c, "finished");
     res->finished = rc == 0;
     return rc;
 }
@@ -310,7 +309,7 @@ static void record_failure(const trainer__run *r, int rc)
     snprintf(msg, sizeof msg, "%s", nn_errmsg());
     for (char *q = msg; *q; q++)
         if (*q == '\n') *q = ' ';
-    trainer__write_status(r->cfg, r->comm.c, "failed: %s", msg);
+    (void)trainer__write_status(r->cfg, r->comm.c, "failed: %s", msg); /* the error wins */
     nn_err(rc, "%s", msg);
 }
 

@@ -1,5 +1,6 @@
 /* run.dir, rank 0's: created and checked (a fresh run must not overwrite another), its
  * config.yaml and metrics.jsonl, status and sweep.json. Checkpoints are trainer_resume.c's. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "trainer/trainer_internal.h"
 
 #include "util/util.h"
@@ -9,8 +10,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether two spellings of a directory name the same one (both exist; realpath). */
+static int same_dir(const char *a, const char *b)
+{
+    char *x = realpath(a, NULL), *y = realpath(b, NULL);
+    const int same = x && y && !strcmp(x, y);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* This run's effective config as text, with run.dir spelled as the old config.yaml at path
+ * spells it when both spellings are the same directory after realpath (relative or
+ * absolute, through a link): only the rest must match. */
+static int config_text_like(char **out, const io_config *cfg, const char *path)
+{
+    io_config *old = malloc(sizeof *old), *mine = malloc(sizeof *mine);
+    int rc = old && mine ? 0 : nn_err(NN_ENOMEM, "out of memory");
+    if (!rc) *mine = *cfg;
+    if (!rc && io_config_load(old, path, NULL, 0) == 0 && same_dir(old->run.dir, cfg->run.dir))
+        memcpy(mine->run.dir, old->run.dir, sizeof mine->run.dir);
+    if (!rc) rc = io_config_to_string(out, mine);
+    free(old);
+    free(mine);
+    return rc;
+}
+
 /* A fresh training run must not overwrite another: run.dir/config.yaml, if there, must be
- * this run's effective config, and this run must not have checkpoints there already. */
+ * this run's effective config (run.dir compared after realpath), and this run must not have
+ * checkpoints there already. */
 static int check_run_dir(const io_config *cfg)
 {
     char path[1100];
@@ -18,7 +46,7 @@ static int check_run_dir(const io_config *cfg)
     char *old = NULL, *mine = NULL;
     int rc = util_read_file(&old, NULL, path, 0);
     if (rc == NN_ENOTFOUND) return 0;
-    if (!rc) rc = io_config_to_string(&mine, cfg);
+    if (!rc) rc = config_text_like(&mine, cfg, path);
     if (!rc && strcmp(old, mine)) {
         const char *a = old, *b = mine;
         while (*a && *a == *b) a++, b++;
@@ -69,20 +97,27 @@ int trainer__rundir_open(trainer__log *lg, const io_config *cfg, comm *c, int fr
     return comm_agree(c, rc, NULL);
 }
 
-/* For people and sweep reports. A failure to write it is not the run's failure. */
-void trainer__write_status(const io_config *cfg, comm *c, const char *fmt, ...)
+/* io_write_atomic's writer of a status line. */
+static int status_write(const char *tmp, const char *path, void *ud)
 {
-    if (comm_rank(c) != 0) return;
-    char path[1100];
+    FILE *f = fopen(tmp, "w");
+    if (!f) return nn_err(NN_EIO, "cannot write %s: %s", path, strerror(errno));
+    int bad = fprintf(f, "%s\n", (const char *)ud) < 0, e = errno;
+    if (fclose(f) && !bad) bad = 1, e = errno;
+    return bad ? nn_err(NN_EIO, "cannot write %s: %s", path, strerror(e ? e : EIO)) : 0;
+}
+
+/* For people, sweep reports and schedulers' scripts. */
+int trainer__write_status(const io_config *cfg, comm *c, const char *fmt, ...)
+{
+    if (comm_rank(c) != 0) return 0;
+    char path[1100], line[1200];
     snprintf(path, sizeof path, "%s/status", cfg->run.dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return;
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fputc('\n', f);
-    fclose(f);
+    return io_write_atomic(path, status_write, line);
 }
 
 /* Rank 0: run.dir/sweep.json holds json. */
