@@ -3,10 +3,12 @@
 # launch (`mpiexec -n 1 strata ... : -n 1 strata ... --set KEY=OTHER`) where rank 1 has a
 # different groups.lr, a different model (model.widths), or a config that is invalid on rank
 # 1 alone. Each rank's own exit status is recorded by a small bash wrapper and must be
-# non-zero; rank 1 must name what differs ("replica check" and the line), rank 0 must say
-# it stopped. (Open MPI ends the job as soon as one rank exits non-zero, so a rank may be
-# killed between printing its message and exiting: then it has no recorded status, and its
-# message shows it had failed by itself.) No strata process of the job may be left.
+# non-zero; both ranks must name what differs (the start-up agreement: the config's first
+# differing line and its section, both ranks, hosts and values), or, for the invalid config,
+# rank 1 the error and rank 0 that it stopped. (Open MPI ends the job as soon as one rank
+# exits non-zero, so a rank may be killed between printing its message and exiting: then it
+# has no recorded status, and its message shows it had failed by itself.) No strata process
+# of the job may be left.
 # Usage: train_replica_mismatch.sh MPIEXEC STRATA CONFIG
 set -uo pipefail
 mpiexec=$1 strata=$2 config=$3
@@ -38,13 +40,14 @@ check() { # NAME RANK1_TEXT RANK0_TEXT RANK1_SET
         fail=$((fail + 1))
     fi
 }
+host=$(hostname)
 check "groups.lr differs" \
-    "replica check (model and config at start): this rank differs from rank 0 in groups: '  lr: 0.03' here, '  lr: 0.02' on rank 0" \
-    "replica check (model and config at start): another rank differs" \
+    "ranks disagree on the effective config in groups: rank 0 ($host) has '  lr: 0.02', rank 1 ($host) has '  lr: 0.03'" \
+    "ranks disagree on the effective config in groups: rank 0 ($host) has '  lr: 0.02', rank 1 ($host) has '  lr: 0.03'" \
     groups.lr=0.03
 check "model.widths differs" \
-    "replica check (model and config at start): this rank differs from rank 0: 'group 1: children 3-4, 1040 parameters" \
-    "replica check (model and config at start): another rank differs" \
+    "ranks disagree on the effective config in model: rank 0 ($host) has '  widths: [64, 32]', rank 1 ($host) has '  widths: [64, 16]'" \
+    "ranks disagree on the effective config in model: rank 0 ($host) has '  widths: [64, 32]'" \
     "model.widths=[64, 16]"
 check "invalid config on rank 1 only" \
     "--set groups.lr=-1: groups.lr: a learning rate must be > 0" \

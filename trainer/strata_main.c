@@ -563,6 +563,80 @@ static int cmd_sweep(int argc, char **argv, char *argv0)
     return rc ? 1 : 0;
 }
 
+/* ---- the start-up agreement (trainer_agree) ----------------------------------------- */
+
+/* The first collective of train, eval and lr-find: every rank runs the same subcommand of
+ * the same build with the same options that change what runs (and so which collectives):
+ * --resume, --regroup, --stop-after, --sweep, --sweep-index, eval's --weights, lr-find's
+ * --start, --end and --num-it. --threads and CONFIG's path may differ (the config's content is
+ * agreed on next); --set and --no-overlap are in the config. */
+static int run_agree(comm *c, const char *cmd, const run_args *a)
+{
+    char stop[32], idx[64], lrf[3][32];
+    snprintf(stop, sizeof stop, "%ld", a->train.stop_after);
+    if (a->sweep_index >= 0)
+        snprintf(idx, sizeof idx, "%ld", a->sweep_index);
+    else
+        snprintf(idx, sizeof idx, "$SLURM_ARRAY_TASK_ID (%.40s)",
+                 getenv("SLURM_ARRAY_TASK_ID") ? getenv("SLURM_ARRAY_TASK_ID") : "unset");
+    snprintf(lrf[0], sizeof lrf[0], "%g", a->lrf.start);
+    snprintf(lrf[1], sizeof lrf[1], "%g", a->lrf.end);
+    snprintf(lrf[2], sizeof lrf[2], "%d", a->lrf.num_it);
+    trainer_agree_item it[TRAINER_AGREE_MAX] = {{.name = "the subcommand", .value = cmd},
+                                          {.name = "the strata build", .value = trainer_build_id()}};
+    int n = 2;
+    if (!strcmp(cmd, "train")) {
+        it[n++] = (trainer_agree_item){.name = "--resume", .value = a->train.resume};
+        it[n++] = (trainer_agree_item){.name = "--regroup", .value = a->train.regroup ? "yes" : "no"};
+        it[n++] = (trainer_agree_item){.name = "--stop-after", .value = a->train.stop_after ? stop : NULL};
+        it[n++] = (trainer_agree_item){.name = "--sweep", .value = a->sweep};
+        if (a->sweep) it[n++] = (trainer_agree_item){.name = "--sweep-index", .value = idx};
+    } else if (!strcmp(cmd, "eval")) {
+        it[n++] = (trainer_agree_item){.name = "--weights", .value = a->weights ? a->weights : "run.dir/weights.h5"};
+    } else {
+        it[n++] = (trainer_agree_item){.name = "--start", .value = lrf[0]};
+        it[n++] = (trainer_agree_item){.name = "--end", .value = lrf[1]};
+        it[n++] = (trainer_agree_item){.name = "--num-it", .value = lrf[2]};
+    }
+    return trainer_agree(c, it, n);
+}
+
+/* Next, once loaded: the effective config (its first differing line is named). */
+static int config_agree(comm *c, const io_config *cfg)
+{
+    char *text = NULL;
+    int rc = comm_agree(c, io_config_to_string(&text, cfg), NULL);
+    const trainer_agree_item it = {"the effective config", NULL, text, text ? strlen(text) : 0};
+    if (!rc) rc = trainer_agree(c, &it, 1);
+    free(text);
+    return rc;
+}
+
+/* The world size the launcher gave this process: Open MPI's mpirun, a PMI launcher (MPICH's,
+ * srun --mpi=pmi2) or srun --mpi=pmix; 1 without one. A command that uses no MPI must still
+ * join the job's start-up agreement when there are other ranks, or they wait for it in
+ * MPI_Init for ever. */
+static long launched_world_size(void)
+{
+    const char *v = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!v || !*v) v = getenv("PMI_SIZE");
+    if ((!v || !*v) && getenv("PMIX_RANK")) v = getenv("SLURM_STEP_NUM_TASKS");
+    return v && *v ? strtol(v, NULL, 10) : 1;
+}
+
+/* A command without MPI run as one rank of several: joins the agreement on the subcommand
+ * (the other ranks run this command too, or every rank fails) and leaves MPI. */
+static int join_agreement(const char *cmd)
+{
+    comm *c = NULL;
+    int rc = comm_init(&c, NULL, NULL);
+    const trainer_agree_item it = {.name = "the subcommand", .value = cmd};
+    if (!rc) rc = trainer_agree(c, &it, 1);
+    if (rc) fprintf(stderr, "strata %s: rank %d: %s\n", cmd, c ? comm_rank(c) : -1, nn_errmsg());
+    comm_free(c);
+    return rc;
+}
+
 static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
 {
     run_args a;
@@ -579,15 +653,18 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
     }
     nn_blas_threads(a.threads);
     const int rank = comm_rank(c);
+    /* The first collective, before any rank acts on its own options. A rank of another
+     * subcommand runs no collective after it: neither may this one, when it fails. */
+    int rc = run_agree(c, cmd, &a), agreed = rc == 0;
     io_config cfg;
     /* A sweep run: the sweep's overrides first, then the command line's, then its run.dir. */
     io_sweep sw;
     memset(&sw, 0, sizeof sw);
     const char **sets = a.sets;
-    int nsets = a.nsets, rc = 0, preempted = 0;
+    int nsets = a.nsets, preempted = 0;
     const char *all[256 + 2 * IO_SWEEP_MAX_KEYS + 64];
     char dirset[700], *json = NULL;
-    if (a.sweep) {
+    if (!rc && a.sweep) {
         rc = sweep_setup(&sw, &a, all, &nsets, dirset, sizeof dirset, &json);
         sets = all;
         /* The config is the sweep's (what `sweep plan` checked) unless CONFIG names the same
@@ -605,7 +682,8 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
         }
     }
     if (!rc) rc = trainer_config_load(&cfg, a.config, sets, nsets);
-    rc = comm_agree(c, rc, NULL);
+    if (agreed) rc = comm_agree(c, rc, NULL);
+    if (!rc) rc = config_agree(c, &cfg);
     if (!rc && rank == 0 && !strcmp(cmd, "train")) {
         printf("# effective config (%s%s)\n", a.config, a.nsets ? " with --set overrides" : "");
         io_config_write(&cfg, stdout);
@@ -780,17 +858,18 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = argv[1];
+    const int run = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "lr-find");
+    if (!run && launched_world_size() > 1 && join_agreement(cmd)) return 1;
     if (!strcmp(cmd, "model")) {
         nn_blas_threads(0);
         return cmd_model(argc - 1, argv + 1);
     }
-    if (!strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "lr-find"))
-        return cmd_run(cmd, argc - 1, argv + 1, argv[0]);
+    if (run) return cmd_run(cmd, argc - 1, argv + 1, argv[0]);
     if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "sweep")) return cmd_sweep(argc - 1, argv + 1, argv[0]);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("strata %s\n", STRATA_VERSION);
+        printf("strata %s\n", trainer_build_id());
         return 0;
     }
     if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {

@@ -75,6 +75,29 @@ typedef struct trainer_lr_find_opts {
 int trainer_lr_find(const io_config *cfg, comm *c, FILE *out, const trainer_lr_find_opts *o,
                     double *suggestion);
 
+/* ---- the start-up agreement (trainer_agree.c) ------------------------------------- */
+
+/* The most items one agreement compares. */
+#define TRAINER_AGREE_MAX 16
+
+/* A value that must be the same on every rank. */
+typedef struct trainer_agree_item {
+    const char *name;   /* what it is, as a message names it: "--resume", "the model" */
+    const char *value;  /* this rank's (NULL: "none"); compared whole, shown up to 160 chars */
+    const char *detail; /* NULL, or a text of lines compared instead of value: a mismatch
+                           shows its first differing line and YAML section */
+    size_t detail_len;
+} trainer_agree_item;
+
+/* Every rank checks that it passes the same items[0..n) as every other rank (names, values,
+ * in order; a rank with other names, another subcommand say, differs at the first). The same
+ * collectives run whatever the values, so a difference cannot hang: every rank returns
+ * NN_ESTATE, and rank 0 and the lowest differing rank K say "ranks disagree on NAME: rank 0
+ * (HOST) has 'V', rank K (HOST) has 'W'". A collective of every rank of c; 0 at once on one. */
+int trainer_agree(comm *c, const trainer_agree_item *items, int n);
+/* "VERSION (git ID)": the strata build, ID as of cmake's configure ("unknown" outside git). */
+const char *trainer_build_id(void);
+
 /* ---- checkpoints and weights files (trainer_ckpt.c) ------------------------------- */
 
 /* Fills *ck with m's description (arch, input, classes, cut, group table without

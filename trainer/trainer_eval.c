@@ -55,6 +55,7 @@ int trainer_eval(const io_config *cfg, comm *c, const char *weights, FILE *out, 
     if (!rc && !d.has_valid) rc = nn_err(NN_EINVAL, "data.valid is empty: nothing to evaluate on");
     if (!rc) rc = trainer_weights_load(mo.m, weights);
     rc = comm_agree(c, rc, NULL);
+    if (!rc) rc = trainer__check_replicas(c, cfg, mo.m, &d, weights);
     if (!rc) rc = trainer__validate(cfg, c, &d, &mo, loss, acc);
     if (!rc && out)
         fprintf(out, "strata: %s on %s (%d samples): loss %.4f accuracy %.4f\n", weights,

@@ -7,6 +7,7 @@
  *   trainer_step.c      batches, one optimizer step's gradients, an epoch of steps
  *   trainer_eval.c      validation and `strata eval`
  *   trainer_replicas.c  replicas kept and checked identical across ranks
+ *   trainer_agree.c     the start-up agreement: options, build, config, model, data
  *   trainer_resume.c    checkpoints saved, resumed from, model.init_from
  *   trainer_rundir.c    run.dir: its config.yaml, metrics.jsonl, status and sweep.json
  *   trainer_metrics.c   the console (progress, banners) and metrics.jsonl
@@ -172,11 +173,19 @@ int trainer__validate(const io_config *cfg, comm *c, trainer__data *d, trainer__
 int trainer__sync_replicas(nn_model *m, comm *c);
 /* Averages the BatchNorm running statistics over all ranks. */
 int trainer__bn_average(nn_model *m, comm *c);
-/* At start: the model (names, shapes, groups, trainable flags) and the effective config are
- * the same on every rank; a rank that differs names the first line that does. Agreed on. */
-int trainer__check_replicas(const trainer__run *r);
 /* At the start of phase: the same step and the same frozen groups on every rank. */
 int trainer__check_phase(const trainer__run *r, int phase);
+
+/* ---- trainer_agree.c ---------------------------------------------------------------- */
+
+/* Once loaded, every rank holds the same effective config, model (names, shapes, groups,
+ * trainable flags), data (data.train and, when loaded, data.valid: sample count, shape,
+ * classes and a hash of the labels and of every byte up to 64 MiB, else of 4096 evenly spaced
+ * samples) and, weights not NULL (eval, where each rank reads the file), weights. A
+ * difference names the item, both ranks and hosts and both values (for the config and model,
+ * the first differing line). Agreed on; nothing is hashed on one rank. */
+int trainer__check_replicas(comm *c, const io_config *cfg, nn_model *m, const trainer__data *d,
+                            const char *weights);
 
 /* ---- trainer_resume.c -------------------------------------------------------------- */
 

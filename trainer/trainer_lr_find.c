@@ -194,6 +194,7 @@ static int lr_sweep(lrf_run *r, const trainer_lr_find_opts *o, const float *wd,
 static int lrf_setup(lrf_run *r)
 {
     int rc = comm_agree(r->comm.c, trainer__setup(r->cfg, &r->data, &r->model, &r->comm), NULL);
+    if (!rc) rc = trainer__check_replicas(r->comm.c, r->cfg, r->model.m, &r->data, NULL);
     if (!rc) rc = trainer__sync_replicas(r->model.m, r->comm.c);
     if (!rc) rc = trainer__rundir_open(&r->log, r->cfg, r->comm.c, 0);
     if (!rc) rc = nn_model_freeze_to(r->model.m, r->cfg->groups.freeze_to, NULL);

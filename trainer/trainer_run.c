@@ -334,7 +334,7 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     }
     /* Setup: data, model, optimizer and reducer, the same on every rank. */
     rc = comm_agree(c, trainer__setup(&cfg, &r.data, &r.model, &r.comm), NULL);
-    if (!rc) rc = trainer__check_replicas(&r);
+    if (!rc) rc = trainer__check_replicas(c, &cfg, r.model.m, &r.data, NULL);
     if (rc) goto done;
     /* Restore: the checkpoint's state or model.init_from's body; then run.dir. */
     rc = trainer__restore(&r, rd, o->regroup);
