@@ -47,12 +47,46 @@ _Static_assert(sizeof(sig_atomic_t) == sizeof(int), "stop_signal is read as an i
  * included, sees EINTR now. */
 static sigset_t stop_set;
 
+/* Rank 0's run.dir/status once the trainer has opened this run's directory ("" before), for
+ * the stop thread: it says "interrupted" there when a signal ends the process at once. */
+static char stop_status_path[1100];
+static volatile int stop_status_ready;
+
+/* SIGTERM, SIGINT (Ctrl-C) and SIGUSR1 ask for a checkpoint and a stop; SIGUSR2 (what
+ * launch/strata-mpirun sends on a second Ctrl-C, mpirun forwarding it) stops at once. */
 static void stop_signals_block(void)
 {
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGINT);
     sigaddset(&stop_set, SIGUSR1);
+    sigaddset(&stop_set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+}
+
+/* trainer_train_opts.run_opened: from now on the stop thread may write run_dir/status. */
+static void stop_status_arm(const char *run_dir)
+{
+    snprintf(stop_status_path, sizeof stop_status_path, "%s/status", run_dir);
+    __atomic_store_n(&stop_status_ready, 1, __ATOMIC_RELEASE);
+}
+
+/* io_write_atomic's writer of one status line. */
+static int status_line_write(const char *tmp, const char *path, void *ud)
+{
+    FILE *f = fopen(tmp, "w");
+    if (!f) return nn_err(NN_EIO, "cannot write %s", path);
+    int bad = fprintf(f, "%s\n", (const char *)ud) < 0;
+    return fclose(f) || bad ? nn_err(NN_EIO, "cannot write %s", path) : 0;
+}
+
+/* The stop thread's word in run.dir/status (rank 0, once the run's directory is open). */
+static void stop_status(const char *fmt, int sig)
+{
+    if (!__atomic_load_n(&stop_status_ready, __ATOMIC_ACQUIRE)) return;
+    char line[256];
+    snprintf(line, sizeof line, fmt, sig, strsignal(sig));
+    (void)io_write_atomic(stop_status_path, status_line_write, line); /* best effort: ending */
 }
 
 /* Commands other than train: the signals' default action again (terminate). */
@@ -62,21 +96,28 @@ static void stop_signals_default(void)
 }
 
 /* The stop thread: the first signal asks training to stop after the step that all ranks
- * agree on; a second SIGTERM stops the process now, as SIGTERM's default action does. */
+ * agree on, with a checkpoint (status "stopping" until the trainer says "preempted"); a
+ * second SIGTERM or SIGINT, or any SIGUSR2, ends the process now, as the signal's default
+ * action does (exit status 128 + the signal), with status "interrupted". */
 static void *stop_thread(void *arg)
 {
     (void)arg;
     for (;;) {
         int sig = 0;
         if (sigwait(&stop_set, &sig)) continue;
-        if (stop_signal && sig == SIGTERM) {
-            signal(SIGTERM, SIG_DFL);
-            sigset_t term;
-            sigemptyset(&term);
-            sigaddset(&term, SIGTERM);
-            pthread_sigmask(SIG_UNBLOCK, &term, NULL);
-            raise(SIGTERM); /* this thread, SIGTERM unblocked: the process ends */
+        if (sig == SIGUSR2 || (stop_signal && sig != SIGUSR1)) {
+            stop_status("interrupted: signal %d (%s) ended the run at once, without a checkpoint of the current step; continue from the newest with --resume auto",
+                        sig);
+            signal(sig, SIG_DFL);
+            sigset_t now;
+            sigemptyset(&now);
+            sigaddset(&now, sig);
+            pthread_sigmask(SIG_UNBLOCK, &now, NULL);
+            raise(sig); /* this thread, the signal unblocked: the process ends */
         }
+        if (!stop_signal)
+            stop_status("stopping: signal %d (%s): saving a checkpoint after the current step (the same signal again stops at once)",
+                        sig);
         stop_signal = sig;
     }
     return NULL;
@@ -693,6 +734,7 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
         if (!strcmp(cmd, "train")) {
             trainer_train_result res;
             a.train.stop_signal = (const volatile int *)&stop_signal;
+            a.train.run_opened = stop_status_arm;
             a.train.sweep_json = json;
             rc = trainer_train_ex(&cfg, c, stdout, &a.train, &res);
             if (!rc && res.signal) preempted = 1;

@@ -68,6 +68,7 @@ typedef struct trainer__log {
     FILE *metrics;           /* run.dir/metrics.jsonl on rank 0; NULL elsewhere */
     char metrics_path[1100]; /* its name, for errors */
     int opened;              /* run.dir is set up: run.dir/status is kept from here on */
+    void (*run_opened)(const char *run_dir); /* trainer_train_opts.run_opened */
     double epoch_t0;         /* when the epoch's first step began (util_now_s) */
 } trainer__log;
 

@@ -23,7 +23,7 @@
 /* trainer_train_ex without options (trainer.h). */
 int trainer_train(const io_config *cfg, comm *c, FILE *out)
 {
-    const trainer_train_opts none = {NULL, 0, 0, NULL, NULL};
+    const trainer_train_opts none = {.resume = NULL};
     return trainer_train_ex(cfg, c, out, &none, NULL);
 }
 
@@ -219,6 +219,7 @@ static void run_init(trainer__run *r, const io_config *cfg, comm *c, FILE *out,
     r->comm.stop_signal = o->stop_signal;
     r->log.out = comm_rank(c) == 0 ? out : NULL;
     r->log.tty = trainer__progress_bar_wanted(r->log.out);
+    r->log.run_opened = o->run_opened;
     r->ckpt.stop_after = o->stop_after;
     r->phase.n = phases_of(cfg, r->phase.list);
 }
@@ -254,6 +255,7 @@ static int open_run(trainer__run *r, io_ckpt_reader *rd, const char *sweep_json)
     if (!rc) rc = trainer__rundir_open(&r->log, cfg, c, !r->ckpt.start.t.has);
     if (!rc) rc = trainer__write_status(cfg, c, "running");
     r->log.opened = !rc;
+    if (!rc && comm_rank(c) == 0 && r->log.run_opened) r->log.run_opened(cfg->run.dir);
     if (!rc && comm_rank(c) == 0 && sweep_json) rc = trainer__write_sweep_json(cfg, sweep_json);
     rc = comm_agree(c, rc, NULL);
     if (rc) return rc;
