@@ -16,11 +16,27 @@ args=(--set model.widths=[1024,1024] --set data.batch_size=32 --set checkpoint.e
       --set checkpoint.keep=2 --set train.epochs=2)
 "$strata" train "$config" --set run.dir="$dir/straight" "${args[@]}" > "$dir/straight.log" 2>&1 ||
     { cat "$dir/straight.log"; echo "FAIL: the uninterrupted run"; exit 1; }
+# Kills at fixed delays land anywhere (a busy machine may delay the start past them), and
+# "save" kills wait until a save's temporary file appears and kill at once: at least those
+# land inside a save whatever the load.
+temps() { ls "$dir/killed/checkpoints" 2>/dev/null | grep '\.tmp\.'; }
+in_save() { # waits (at most 20 s) for a temporary file not among $1: a save in progress
+    for _ in $(seq 4000); do
+        temps | grep -qvxF -e "$1" -e __none__ && return 0
+        sleep 0.005
+    done
+    return 1
+}
 fails=0 kills=0 torn=0
-for delay in 0.45 0.6 0.35 0.7 0.5 0.4 0.65 0.55 0.3 0.75; do
+for delay in 0.45 save 0.35 0.7 save 0.4 0.65 save 0.3 0.75; do
+    before=$(temps) # a dead save's file left by the previous kill is not this one's
     "$strata" train "$config" --set run.dir="$dir/killed" "${args[@]}" --resume auto >> "$dir/killed.log" 2>&1 &
     pid=$!
-    sleep "$delay"
+    if [ "$delay" = save ]; then
+        in_save "$before" || echo "note: no save seen within 20 s"
+    else
+        sleep "$delay"
+    fi
     kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
     wait "$pid" 2>/dev/null
     ls "$dir/killed/checkpoints" 2>/dev/null | grep -q '\.tmp\.' && torn=$((torn + 1))
