@@ -1568,6 +1568,11 @@ int io_config_to_string(char **out, const io_config *cfg)
     return 0;
 }
 
+unsigned long io_config_key_compares(void)
+{
+    return io__yaml_compares();
+}
+
 /* ---------------------------------------------------------------------------------------
  * The list of keys.
  */

@@ -201,6 +201,11 @@ int io_config_key_count(void);
  * small (which then holds a truncated path). */
 int io_config_key_path(char *buf, size_t len, int i);
 
+/* A test hook: the key comparisons (strcmp of a map key or a YAML anchor name) made so far in
+ * this process by the readers of configs and sweep files. Loading a file or overrides of n
+ * keys costs O(n) of them, however the keys are laid out (tests/test_config.c checks). */
+unsigned long io_config_key_compares(void);
+
 /* Formats a hyperparameter for logs and for YAML: "0.001", "[0.1, 0.2]", "slice(0.001)",
  * "slice(1e-05, 0.001)", "unset". Numbers use the shortest form that reads back exactly.
  * Returns 0, or NN_ERANGE when buf is too small (buf then holds a truncated string). */
