@@ -1178,6 +1178,101 @@ static void test_example_configs(void **state)
     assert_int_equal(c.train.nphases, 0);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Large files: loading costs O(n) key comparisons (io_config_key_compares), not O(n^2); no
+ * clock is read.
+ */
+#define MANY_KEYS 100000
+/* At most this many key comparisons per key: a hash lookup's few probes, and the checks of a
+ * key against its table's (at most 32) known keys. A scan of the keys before each would be
+ * MANY_KEYS / 2 per key. */
+#define COMPARES_PER_KEY 8
+
+/* A file text: "model: {arch: mlp}", then under `section` (block style) or on one line (flow
+ * style) the keys k0..k{n-1}, then `tail` (may be ""); malloc'd. */
+static char *many_keys_text(const char *section, int n, int flow, const char *tail)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fprintf(f, "model: {arch: mlp}\n%s:%s", section, flow ? " {" : "\n");
+    for (int i = 0; i < n; i++) {
+        if (flow)
+            fprintf(f, "%sk%d: %d", i ? ", " : "", i, i);
+        else
+            fprintf(f, "  k%d: %d\n", i, i);
+    }
+    fprintf(f, "%s%s", flow ? "}\n" : "", tail);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+/* Loads text, expecting code, within the comparison budget for n keys. */
+static void load_linear(const char *text, int n, int code)
+{
+    io_config c;
+    unsigned long before = io_config_key_compares();
+    assert_int_equal(load(&c, text), code);
+    unsigned long used = io_config_key_compares() - before;
+    if (used > (unsigned long)COMPARES_PER_KEY * (unsigned long)n)
+        fail_msg("%d keys took %lu key comparisons (at most %d per key): %s", n, used,
+                 COMPARES_PER_KEY, nn_errmsg());
+}
+
+static void test_many_keys(void **state)
+{
+    (void)state;
+    const int n = MANY_KEYS;
+    /* A duplicate after 100,000 keys: found, with both lines. Lines: 1 model, 2 big, then k_i
+     * at line 3 + i. */
+    char *text = many_keys_text("big", n, 0, "  k50000: again\n");
+    load_linear(text, n, NN_EFORMAT);
+    expect_exact("%d: big.k50000: duplicate key, first given at line %d (got 'k50000' twice)",
+                 3 + n, 3 + 50000);
+    free(text);
+    /* The same on one line, in flow style. */
+    text = many_keys_text("big", n, 1, "");
+    text[strlen(text) - 2] = '\0'; /* drop "}\n" */
+    char *dup = malloc(strlen(text) + 32);
+    assert_non_null(dup);
+    sprintf(dup, "%s, k99999: 1}\n", text);
+    load_linear(dup, n, NN_EFORMAT);
+    expect_exact("2: big.k99999: duplicate key, first given at line 2 (got 'k99999' twice)");
+    free(dup);
+    free(text);
+    /* No duplicate: the tree is built and the first unknown key of a known section named. */
+    text = many_keys_text("data", n, 0, "");
+    load_linear(text, n, NN_EINVAL);
+    expect_at(3, "data.k0");
+    free(text);
+}
+
+/* 100,000 overrides of distinct keys: each finds its way in O(1) comparisons. */
+static void test_many_sets(void **state)
+{
+    (void)state;
+    const int n = MANY_KEYS;
+    char **sets = malloc((size_t)n * sizeof *sets);
+    assert_non_null(sets);
+    for (int i = 0; i < n; i++) {
+        sets[i] = malloc(32);
+        assert_non_null(sets[i]);
+        snprintf(sets[i], 32, "data.k%d=%d", i, i);
+    }
+    io_config c;
+    unsigned long before = io_config_key_compares();
+    assert_int_equal(load_sets(&c, "model: {arch: mlp}\n", (const char *const *)sets, n),
+                     NN_EINVAL);
+    unsigned long used = io_config_key_compares() - before;
+    expect_exact("--set data.k0=0: data.k0: unknown key; known keys here: train, valid, dir, "
+                 "batch_size, augment, mean, std, synthetic (got '0')");
+    if (used > (unsigned long)COMPARES_PER_KEY * (unsigned long)n)
+        fail_msg("%d overrides took %lu key comparisons", n, used);
+    for (int i = 0; i < n; i++) free(sets[i]);
+    free(sets);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -1245,6 +1340,8 @@ int main(void)
         cmocka_unit_test(test_fine_tune),
         cmocka_unit_test(test_example_configs),
         cmocka_unit_test(test_checkpoint_keys),
+        cmocka_unit_test(test_many_keys),
+        cmocka_unit_test(test_many_sets),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }
