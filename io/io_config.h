@@ -71,6 +71,16 @@ typedef struct io_phase {
     int has_schedule;     /* 0: the top-level schedule */
 } io_phase;
 
+/* Where a key of the config was given, for messages about it after loading
+ * (io_config_origin). */
+typedef struct io_origin {
+    int line;     /* > 0: its line in the file; -1: an override; 0: not given (its default) */
+    char set[96]; /* line -1: the override's text, "--set key=value" (cut at 95 characters) */
+} io_origin;
+
+/* Room for one io_origin per row of io_config.c's key table (checked there). */
+#define IO_CONFIG_ORIGINS 64
+
 /* The whole effective configuration. Strings are NUL-terminated and zero-padded. */
 typedef struct io_config {
     char path[512]; /* the file it was loaded from ("" for io_config_default) */
@@ -163,6 +173,9 @@ typedef struct io_config {
     struct {
         char dir[512]; /* default runs/<model.arch> */
     } run;
+    io_origin origins[IO_CONFIG_ORIGINS]; /* where each row of the key table was given, in
+                                             table order (io_config_origin reads them); a
+                                             write and reload changes them, not the values */
 } io_config;
 
 /* Fills *cfg with every default; model.arch becomes arch (NULL: "") and run.dir
@@ -181,6 +194,14 @@ void io_schedule_default(io_schedule *s);
  * duplicate keys, aliases), NN_EINVAL (unknown keys, wrong types, missing keys, a malformed
  * --set) or NN_ERANGE (a value out of range); nn_errmsg() gives FILE:LINE and the key path. */
 int io_config_load(io_config *cfg, const char *path, const char *const *sets, int nsets);
+
+/* Where key (a path of a row of the key table: "model.input", "train.accumulate") was given,
+ * as every config message starts: "FILE:LINE: key" for a key of the file, "--set key=value:
+ * key" for one an override gave (the override's own text), "FILE: key" for a key not given
+ * (its default applies; "key" alone for a config not loaded from a file). A text longer than
+ * len is cut. Returns 1 when the key was given, 0 when not, NN_EINVAL for a key that is not
+ * a row of the table (a phase's keys are not). */
+int io_config_origin(char *buf, size_t len, const io_config *cfg, const char *key);
 
 /* Writes the complete effective config (every key, defaults included, comments where a
  * value has a special meaning) as YAML that io_config_load reads back to an equal struct
