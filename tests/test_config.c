@@ -99,6 +99,7 @@ static void expect_at_(const char *file, int line, int cfg_line, const char *key
 static void normalize(io_config *c)
 {
     memset(c->path, 0, sizeof c->path);
+    memset(c->origins, 0, sizeof c->origins);
     c->groups.lr.line = c->groups.wd.line = c->groups.momentum.line = 0;
     for (int i = 0; i < IO_MAX_PHASES; i++) c->train.phases[i].lr.line = 0;
 }
@@ -1273,6 +1274,37 @@ static void test_many_sets(void **state)
     free(sets);
 }
 
+/* io_config_origin: where a key was given, as a config message starts. */
+static void test_origins(void **state)
+{
+    (void)state;
+    io_config c;
+    char buf[700];
+    const char *sets[] = {"model.input=3x8x8", "model={arch: cnn, classes: 3}"};
+    assert_int_equal(load_sets(&c, "model:\n  arch: mlp\n  classes: 4\ndata:\n  batch_size: 8\n",
+                               sets, 1), 0);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "model.classes"), 1);
+    char want[800];
+    snprintf(want, sizeof want, "%s:3: model.classes", last_path);
+    assert_string_equal(buf, want);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "data.batch_size"), 1);
+    snprintf(want, sizeof want, "%s:5: data.batch_size", last_path);
+    assert_string_equal(buf, want);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "model.input"), 1);
+    assert_string_equal(buf, "--set model.input=3x8x8: model.input");
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "train.accumulate"), 0);
+    snprintf(want, sizeof want, "%s: train.accumulate", last_path);
+    assert_string_equal(buf, want);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "train.phases.0.lr"), NN_EINVAL);
+    /* An override of a whole section: its keys come from it. */
+    assert_int_equal(load_sets(&c, "model:\n  arch: mlp\n  classes: 4\n", sets + 1, 1), 0);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "model.classes"), 1);
+    assert_string_equal(buf, "--set model={arch: cnn, classes: 3}: model.classes");
+    io_config_default(&c, "mlp");
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "model.arch"), 0);
+    assert_string_equal(buf, "model.arch");
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -1342,6 +1374,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_keys),
         cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_many_sets),
+        cmocka_unit_test(test_origins),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }
