@@ -1232,6 +1232,22 @@ static int open_sections(const cfg_key *t, open_map *st, int *depth, const char 
     return 0;
 }
 
+/* Records in cfg->origins where row k of config_keys was given: v, its value in map m under
+ * leaf (v NULL: not given). */
+static void origin_record(io_config *cfg, const cfg_key *k, const io__node *m, const char *leaf,
+                          const io__node *v)
+{
+    io_origin *o = &cfg->origins[k - config_keys];
+    memset(o, 0, sizeof *o);
+    if (v == NULL) return;
+    if (v->from_set) {
+        o->line = -1;
+        snprintf(o->set, sizeof o->set, "%s", v->origin);
+    } else {
+        o->line = m->key_lines[io__map_index(m, leaf)];
+    }
+}
+
 /* Reads every key of table t from map m (NULL: absent; path its key path) into base, in
  * table order. at: where m's missing keys are reported when m itself is absent. */
 static int table_read(io_config *cfg, const cfg_key *t, const io__node *m, const char *path,
@@ -1261,6 +1277,7 @@ static int table_read(io_config *cfg, const cfg_key *t, const io__node *m, const
                      io__map_get(st[depth].m, leaf), kp};
         rc = k->read ? k->read(k, &in) : key_read_value(k, &in);
         if (rc < 0) return rc;
+        if (t == config_keys) origin_record(cfg, k, st[depth].m, leaf, in.v);
     }
     return 0;
 }
@@ -1566,6 +1583,34 @@ int io_config_to_string(char **out, const io_config *cfg)
     }
     *out = text;
     return 0;
+}
+
+_Static_assert(sizeof config_keys / sizeof config_keys[0] - 1 <= IO_CONFIG_ORIGINS,
+               "IO_CONFIG_ORIGINS must hold a row of config_keys each");
+
+int io_config_origin(char *buf, size_t len, const io_config *cfg, const char *key)
+{
+    if (buf == NULL || len == 0 || cfg == NULL || key == NULL)
+        return nn_err(NN_EINVAL, "io_config_origin: NULL argument");
+    buf[0] = '\0';
+    const cfg_key *k = config_keys;
+    while (k->path != NULL && strcmp(k->path, key) != 0) k++;
+    if (k->path == NULL) return nn_err(NN_EINVAL, "io_config_origin: no key %s", key);
+    const io_origin *o = &cfg->origins[k - config_keys];
+    if (o->line > 0)
+        snprintf(buf, len, "%s:%d: %s", cfg->path, o->line, key);
+    else if (o->line < 0)
+        snprintf(buf, len, "%s: %s", o->set, key);
+    else if (cfg->path[0])
+        snprintf(buf, len, "%s: %s", cfg->path, key);
+    else
+        snprintf(buf, len, "%s", key);
+    return o->line != 0;
+}
+
+unsigned long io_config_key_compares(void)
+{
+    return io__yaml_compares();
 }
 
 /* ---------------------------------------------------------------------------------------

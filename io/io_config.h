@@ -71,6 +71,16 @@ typedef struct io_phase {
     int has_schedule;     /* 0: the top-level schedule */
 } io_phase;
 
+/* Where a key of the config was given, for messages about it after loading
+ * (io_config_origin). */
+typedef struct io_origin {
+    int line;     /* > 0: its line in the file; -1: an override; 0: not given (its default) */
+    char set[96]; /* line -1: the override's text, "--set key=value" (cut at 95 characters) */
+} io_origin;
+
+/* Room for one io_origin per row of io_config.c's key table (checked there). */
+#define IO_CONFIG_ORIGINS 64
+
 /* The whole effective configuration. Strings are NUL-terminated and zero-padded. */
 typedef struct io_config {
     char path[512]; /* the file it was loaded from ("" for io_config_default) */
@@ -163,6 +173,9 @@ typedef struct io_config {
     struct {
         char dir[512]; /* default runs/<model.arch> */
     } run;
+    io_origin origins[IO_CONFIG_ORIGINS]; /* where each row of the key table was given, in
+                                             table order (io_config_origin reads them); a
+                                             write and reload changes them, not the values */
 } io_config;
 
 /* Fills *cfg with every default; model.arch becomes arch (NULL: "") and run.dir
@@ -182,6 +195,14 @@ void io_schedule_default(io_schedule *s);
  * --set) or NN_ERANGE (a value out of range); nn_errmsg() gives FILE:LINE and the key path. */
 int io_config_load(io_config *cfg, const char *path, const char *const *sets, int nsets);
 
+/* Where key (a path of a row of the key table: "model.input", "train.accumulate") was given,
+ * as every config message starts: "FILE:LINE: key" for a key of the file, "--set key=value:
+ * key" for one an override gave (the override's own text), "FILE: key" for a key not given
+ * (its default applies; "key" alone for a config not loaded from a file). A text longer than
+ * len is cut. Returns 1 when the key was given, 0 when not, NN_EINVAL for a key that is not
+ * a row of the table (a phase's keys are not). */
+int io_config_origin(char *buf, size_t len, const io_config *cfg, const char *key);
+
 /* Writes the complete effective config (every key, defaults included, comments where a
  * value has a special meaning) as YAML that io_config_load reads back to an equal struct
  * (apart from path and the hparams' line fields). Returns 0 or NN_EIO. */
@@ -200,6 +221,11 @@ int io_config_key_count(void);
  * Returns 0, NN_EINVAL for no buffer, or NN_ERANGE for an i out of range or a buffer too
  * small (which then holds a truncated path). */
 int io_config_key_path(char *buf, size_t len, int i);
+
+/* A test hook: the key comparisons (strcmp of a map key or a YAML anchor name) made so far in
+ * this process by the readers of configs and sweep files. Loading a file or overrides of n
+ * keys costs O(n) of them, however the keys are laid out (tests/test_config.c checks). */
+unsigned long io_config_key_compares(void);
 
 /* Formats a hyperparameter for logs and for YAML: "0.001", "[0.1, 0.2]", "slice(0.001)",
  * "slice(1e-05, 0.001)", "unset". Numbers use the shortest form that reads back exactly.

@@ -40,8 +40,75 @@ void io__node_free(io__node *n)
     free(n->kids);
     free(n->keys);
     free(n->key_lines);
+    free(n->index);
     free(n->text);
     free(n);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Hash indexes of names (a map's keys, a text's anchors), so that a lookup or a duplicate
+ * check costs O(1) on average rather than a scan of every name before it. The names stay in
+ * their owner's array; a slot holds the name's index there + 1 (0: empty). Open addressing
+ * with linear probing, at most half full.
+ */
+static unsigned long yaml_compares; /* io__yaml_compares */
+
+unsigned long io__yaml_compares(void)
+{
+    return yaml_compares;
+}
+
+/* Compares a name with another, counted for io__yaml_compares. */
+static int name_eq(const char *a, const char *b)
+{
+    yaml_compares++;
+    return strcmp(a, b) == 0;
+}
+
+/* FNV-1a. */
+static unsigned name_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* The name of index i in the owner's array. */
+typedef const char *(*name_at_fn)(const void *arr, int i);
+
+/* The slot of name in index (cap slots): the one that holds it, or the empty one where it
+ * would go. */
+static int *index_slot(int *index, int cap, const char *name, name_at_fn at, const void *arr)
+{
+    unsigned mask = (unsigned)cap - 1;
+    for (unsigned h = name_hash(name) & mask;; h = (h + 1) & mask) {
+        int *slot = &index[h];
+        if (*slot == 0 || name_eq(at(arr, *slot - 1), name)) return slot;
+    }
+}
+
+/* Adds name i (the last of n) to the index, first building or growing it to at least twice n
+ * slots from names 0..n-1. A name already there now points to i (a later anchor wins). */
+static int index_add(int **index, int *cap, int i, int n, name_at_fn at, const void *arr)
+{
+    if (2 * n > *cap) {
+        int ncap = *cap ? 2 * *cap : 4 * IO__YAML_INDEX;
+        while (ncap < 2 * n) ncap *= 2;
+        int *x = calloc((size_t)ncap, sizeof *x);
+        if (x == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
+        free(*index);
+        *index = x;
+        *cap = ncap;
+        for (int j = 0; j < n; j++) *index_slot(x, ncap, at(arr, j), at, arr) = j + 1;
+        return 0;
+    }
+    *index_slot(*index, *cap, at(arr, i), at, arr) = i + 1;
+    return 0;
+}
+
+static const char *map_key_at(const void *arr, int i)
+{
+    return ((const io__node *)arr)->keys[i];
 }
 
 /* Appends kid (and, for a map, its key, whose ownership passes too) to parent. */
@@ -65,6 +132,10 @@ static int node_append(io__node *parent, char *key, int key_line, io__node *kid)
     if (parent->kind == IO__MAP) {
         parent->keys[parent->n] = key;
         parent->key_lines[parent->n] = key_line;
+        int n = parent->n + 1;
+        if (n >= IO__YAML_INDEX &&
+            index_add(&parent->index, &parent->icap, n - 1, n, map_key_at, parent) < 0)
+            return NN_ENOMEM; /* parent unchanged: the key is not appended */
     }
     parent->kids[parent->n++] = kid;
     return 0;
@@ -74,8 +145,12 @@ static int node_append(io__node *parent, char *key, int key_line, io__node *kid)
 int io__map_index(const io__node *m, const char *key)
 {
     if (m == NULL || m->kind != IO__MAP) return -1;
+    if (m->index != NULL) {
+        int slot = *index_slot(m->index, m->icap, key, map_key_at, m);
+        return slot - 1;
+    }
     for (int i = 0; i < m->n; i++)
-        if (strcmp(m->keys[i], key) == 0) return i;
+        if (name_eq(m->keys[i], key)) return i;
     return -1;
 }
 
@@ -189,6 +264,7 @@ typedef struct ybuilder {
     int aliases;         /* aliases are resolved (io__yaml_src.aliases), else refused */
     yanchor *anchors;    /* the anchors so far, in order (a later one of a name wins) */
     int nanchors, capanchors;
+    int *aindex, aicap;  /* a hash index of the anchors' names, to the latest of each */
     long copied;         /* nodes copied for aliases so far */
 } ybuilder;
 
@@ -372,8 +448,10 @@ static void builder_free_anchors(ybuilder *b)
         if (b->anchors[i].owned) io__node_free(b->anchors[i].node);
     }
     free(b->anchors);
+    free(b->aindex);
     b->anchors = NULL;
-    b->nanchors = b->capanchors = 0;
+    b->aindex = NULL;
+    b->nanchors = b->capanchors = b->aicap = 0;
 }
 
 /* A deep copy of n (NULL when out of memory), counted in *copied. */
@@ -402,6 +480,11 @@ static io__node *node_copy(const io__node *n, long *copied)
     return c;
 }
 
+static const char *anchor_name_at(const void *arr, int i)
+{
+    return ((const yanchor *)arr)[i].name;
+}
+
 /* Records the anchor (if any) of node n, just attached; a scalar's is recorded as a copy. */
 static int builder_anchor(ybuilder *b, const unsigned char *anchor, io__node *n)
 {
@@ -417,7 +500,9 @@ static int builder_anchor(ybuilder *b, const unsigned char *anchor, io__node *n)
     a->owned = n->kind == IO__SCALAR;
     a->node = a->owned ? node_copy(n, &b->copied) : n;
     a->name = strdup((const char *)anchor);
-    if (a->node == NULL || a->name == NULL) {
+    if (a->node == NULL || a->name == NULL ||
+        index_add(&b->aindex, &b->aicap, b->nanchors, b->nanchors + 1, anchor_name_at,
+                  b->anchors) < 0) {
         if (a->owned) io__node_free(a->node);
         free(a->name);
         return nn_err(NN_ENOMEM, "config: out of memory");
@@ -434,9 +519,8 @@ static int builder_alias(ybuilder *b, const char *name, int line)
     if (!b->aliases)
         return nn_err(NN_EFORMAT, "%s: YAML aliases are not supported; write the value out "
                       "(got '*%s')", where, name);
-    const yanchor *a = NULL;
-    for (int i = b->nanchors - 1; i >= 0 && a == NULL; i--)
-        if (strcmp(b->anchors[i].name, name) == 0) a = &b->anchors[i];
+    int at = b->aicap ? *index_slot(b->aindex, b->aicap, name, anchor_name_at, b->anchors) : 0;
+    const yanchor *a = at > 0 ? &b->anchors[at - 1] : NULL;
     if (a == NULL)
         return nn_err(NN_EFORMAT, "%s: the alias names no anchor before it (got '*%s')", where,
                       name);

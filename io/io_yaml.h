@@ -39,7 +39,14 @@ struct io__node {
     char **keys;        /* maps: the key of each child, owned */
     int *key_lines;     /* maps: the line of each key */
     io__node **kids;    /* map values or list items, owned */
+    int *index;         /* maps of IO__YAML_INDEX keys or more: a hash index of the keys
+                           (io_yaml.c), so that finding a key takes O(1), owned; else NULL */
+    int icap;           /* slots in index (a power of two, at least twice n), or 0 */
 };
+
+/* Maps with this many keys or more are indexed by a hash (io__node.index); smaller ones are
+ * searched in order. */
+#define IO__YAML_INDEX 8
 
 /* Where a text comes from, for its nodes and its messages. */
 typedef struct io__yaml_src {
@@ -69,10 +76,15 @@ io__node *io__node_new(int kind, int line, const char *origin, int from_set);
 /* Frees a node and everything below it. NULL is a no-op. */
 void io__node_free(io__node *n);
 
-/* The index of key in map m, or -1 (also when m is NULL or not a map). */
+/* The index of key in map m, or -1 (also when m is NULL or not a map). O(1) on average: a
+ * tree of n keys is built and read in O(n) key comparisons (io__yaml_compares). */
 int io__map_index(const io__node *m, const char *key);
 /* The value of key in map m, or NULL when m is NULL or lacks the key. */
 const io__node *io__map_get(const io__node *m, const char *key);
+/* A test hook: the key comparisons (strcmp of a map key or an anchor name) made by this
+ * layer so far in the process. Building and reading a tree of n keys costs O(n) of them. */
+unsigned long io__yaml_compares(void);
+
 /* A YAML null: an unquoted empty value, ~ or null (any case YAML allows); also NULL itself. */
 int io__is_null(const io__node *n);
 

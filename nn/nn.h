@@ -405,6 +405,20 @@ typedef struct nn_model {
 int nn_model_init(nn_model **out, const nn_model_spec *spec, nn_rng *rng);
 void nn_model_free(nn_model *m);
 
+/* An architecture's children before any cut and its defaults, for messages about a cut or a
+ * split that does not fit (nn_model_layout). */
+typedef struct nn_model_layout_info {
+    int nchildren;             /* body children before the cut */
+    int default_cut;           /* 0: every child */
+    int nsplit;                /* the default split points */
+    int split[NN_MAX_GROUPS];
+} nn_model_layout_info;
+
+/* Fills *out for spec's architecture (and the spec's input, widths, ...: what decides the
+ * children), building the children and freeing them. Errors as nn_model_init's for an unknown
+ * architecture or children it cannot build. */
+int nn_model_layout(nn_model_layout_info *out, const nn_model_spec *spec);
+
 /* Total parameter elements. */
 size_t nn_model_numel(const nn_model *m);
 /* Number of body children before the cut (the children groups refer to). */

@@ -122,6 +122,9 @@ static int build_groups(nn_model *m, const nn_model_spec *s, int nsplit, const i
         if (split[i] <= 0)
             return nn_err(NN_ERANGE, "split %d would leave layer group 0 empty (splits must be > 0)",
                           split[i]);
+        if (split[i] >= nbody && nbody == 1)
+            return nn_err(NN_ERANGE, "split %d is out of range: the body has 1 child after cut "
+                          "%d, which cannot be split (give no split points)", split[i], m->cut);
         if (split[i] >= nbody)
             return nn_err(NN_ERANGE,
                           "split %d is out of range: the body has %d children after cut %d, so "
@@ -153,6 +156,19 @@ typedef struct {
 static int init_param(void *ud, const char *name, nn_param *p)
 {
     nn__param_init(p, ((init_ctx *)ud)->rng);
+    return 0;
+}
+
+int nn_model_layout(nn_model_layout_info *out, const nn_model_spec *s)
+{
+    memset(out, 0, sizeof *out);
+    nn_layer *kids[96];
+    int nkids = 0, dhead = 0;
+    int rc = nn__zoo_children(kids, &nkids, &out->default_cut, &out->nsplit, out->split, &dhead,
+                              s);
+    if (rc) return rc;
+    for (int i = 0; i < nkids; i++) nn_layer_free(kids[i]);
+    out->nchildren = nkids;
     return 0;
 }
 

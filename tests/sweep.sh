@@ -83,5 +83,12 @@ expect "a run directory holding a different run" "already holds a different run"
     "$strata" train "$dir/base.yaml" --sweep "$dir/other.yaml" --sweep-index 4
 [ "$(cat "$dir/runs/run-004/"{config.yaml,metrics.jsonl,sweep.json,status} | md5sum)" = "$sum" ] &&
     ok "run 4's files are untouched" || bad "run 4's files changed"
+# A set: of 1,000 overrides (each every run's): all of them reach the config, whose first
+# unknown one is the error (it once overflowed fixed arrays of 64 and 352 overrides).
+{ printf 'config: base.yaml\ndir: %s/runs-big\nset:\n' "$dir"; for i in $(seq 0 999); do echo "  data.k$i: $i"; done
+  echo 'grid:'; echo '  train.epochs: [1]'; } > "$dir/bigset.yaml"
+expect "a set: of 1,000 overrides, plan" "run 0: --set data.k0=0: data.k0: unknown key" "$strata" sweep plan "$dir/bigset.yaml"
+expect "a set: of 1,000 overrides, train" "--set data.k0=0: data.k0: unknown key" \
+    "$strata" train --sweep "$dir/bigset.yaml" --sweep-index 0
 echo "$pass passed, $fail failed"
 ((fail == 0))

@@ -154,7 +154,7 @@ static void test_train_bad(void **state)
     expect("train /nonexistent/cfg.yaml", 1,
            (const char *const[]){"/nonexistent/cfg.yaml", "cannot open", NULL});
     expect("train " SYN " --set run.dir=@T/bad --set data.batch_size=100000", 1,
-           (const char *const[]){"batch size 100000", NULL});
+           (const char *const[]){"data.batch_size: data.batch_size 100000 x 1 rank", NULL});
     expect("train " SYN " --set run.dir=@T/bad --set model.arch=resnet35", 1,
            (const char *const[]){"unknown model 'resnet35'", NULL});
     expect("train " SYN " --set run.dir=@T/bad --set data.train=/nonexistent/x.h5",

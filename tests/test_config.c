@@ -99,6 +99,7 @@ static void expect_at_(const char *file, int line, int cfg_line, const char *key
 static void normalize(io_config *c)
 {
     memset(c->path, 0, sizeof c->path);
+    memset(c->origins, 0, sizeof c->origins);
     c->groups.lr.line = c->groups.wd.line = c->groups.momentum.line = 0;
     for (int i = 0; i < IO_MAX_PHASES; i++) c->train.phases[i].lr.line = 0;
 }
@@ -1178,6 +1179,132 @@ static void test_example_configs(void **state)
     assert_int_equal(c.train.nphases, 0);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Large files: loading costs O(n) key comparisons (io_config_key_compares), not O(n^2); no
+ * clock is read.
+ */
+#define MANY_KEYS 100000
+/* At most this many key comparisons per key: a hash lookup's few probes, and the checks of a
+ * key against its table's (at most 32) known keys. A scan of the keys before each would be
+ * MANY_KEYS / 2 per key. */
+#define COMPARES_PER_KEY 8
+
+/* A file text: "model: {arch: mlp}", then under `section` (block style) or on one line (flow
+ * style) the keys k0..k{n-1}, then `tail` (may be ""); malloc'd. */
+static char *many_keys_text(const char *section, int n, int flow, const char *tail)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fprintf(f, "model: {arch: mlp}\n%s:%s", section, flow ? " {" : "\n");
+    for (int i = 0; i < n; i++) {
+        if (flow)
+            fprintf(f, "%sk%d: %d", i ? ", " : "", i, i);
+        else
+            fprintf(f, "  k%d: %d\n", i, i);
+    }
+    fprintf(f, "%s%s", flow ? "}\n" : "", tail);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+/* Loads text, expecting code, within the comparison budget for n keys. */
+static void load_linear(const char *text, int n, int code)
+{
+    io_config c;
+    unsigned long before = io_config_key_compares();
+    assert_int_equal(load(&c, text), code);
+    unsigned long used = io_config_key_compares() - before;
+    if (used > (unsigned long)COMPARES_PER_KEY * (unsigned long)n)
+        fail_msg("%d keys took %lu key comparisons (at most %d per key): %s", n, used,
+                 COMPARES_PER_KEY, nn_errmsg());
+}
+
+static void test_many_keys(void **state)
+{
+    (void)state;
+    const int n = MANY_KEYS;
+    /* A duplicate after 100,000 keys: found, with both lines. Lines: 1 model, 2 big, then k_i
+     * at line 3 + i. */
+    char *text = many_keys_text("big", n, 0, "  k50000: again\n");
+    load_linear(text, n, NN_EFORMAT);
+    expect_exact("%d: big.k50000: duplicate key, first given at line %d (got 'k50000' twice)",
+                 3 + n, 3 + 50000);
+    free(text);
+    /* The same on one line, in flow style. */
+    text = many_keys_text("big", n, 1, "");
+    text[strlen(text) - 2] = '\0'; /* drop "}\n" */
+    char *dup = malloc(strlen(text) + 32);
+    assert_non_null(dup);
+    sprintf(dup, "%s, k99999: 1}\n", text);
+    load_linear(dup, n, NN_EFORMAT);
+    expect_exact("2: big.k99999: duplicate key, first given at line 2 (got 'k99999' twice)");
+    free(dup);
+    free(text);
+    /* No duplicate: the tree is built and the first unknown key of a known section named. */
+    text = many_keys_text("data", n, 0, "");
+    load_linear(text, n, NN_EINVAL);
+    expect_at(3, "data.k0");
+    free(text);
+}
+
+/* 100,000 overrides of distinct keys: each finds its way in O(1) comparisons. */
+static void test_many_sets(void **state)
+{
+    (void)state;
+    const int n = MANY_KEYS;
+    char **sets = malloc((size_t)n * sizeof *sets);
+    assert_non_null(sets);
+    for (int i = 0; i < n; i++) {
+        sets[i] = malloc(32);
+        assert_non_null(sets[i]);
+        snprintf(sets[i], 32, "data.k%d=%d", i, i);
+    }
+    io_config c;
+    unsigned long before = io_config_key_compares();
+    assert_int_equal(load_sets(&c, "model: {arch: mlp}\n", (const char *const *)sets, n),
+                     NN_EINVAL);
+    unsigned long used = io_config_key_compares() - before;
+    expect_exact("--set data.k0=0: data.k0: unknown key; known keys here: train, valid, dir, "
+                 "batch_size, augment, mean, std, synthetic (got '0')");
+    if (used > (unsigned long)COMPARES_PER_KEY * (unsigned long)n)
+        fail_msg("%d overrides took %lu key comparisons", n, used);
+    for (int i = 0; i < n; i++) free(sets[i]);
+    free(sets);
+}
+
+/* io_config_origin: where a key was given, as a config message starts. */
+static void test_origins(void **state)
+{
+    (void)state;
+    io_config c;
+    char buf[700];
+    const char *sets[] = {"model.input=3x8x8", "model={arch: cnn, classes: 3}"};
+    assert_int_equal(load_sets(&c, "model:\n  arch: mlp\n  classes: 4\ndata:\n  batch_size: 8\n",
+                               sets, 1), 0);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "model.classes"), 1);
+    char want[800];
+    snprintf(want, sizeof want, "%s:3: model.classes", last_path);
+    assert_string_equal(buf, want);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "data.batch_size"), 1);
+    snprintf(want, sizeof want, "%s:5: data.batch_size", last_path);
+    assert_string_equal(buf, want);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "model.input"), 1);
+    assert_string_equal(buf, "--set model.input=3x8x8: model.input");
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "train.accumulate"), 0);
+    snprintf(want, sizeof want, "%s: train.accumulate", last_path);
+    assert_string_equal(buf, want);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "train.phases.0.lr"), NN_EINVAL);
+    /* An override of a whole section: its keys come from it. */
+    assert_int_equal(load_sets(&c, "model:\n  arch: mlp\n  classes: 4\n", sets + 1, 1), 0);
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "model.classes"), 1);
+    assert_string_equal(buf, "--set model={arch: cnn, classes: 3}: model.classes");
+    io_config_default(&c, "mlp");
+    assert_int_equal(io_config_origin(buf, sizeof buf, &c, "model.arch"), 0);
+    assert_string_equal(buf, "model.arch");
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -1245,6 +1372,9 @@ int main(void)
         cmocka_unit_test(test_fine_tune),
         cmocka_unit_test(test_example_configs),
         cmocka_unit_test(test_checkpoint_keys),
+        cmocka_unit_test(test_many_keys),
+        cmocka_unit_test(test_many_sets),
+        cmocka_unit_test(test_origins),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }

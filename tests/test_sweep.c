@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int group_setup(void **state)
@@ -247,6 +248,35 @@ static void exact_error_texts(void **state)
     tu_expect_msg("cannot read the sweep file", "Is a directory");
 }
 
+/* 40,000 anchors, each named by an alias after them, and a set: of 80,000 overrides: read in
+ * O(n) name comparisons (io_config_key_compares), not a scan of every anchor per alias; no
+ * clock is read. */
+static void many_anchors_and_overrides(void **state)
+{
+    (void)state;
+    const int n = 40000; /* 2n nodes copied: within the aliases' limit of 100000 */
+    char *text = NULL, path[1024];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fprintf(f, "grid:\n  train.epochs: [1, 2]\nset:\n");
+    for (int i = 0; i < n; i++) fprintf(f, "  a%d: &x%d %d\n", i, i, i);
+    for (int i = 0; i < n; i++) fprintf(f, "  b%d: *x%d\n", i, n - 1 - i);
+    assert_int_equal(fclose(f), 0);
+    put(path, sizeof path, "many.yaml", text);
+    free(text);
+    io_sweep s;
+    unsigned long before = io_config_key_compares();
+    assert_int_equal(io_sweep_load(&s, path), 0);
+    unsigned long used = io_config_key_compares() - before;
+    if (used > 8ul * 2 * (unsigned long)n)
+        fail_msg("%d keys and %d aliases took %lu name comparisons", 2 * n, n, used);
+    assert_int_equal(s.nset, 2 * n);
+    assert_string_equal(s.set[2 * n - 1], "b39999=0");
+    assert_string_equal(s.set[n], "b0=39999");
+    io_sweep_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +286,7 @@ int main(void)
         cmocka_unit_test(flow_texts_and_quoting),
         cmocka_unit_test(aliases_and_their_limits),
         cmocka_unit_test(exact_error_texts),
+        cmocka_unit_test(many_anchors_and_overrides),
     };
     return cmocka_run_group_tests(tests, group_setup, tu_group_teardown);
 }

@@ -24,7 +24,7 @@ check() { # NAME EXPECTED_TEXT ARGS...
         fail=$((fail + 1))
     fi
 }
-check "batch larger than a rank's share" "batch size 300 is larger than a rank's share of 256" \
+check "batch larger than a rank's share" "data.batch_size 300 x 2 ranks = 600 samples per optimizer step, more than data.train's 512 samples (synthetic), 256 per rank per epoch" \
     "$config" --set run.dir="$dir/r1" --set data.batch_size=300
 check "missing data file" "/nonexistent/data.h5" \
     "$config" --set run.dir="$dir/r2" --set data.train=/nonexistent/data.h5

@@ -506,9 +506,10 @@ static void json_str(FILE *f, const char *s)
 }
 
 /* train --sweep: loads the sweep, picks the run (--sweep-index or SLURM_ARRAY_TASK_ID),
- * and fills sets with the sweep's overrides, the command line's, then run.dir; *json gets
- * the text of run.dir/sweep.json (malloc'd). */
-static int sweep_setup(io_sweep *sw, const run_args *a, const char **sets, int *nsets,
+ * and fills *sets (malloc'd, as many as the sweep's set: holds; the caller frees it) with the
+ * sweep's overrides, the command line's, then run.dir; *json gets the text of
+ * run.dir/sweep.json (malloc'd). */
+static int sweep_setup(io_sweep *sw, const run_args *a, const char ***setsp, int *nsets,
                        char *dirset, size_t dlen, char **json)
 {
     long i = a->sweep_index;
@@ -524,6 +525,10 @@ static int sweep_setup(io_sweep *sw, const run_args *a, const char **sets, int *
     }
     int rc = io_sweep_load(sw, a->sweep);
     int n = 0, idx[IO_SWEEP_MAX_KEYS];
+    const char **sets = NULL;
+    if (!rc && !(sets = *setsp = malloc(((size_t)sw->nset + sw->nkeys + a->nsets + 1) *
+                                        sizeof *sets)))
+        rc = nn_err(NN_ENOMEM, "out of memory");
     if (!rc) rc = io_sweep_run(sw, i, sets, &n, idx);
     if (rc) return rc;
     for (int k = 0; k < a->nsets; k++) sets[n++] = a->sets[k];
@@ -573,7 +578,12 @@ static int cmd_sweep(int argc, char **argv, char *argv0)
         fprintf(stderr, "strata sweep plan: %s\n", nn_errmsg());
         return 1;
     }
-    const char *sets[IO_SWEEP_MAX_KEYS + 64 + 1];
+    const char **sets = malloc(((size_t)sw.nset + sw.nkeys + 1) * sizeof *sets);
+    if (!sets) {
+        fprintf(stderr, "strata sweep plan: out of memory\n");
+        io_sweep_free(&sw);
+        return 1;
+    }
     /* Every run's overrides are checked against the base config (when the sweep names one)
      * before anything is printed. */
     for (long i = 0; i < sw.nruns && !rc && sw.config[0]; i++) {
@@ -586,6 +596,7 @@ static int cmd_sweep(int argc, char **argv, char *argv0)
     if (rc) {
         fprintf(stderr, "strata sweep plan: %s\n", nn_errmsg());
         io_sweep_free(&sw);
+        free(sets);
         return 1;
     }
     printf("# sweep %s: %ld run(s) in %s/run-NNN", sw.path, sw.nruns, sw.dir);
@@ -601,6 +612,7 @@ static int cmd_sweep(int argc, char **argv, char *argv0)
     }
     printf("# %ld run(s)\n", sw.nruns);
     io_sweep_free(&sw);
+    free(sets);
     return rc ? 1 : 0;
 }
 
@@ -701,12 +713,11 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
     /* A sweep run: the sweep's overrides first, then the command line's, then its run.dir. */
     io_sweep sw;
     memset(&sw, 0, sizeof sw);
-    const char **sets = a.sets;
+    const char **sets = a.sets, **all = NULL;
     int nsets = a.nsets, preempted = 0;
-    const char *all[256 + 2 * IO_SWEEP_MAX_KEYS + 64];
     char dirset[700], *json = NULL;
     if (!rc && a.sweep) {
-        rc = sweep_setup(&sw, &a, all, &nsets, dirset, sizeof dirset, &json);
+        rc = sweep_setup(&sw, &a, &all, &nsets, dirset, sizeof dirset, &json);
         sets = all;
         /* The config is the sweep's (what `sweep plan` checked) unless CONFIG names the same
          * file. */
@@ -751,6 +762,7 @@ static int cmd_run(const char *cmd, int argc, char **argv, char *argv0)
     }
     if (rc) fprintf(stderr, "strata %s: rank %d: %s\n", cmd, rank, nn_errmsg());
     io_sweep_free(&sw);
+    free(all);
     free(json);
     comm_free(c);
     return rc ? 1 : preempted ? EXIT_PREEMPTED : 0;

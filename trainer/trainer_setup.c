@@ -4,8 +4,28 @@
  * per-group hyperparameters. */
 #include "trainer/trainer_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- config keys in messages: "FILE:LINE: key" or "--set key=value: key" -------------- */
+
+/* Where key of cfg was given and the key, as a config message starts (io_config_origin). */
+static const char *key_where(char *buf, size_t len, const io_config *cfg, const char *key)
+{
+    if (io_config_origin(buf, len, cfg, key) < 0) snprintf(buf, len, "%s", key);
+    return buf;
+}
+
+/* Where key was given without the key ("FILE:LINE", "--set key=value"), or NULL when it was
+ * not given. */
+static const char *key_at(char *buf, size_t len, const io_config *cfg, const char *key)
+{
+    if (io_config_origin(buf, len, cfg, key) != 1) return NULL;
+    size_t n = strlen(buf), k = strlen(key);
+    if (n >= k + 2 && !strcmp(buf + n - k, key)) buf[n - k - 2] = '\0';
+    return buf;
+}
 
 /* The model spec for c x h x w samples of `classes` classes (trainer.h). */
 int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, int w,
@@ -16,9 +36,13 @@ int trainer_model_spec(nn_model_spec *spec, const io_config *cfg, int c, int h, 
     spec->in_c = cfg->model.input[0] ? cfg->model.input[0] : c;
     spec->in_h = cfg->model.input[1] ? cfg->model.input[1] : h;
     spec->in_w = cfg->model.input[2] ? cfg->model.input[2] : w;
-    if (spec->in_c != c || spec->in_h != h || spec->in_w != w)
-        return nn_err(NN_ESHAPE, "model.input %dx%dx%d does not match the data's %dx%dx%d (%s)",
-                      spec->in_c, spec->in_h, spec->in_w, c, h, w, cfg->data.train);
+    if (spec->in_c != c || spec->in_h != h || spec->in_w != w) {
+        char where[800];
+        return nn_err(NN_ESHAPE, "%s: %dx%dx%d does not match the %dx%dx%d samples of data.train "
+                      "(%s); give [%d, %d, %d], or null to take the data's shape",
+                      key_where(where, sizeof where, cfg, "model.input"), spec->in_c, spec->in_h,
+                      spec->in_w, c, h, w, cfg->data.train, c, h, w);
+    }
     spec->classes = cfg->model.classes ? cfg->model.classes : classes;
     spec->cut = cfg->model.cut;
     spec->nsplit = cfg->model.nsplit;
@@ -83,6 +107,101 @@ int trainer__data_open(trainer__data *d, const io_config *cfg)
     return data_norm(d, cfg);
 }
 
+/* model.classes below what the labels of data.train or data.valid (ds, named by key) need:
+ * rc and its message (io_check_labels') again, naming the key. */
+static int classes_fail(int rc, const io_config *cfg, const io_dataset *ds, const char *key,
+                        const char *name)
+{
+    char where[800], why[600];
+    snprintf(why, sizeof why, "%s", nn_errmsg());
+    return nn_err(rc, "%s: %d classes are too few for the labels of %s (%s, %d classes): %s; "
+                  "give at least %d, or 0 to take the data's", key_where(where, sizeof where, cfg,
+                  "model.classes"), cfg->model.classes, key, name, ds->classes, why, ds->classes);
+}
+
+/* The layer groups that split points split[0..nsplit) make of nbody children, "0..0, 1..0",
+ * into buf; *empty gets the first empty one ("1..0"). */
+static void groups_text(char *buf, size_t len, char *empty, size_t elen, const int *split,
+                        int nsplit, int nbody)
+{
+    size_t off = 0;
+    buf[0] = empty[0] = '\0';
+    for (int i = 0, first = 0; i <= nsplit && off < len; i++) {
+        int last = (i < nsplit ? split[i] : nbody) - 1;
+        int k = snprintf(buf + off, len - off, "%s%d..%d", i ? ", " : "", first, last);
+        if (k < 0) break;
+        if (last < first && !empty[0]) snprintf(empty, elen, "%d..%d", first, last);
+        off += (size_t)k;
+        first = last + 1;
+    }
+}
+
+/* The split points as written: "1" or "[1, 5]". */
+static void split_text(char *buf, size_t len, const int *split, int nsplit)
+{
+    size_t off = (size_t)snprintf(buf, len, nsplit == 1 ? "" : "[");
+    for (int i = 0; i < nsplit && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%d", i ? ", " : "", split[i]);
+    if (nsplit != 1 && off < len) snprintf(buf + off, len - off, "]");
+}
+
+/* model.split with model.cut leaves an empty layer group: the message names both keys,
+ * their values, the groups and the choices. */
+static int split_fail(const io_config *cfg, const nn_model_layout_info *lay, int cut, int nbody)
+{
+    char where[800], cat[800], cutv[900], sp[200], groups[600], empty[40], fix[400];
+    const char *arch = cfg->model.arch;
+    const char *cut_at = key_at(cat, sizeof cat, cfg, "model.cut");
+    if (cut_at)
+        snprintf(cutv, sizeof cutv, "model.cut %d (%s)", cfg->model.cut, cut_at);
+    else
+        snprintf(cutv, sizeof cutv, "%s's default model.cut %d", arch, lay->default_cut);
+    split_text(sp, sizeof sp, cfg->model.split, cfg->model.nsplit);
+    groups_text(groups, sizeof groups, empty, sizeof empty, cfg->model.split, cfg->model.nsplit,
+                nbody);
+    int more = cut != 0 && cut < lay->nchildren;
+    char larger[200] = "";
+    if (more && cut + 1 < lay->nchildren)
+        snprintf(larger, sizeof larger, ", or a larger model.cut (%d..%d; 0 keeps every child)",
+                 cut + 1, lay->nchildren);
+    else if (more)
+        snprintf(larger, sizeof larger, ", or a larger model.cut (%d or 0, every child)",
+                 lay->nchildren);
+    if (nbody == 1)
+        snprintf(fix, sizeof fix, "a body of 1 child cannot be split; give model.split: null or "
+                 "[] (one group)%s", larger);
+    else
+        snprintf(fix, sizeof fix, "split points must lie in 1..%d; give split points in 1..%d, or "
+                 "model.split: null for %s's default%s", nbody - 1, nbody - 1, arch, larger);
+    return nn_err(NN_ERANGE, "%s: %s with %s gives the layer groups %s (body children), and %s "
+                  "is empty: the body of %s has %d child%s (0..%d) after that cut, of %d; %s",
+                  key_where(where, sizeof where, cfg, "model.split"), sp, cutv, groups, empty,
+                  arch, nbody, nbody == 1 ? "" : "ren", nbody - 1, lay->nchildren, fix);
+}
+
+/* nn_model_init failed with rc: a cut or split that does not fit the architecture is told in
+ * the config's words (model.cut, model.split, where they were given); any other failure is
+ * wrapped with where model.arch was given. */
+static int model_fail(int rc, const io_config *cfg, const nn_model_spec *spec)
+{
+    char where[800], why[1200];
+    snprintf(why, sizeof why, "%s", nn_errmsg());
+    nn_model_layout_info lay;
+    if (nn_model_layout(&lay, spec) == 0) {
+        int cut = cfg->model.cut < 0 ? lay.default_cut : cfg->model.cut;
+        if (cut > lay.nchildren)
+            return nn_err(NN_ERANGE, "%s: %d is out of range for %s, which has %d children: give "
+                          "0..%d (0 keeps every child), or null for %s's default (%d)",
+                          key_where(where, sizeof where, cfg, "model.cut"), cut,
+                          cfg->model.arch, lay.nchildren, lay.nchildren, cfg->model.arch,
+                          lay.default_cut);
+        int nbody = cut == 0 ? lay.nchildren : cut;
+        for (int i = 0; i < cfg->model.nsplit; i++)
+            if (cfg->model.split[i] >= nbody) return split_fail(cfg, &lay, cut, nbody);
+    }
+    return nn_err(rc, "%s: %s", key_where(where, sizeof where, cfg, "model.arch"), why);
+}
+
 /* The model of the config for d's data; rank's dropout RNG. */
 int trainer__model_init(trainer__model *mo, const io_config *cfg, const trainer__data *d,
                         int rank)
@@ -92,12 +211,16 @@ int trainer__model_init(trainer__model *mo, const io_config *cfg, const trainer_
     int rc = trainer_model_spec(&spec, cfg, shape->c, shape->h, shape->w, shape->classes);
     if (rc) return rc;
     rc = io_check_labels(&d->train, spec.classes, cfg->data.train);
+    if (rc == NN_ERANGE && cfg->model.classes)
+        return classes_fail(rc, cfg, &d->train, "data.train", cfg->data.train);
     if (!rc && d->has_valid) rc = io_check_labels(&d->valid, spec.classes, cfg->data.valid);
+    if (rc == NN_ERANGE && cfg->model.classes)
+        return classes_fail(rc, cfg, &d->valid, "data.valid", cfg->data.valid);
     if (rc) return rc;
     nn_rng init;
     nn_rng_seed(&init, cfg->train.seed);
     rc = nn_model_init(&mo->m, &spec, &init);
-    if (rc) return rc;
+    if (rc) return model_fail(rc, cfg, &spec);
     nn_model_set_train_bn(mo->m, cfg->groups.train_bn);
     nn_model_set_bn_freeze(mo->m, cfg->groups.bn_freeze);
     nn_rng_seed(&mo->rng, cfg->train.seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(rank + 1)));
@@ -137,6 +260,33 @@ static int reducer_init(trainer__comm *cm, const io_config *cfg, const nn_model 
                              bucket ? bucket : 1, mode);
 }
 
+/* An optimizer step's samples, train.accumulate x data.batch_size on each of world ranks,
+ * within an epoch of data.train's n samples (n / world a rank); else the message names the
+ * keys, their values and what to lower. */
+static int step_check(const io_config *cfg, int n, int world)
+{
+    const long long A = cfg->train.accumulate, B = cfg->data.batch_size, share = n / world;
+    if (A * B <= share) return 0;
+    const char *key = A > 1 ? "train.accumulate" : "data.batch_size";
+    char where[800], acc[64] = "", fix[300];
+    if (A > 1) snprintf(acc, sizeof acc, "train.accumulate %lld x ", A);
+    if (A > 1 && share / B >= 1 && share / A >= 1)
+        snprintf(fix, sizeof fix, "lower train.accumulate to at most %lld, or data.batch_size to "
+                 "at most %lld", share / B, share / A);
+    else if (A > 1 && share / B >= 1)
+        snprintf(fix, sizeof fix, "lower train.accumulate to at most %lld", share / B);
+    else if (A > 1)
+        snprintf(fix, sizeof fix, "lower data.batch_size to at most %lld with train.accumulate 1",
+                 share);
+    else
+        snprintf(fix, sizeof fix, "lower data.batch_size to at most %lld", share);
+    return nn_err(NN_EINVAL, "%s: %sdata.batch_size %lld x %d rank%s = %lld samples per optimizer "
+                  "step, more than data.train's %d samples (%s), %lld per rank per epoch: an "
+                  "epoch would hold no optimizer step; %s%s", key_where(where, sizeof where, cfg,
+                  key), acc, B, world, world == 1 ? "" : "s", A * B * world, n, cfg->data.train,
+                  share, fix, world > 1 ? ", or run on fewer ranks" : "");
+}
+
 /* The batch buffers; with need_train, a whole batch per rank and step. */
 int trainer__batches_init(trainer__data *d, const io_config *cfg, int world, int need_train)
 {
@@ -145,7 +295,8 @@ int trainer__batches_init(trainer__data *d, const io_config *cfg, int world, int
         if (d->train.n < world)
             return nn_err(NN_ERANGE, "%s has %d samples, fewer than the %d ranks", cfg->data.train,
                           d->train.n, world);
-        int rc = io_check_batch(d->train.n / world / cfg->train.accumulate, B, world);
+        int rc = step_check(cfg, d->train.n, world);
+        if (!rc) rc = io_check_batch(d->train.n / world / cfg->train.accumulate, B, world);
         if (rc) return rc;
     }
     d->labels = malloc(sizeof(int32_t) * B);
