@@ -72,6 +72,10 @@ typedef int (*io_writer)(const char *tmp, const char *path, void *ud);
  * fsyncs it, renames it over path and fsyncs the directory, so a crash never leaves a
  * partial file at path. The temporary file is removed on failure (io_h5util.c). */
 int io_write_atomic(const char *path, io_writer write, void *ud);
+/* Removes from dir the temporary files io_write_atomic left when its process died (killed
+ * while writing a checkpoint, latest, config.yaml, status); a live process's are kept.
+ * *removed (may be NULL) counts them; NN_EIO when dir cannot be listed. */
+int io_clean_temps(const char *dir, int *removed);
 
 #include "io/io_data.h"
 

@@ -1431,22 +1431,9 @@ static void names_free(char **names, int n)
     free(names);
 }
 
-/* Whether s (a name in dir) is a temporary file of a save that died: ckpt-N.h5.tmp.<pid>.<n>
- * or latest.tmp.<pid>.<n> (io_write_atomic's names) whose process is gone, not this one's
- * (a live save of this process may be writing it). */
-static int stale_temp(const char *s)
-{
-    const char *tmp = !strncmp(s, "ckpt-", 5)       ? strstr(s, ".h5.tmp.")
-                      : !strncmp(s, "latest.tmp.", 11) ? s + 6
-                                                       : NULL;
-    if (!tmp) return 0;
-    const long pid = strtol(tmp + (tmp == s + 6 ? 5 : 8), NULL, 10);
-    return pid != (long)getpid() && (pid <= 0 || kill((pid_t)pid, 0) != 0);
-}
-
 /* The ckpt-*.h5 files of dir (temporary files aside), oldest first (the steps are
  * zero-padded), into *names (*n of them; free with names_free). Temporary files of saves
- * that died (stale_temp) are removed when removed is not NULL, and counted there. */
+ * that died (io__stale_temp) are removed when removed is not NULL, and counted there. */
 static int list_ckpts(const char *dir, char ***names, int *n, int *removed)
 {
     *names = NULL;
@@ -1458,7 +1445,7 @@ static int list_ckpts(const char *dir, char ***names, int *n, int *removed)
     while ((e = readdir(d)) != NULL && !rc) {
         const char *s = e->d_name;
         const size_t l = strlen(s);
-        if (removed && stale_temp(s)) {
+        if (removed && io__stale_temp(s)) {
             char path[1400];
             snprintf(path, sizeof path, "%s/%s", dir, s);
             if (unlink(path) == 0) (*removed)++;
@@ -1508,15 +1495,6 @@ int io_ckpt_prune(const char *dir, int keep, int *removed)
             gone++;
     }
     names_free(names, n);
-    if (removed) *removed = gone;
-    return rc;
-}
-
-int io_ckpt_clean(const char *dir, int *removed)
-{
-    char **names;
-    int n, gone = 0, rc = list_ckpts(dir, &names, &n, &gone);
-    if (!rc) names_free(names, n);
     if (removed) *removed = gone;
     return rc;
 }

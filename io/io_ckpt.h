@@ -157,9 +157,5 @@ int io_ckpt_find_resume(io_ckpt_found *out, const char *dir);
 /* Removes all but the newest keep ckpt-*.h5 files of dir (never the one latest names) and
  * temporary files left by saves that died. *removed (may be NULL) counts the files. */
 int io_ckpt_prune(const char *dir, int keep, int *removed);
-/* Removes only the temporary files of saves that died (a ckpt-N.h5 or latest being written
- * when its process was killed), whatever is left to save; *removed (may be NULL) counts
- * them. NN_EIO when dir cannot be listed. */
-int io_ckpt_clean(const char *dir, int *removed);
 
 #endif

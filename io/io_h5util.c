@@ -6,11 +6,13 @@
 
 #include "nn/nn.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 void io__h5_quiet_begin(io__h5_quiet *q)
@@ -117,7 +119,8 @@ int io_write_atomic(const char *path, io_writer write, void *ud)
     if (tmp == NULL) return nn_err(NN_ENOMEM, "%s: cannot allocate a temporary name", path);
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, len, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
+        snprintf(tmp, len, "%s.tmp.%ld.%u", path, (long)getpid(),
+                 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED)); /* any thread may write */
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) break;
     }
@@ -154,4 +157,34 @@ int io_write_atomic(const char *path, io_writer write, void *ud)
     }
     free(tmp);
     return rc;
+}
+
+int io__stale_temp(const char *name)
+{
+    /* NAME.tmp.<pid>.<n>: the last ".tmp." followed by digits, a dot and digits to the end. */
+    const char *t = NULL;
+    for (const char *q = strstr(name, ".tmp."); q; q = strstr(q + 1, ".tmp.")) t = q;
+    if (!t || t == name) return 0;
+    char *end;
+    const long pid = strtol(t + 5, &end, 10);
+    if (end == t + 5 || *end != '.' || !end[1]) return 0;
+    for (const char *d = end + 1; *d; d++)
+        if (*d < '0' || *d > '9') return 0;
+    return pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int io_clean_temps(const char *dir, int *removed)
+{
+    if (removed) *removed = 0;
+    DIR *d = opendir(dir);
+    if (!d) return nn_err(NN_EIO, "cannot list %s: %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!io__stale_temp(e->d_name)) continue;
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0 && removed) (*removed)++;
+    }
+    closedir(d);
+    return 0;
 }

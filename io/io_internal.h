@@ -29,6 +29,9 @@ hid_t io__h5_dset_create(hid_t f, const char *path, hid_t ftype, int ndim, const
 /* io__h5_dset_create, then writes all of data (of mtype) and closes it: 0, or -1 as above. */
 int io__h5_dset_write(hid_t f, const char *path, hid_t ftype, hid_t mtype, int ndim,
                       const hsize_t *dims, hid_t dcpl, const void *data);
+/* Whether name (in some directory) is a temporary file of io_write_atomic whose process is
+ * gone (NAME.tmp.<pid>.<n>, pid not this process and not alive). */
+int io__stale_temp(const char *name);
 /* fsync of p (a file or a directory, opened read-only); messages name path and what. */
 int io__fsync_path(const char *p, const char *what, const char *path);
 

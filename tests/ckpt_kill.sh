@@ -55,6 +55,6 @@ echo "$kills kills, $torn of them left a save's temporary file behind (a save wa
 ((torn > 0)) || { echo "FAIL: no kill landed inside a save: the test did not test it"; fails=$((fails + 1)); }
 final() { echo "$1/checkpoints/$(cat "$1/checkpoints/latest")"; }
 /usr/bin/python3 "$here/ckpt_compare.py" "$(final "$dir/straight")" "$(final "$dir/killed")" || fails=$((fails + 1))
-ls "$dir/killed/checkpoints" | grep -q '\.tmp\.' && { echo "FAIL: temporary files were not cleaned up"; fails=$((fails + 1)); }
+ls "$dir/killed" "$dir/killed/checkpoints" | grep -q '\.tmp\.' && { echo "FAIL: temporary files were not cleaned up"; fails=$((fails + 1)); }
 echo "$((fails == 0 ? 1 : 0)) passed, $((fails == 0 ? 0 : 1)) failed"
 ((fails == 0))

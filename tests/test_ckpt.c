@@ -399,29 +399,36 @@ static void latest_and_prune(void **state)
     assert_int_equal(io_ckpt_prune(dir, 0, NULL), NN_ERANGE);
     tu_expect_msg("checkpoint.keep 0");
 
-    /* io_ckpt_clean: only dead saves' temporary files (of a checkpoint or of latest), never a
-     * checkpoint, and not one of a live process (this one's, or pid 1's). */
-    const char *temps[] = {"ckpt-000000070.h5.tmp.4194305.2", "latest.tmp.4194305.3"};
+    /* io_clean_temps: only dead writers' temporary files (of a checkpoint, latest or any file
+     * io_write_atomic writes), never a checkpoint, a name that merely holds ".tmp.", or one
+     * of a live process (this one's, or pid 1's). */
+    const char *temps[] = {"ckpt-000000070.h5.tmp.4194305.2", "latest.tmp.4194305.3",
+                           "config.yaml.tmp.4194305.9"};
+    const char *kept[] = {"notes.tmp.txt", "x.tmp.4194305.", "y.tmp.4194305.1a"};
     char live[2][64];
     snprintf(live[0], sizeof live[0], "ckpt-000000080.h5.tmp.%ld.1", (long)getpid());
     snprintf(live[1], sizeof live[1], "latest.tmp.1.4");
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, temps[i]);
         tu_write_file(p, "x", 1, 0);
+        snprintf(p, sizeof p, "%s/%s", dir, kept[i]);
+        tu_write_file(p, "x", 1, 0);
+        if (i == 2) continue;
         snprintf(p, sizeof p, "%s/%s", dir, live[i]);
         tu_write_file(p, "x", 1, 0);
     }
-    NN_CHECK(io_ckpt_clean(dir, &removed));
-    assert_int_equal(removed, 2);
-    for (int i = 0; i < 2; i++) {
+    NN_CHECK(io_clean_temps(dir, &removed));
+    assert_int_equal(removed, 3);
+    for (int i = 0; i < 3; i++) {
         assert_false(exists_in(dir, temps[i]));
-        assert_true(exists_in(dir, live[i]));
+        assert_true(exists_in(dir, kept[i]));
+        if (i < 2) assert_true(exists_in(dir, live[i]));
     }
     assert_true(exists_in(dir, names[4]));
     assert_true(exists_in(dir, "latest"));
     char nodir[1200];
     snprintf(nodir, sizeof nodir, "%s/none", dir);
-    assert_int_equal(io_ckpt_clean(nodir, &removed), NN_EIO);
+    assert_int_equal(io_clean_temps(nodir, &removed), NN_EIO);
 
     snprintf(p, sizeof p, "%s/latest", dir);
     tu_write_file(p, "../../etc/passwd\n", 17, 0);

@@ -67,18 +67,23 @@ static int check_position(const trainer__run *r, const io_ckpt_train *t, const c
     return 0;
 }
 
-/* Rank 0, resuming: the temporary files that saves killed midway left in
- * run.dir/checkpoints, removed whatever the run has left to do (even nothing). */
+/* Rank 0, resuming: the temporary files that writes killed midway left in run.dir and
+ * run.dir/checkpoints (a checkpoint, latest, config.yaml, status), removed whatever the run
+ * has left to do (even nothing). */
 static int clean_temps(const trainer__run *r)
 {
-    char dir[1100];
-    snprintf(dir, sizeof dir, "%s/checkpoints", r->cfg->run.dir);
-    struct stat st;
-    if (stat(dir, &st) != 0) return 0; /* no checkpoints yet */
-    int removed = 0, rc = io_ckpt_clean(dir, &removed);
-    if (!rc && removed && r->log.out)
-        fprintf(r->log.out, "strata: removed %d temporary file(s) of an interrupted save from %s\n",
-                removed, dir);
+    int rc = 0;
+    for (int k = 0; k < 2 && !rc; k++) {
+        char dir[1100];
+        snprintf(dir, sizeof dir, "%s%s", r->cfg->run.dir, k ? "/checkpoints" : "");
+        struct stat st;
+        if (stat(dir, &st) != 0) continue; /* nothing there yet */
+        int removed = 0;
+        rc = io_clean_temps(dir, &removed);
+        if (!rc && removed && r->log.out)
+            fprintf(r->log.out, "strata: removed %d temporary file(s) of an interrupted write from %s\n",
+                    removed, dir);
+    }
     return rc;
 }
 

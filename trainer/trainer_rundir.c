@@ -66,16 +66,26 @@ static int check_run_dir(const io_config *cfg)
     return rc;
 }
 
-/* run.dir/config.yaml: the effective config. */
+/* io_write_atomic's writer of the effective config (ud). */
+static int config_write(const char *tmp, const char *path, void *ud)
+{
+    FILE *f = fopen(tmp, "w");
+    if (!f) return nn_err(NN_EIO, "cannot write %s: %s", path, strerror(errno));
+    int rc = io_config_write(ud, f);
+    const int bad = ferror(f);
+    errno = 0;
+    if ((fclose(f) || bad) && !rc)
+        rc = nn_err(NN_EIO, "cannot write %s: %s", path, strerror(errno ? errno : EIO));
+    return rc;
+}
+
+/* run.dir/config.yaml: the effective config, replaced atomically, so that a process killed
+ * while writing it never leaves a torn file that a later start takes for another run's. */
 static int write_config(const io_config *cfg)
 {
     char path[1100];
     snprintf(path, sizeof path, "%s/config.yaml", cfg->run.dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return nn_err(NN_EIO, "cannot write %s: %s", path, strerror(errno));
-    int rc = io_config_write(cfg, f);
-    if (fclose(f) && !rc) rc = nn_err(NN_EIO, "cannot write %s", path);
-    return rc;
+    return io_write_atomic(path, config_write, (void *)cfg);
 }
 
 /* The directory is created first: check_run_dir then reads what it holds (an unreadable

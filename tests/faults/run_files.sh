@@ -5,8 +5,8 @@
 #     absolute or through a symlink; a different config there is still refused;
 #  2. run.dir/status that cannot be written (a directory in its way) stops the run with the
 #     path and the reason, instead of a run that reports nothing;
-#  3. a resumed run removes the temporary files of saves that were killed midway
-#     (ckpt-N.h5.tmp.* and latest.tmp.*) even when nothing is left to train.
+#  3. a resumed run removes the temporary files of writes that were killed midway
+#     (ckpt-N.h5.tmp.*, latest.tmp.*, config.yaml.tmp.*) even when nothing is left to train.
 # Before the fix 1 was refused, 2 exited 0 without a status, 3 left the files.
 # Usage: run_files.sh STRATA CONFIG
 set -uo pipefail
@@ -45,10 +45,11 @@ st=$?
 ck=runs/a/checkpoints
 "$strata" train "$config" --set run.dir=runs/a --set train.epochs=1 --resume auto > d.log 2>&1 || { tail -2 d.log; bad "run to resume"; }
 ls "$ck"/ckpt-*.h5 > /dev/null 2>&1 || bad "no checkpoint to resume"
-touch "$ck/ckpt-000000099.h5.tmp.4194305.1" "$ck/latest.tmp.4194305.2"
+touch "$ck/ckpt-000000099.h5.tmp.4194305.1" "$ck/latest.tmp.4194305.2" runs/a/config.yaml.tmp.4194305.3
 "$strata" train "$config" --set run.dir=runs/a --set train.epochs=1 --resume auto > e.log 2>&1
 st=$?
-if ((st == 0)) && ! ls "$ck" | grep -q '\.tmp\.' && grep -q "removed 2 temporary file(s)" e.log; then
+if ((st == 0)) && ! ls "$ck" runs/a | grep -q '\.tmp\.' && grep -q "removed 2 temporary file(s)" e.log &&
+    grep -q "removed 1 temporary file(s)" e.log; then
     ok "temporary files removed on a resume with nothing to do"
 else
     bad "temporary files (exit $st): $(ls "$ck" | tr '\n' ' ')"; tail -2 e.log
