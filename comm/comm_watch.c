@@ -195,7 +195,8 @@ static void take_messages(comm__watch *w, wait_what ww)
         if (w->in_req == MPI_REQUEST_NULL ||
             MPI_Test(&w->in_req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS || !flag)
             return;
-        const watch_msg m = w->in;
+        watch_msg m = w->in;
+        m.what[WATCH_WHAT - 1] = '\0';
         post_receive(w);
         if (m.rank < 0 || m.rank >= w->size || m.rank == w->rank) continue;
         w->heard[m.rank] = m;
