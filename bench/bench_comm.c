@@ -75,6 +75,8 @@ typedef struct {
     const char *configs;  /* directory of mlp.yaml and cnn.yaml */
     const char *run_dir;  /* where the training runs write */
     double bucket_mb;     /* training: comm.bucket_mb override, 0: the config's */
+    double timeout;       /* the collective timeout (reduction: comm_set_timeout; training:
+                             comm.timeout_s); < 0: off for reductions, the config's for training */
     int mlp_steps, cnn_steps, resnet18_steps;
     const char *variants; /* training variants to run (overlap, no_overlap, thread, frozen);
                              NULL: all */
@@ -518,6 +520,7 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
     snprintf(sets[ns++], sizeof sets[0], "groups.freeze_to=%d", strcmp(tc->variant, "frozen") ? 0 : -1);
     snprintf(sets[ns++], sizeof sets[0], "run.dir=%s", dir);
     if (o->bucket_mb > 0) snprintf(sets[ns++], sizeof sets[0], "comm.bucket_mb=%g", o->bucket_mb);
+    if (o->timeout >= 0) snprintf(sets[ns++], sizeof sets[0], "comm.timeout_s=%g", o->timeout);
     for (int i = 0; i < ns; i++) setp[i] = sets[i];
     io_config cfg;
     int rc = trainer_config_load(&cfg, path, setp, ns);
@@ -1155,7 +1158,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: mpirun -np N strata_bench_comm [--reps N] [--reduce-reps N] [--only LIST]\n"
-            "                 [--configs DIR] [--run-dir DIR] [--bucket-mb X] [--mlp-steps N]\n"
+            "                 [--configs DIR] [--run-dir DIR] [--bucket-mb X] [--timeout S] [--mlp-steps N]\n"
             "                 [--cnn-steps N] [--resnet18-steps N] [--variants LIST] [--json FILE]\n"
             "       strata_bench_comm --report FILE... [--ddp FILE]\n"
             "  --reps N         training runs per case, interleaved (default 3)\n"
@@ -1166,6 +1169,8 @@ static void usage(FILE *f)
             "  --configs DIR    where mlp.yaml and cnn.yaml are (default bench/configs)\n"
             "  --run-dir DIR    where the training runs write (default runs/bench_comm)\n"
             "  --bucket-mb X    training: comm.bucket_mb (default: the config's)\n"
+            "  --timeout S      the collective timeout in seconds, 0 off: the reductions' and\n"
+            "                   training's comm.timeout_s (default: off, and the config's)\n"
             "  --mlp-steps N    steps of each mlp run (default 200)\n"
             "  --cnn-steps N    steps of each cnn run (default 60)\n"
             "  --resnet18-steps N  steps of each resnet18 run (default 12)\n"
@@ -1179,7 +1184,7 @@ int main(int argc, char **argv)
 {
     bench_opts o = {.reps = 3, .reduce_reps = 15, .configs = "bench/configs",
                     .run_dir = "runs/bench_comm", .mlp_steps = 200, .cnn_steps = 60,
-                    .resnet18_steps = 12};
+                    .resnet18_steps = 12, .timeout = -1.0};
     const char *files[MAX_LINES];
     int nfiles = 0, report_mode = 0;
     const char *ddp = NULL;
@@ -1206,6 +1211,8 @@ int main(int argc, char **argv)
             o.run_dir = v, i++;
         } else if (!strcmp(a, "--bucket-mb") && v) {
             o.bucket_mb = atof(v), i++;
+        } else if (!strcmp(a, "--timeout") && v) {
+            o.timeout = atof(v), i++;
         } else if (!strcmp(a, "--mlp-steps") && v) {
             o.mlp_steps = atoi(v), i++;
         } else if (!strcmp(a, "--cnn-steps") && v) {
@@ -1268,9 +1275,10 @@ int main(int argc, char **argv)
     }
     util_str js = {0};
     util_str_printf(&js, "{\"bench\":\"comm\",\"world\":%d,\"strata\":\"%s\",\"mpi\":\"%s\",\"reps\":%d,"
-           "\"reduce_reps\":%d,\"loadavg\":\"%s\",\"cases\":{",
-           world, STRATA_VERSION, lib, o.reps, o.reduce_reps, loadavg);
+           "\"reduce_reps\":%d,\"timeout\":%g,\"loadavg\":\"%s\",\"cases\":{",
+           world, STRATA_VERSION, lib, o.reps, o.reduce_reps, o.timeout, loadavg);
     int first = 1;
+    if (o.timeout > 0) comm_set_timeout(c, o.timeout);
     if (world > 1) {
         const int sections = o.only && (in_list(o.only, "reduce") || in_list(o.only, "train") ||
                                          in_list(o.only, "memory"));

@@ -52,6 +52,26 @@ int comm_agree(comm *c, int status, int *who);
 int comm_agree_max(comm *c, int status, int *who, int32_t *value);
 
 /* ---------------------------------------------------------------------------------------
+ * The collective timeout (docs/comm.md). With seconds > 0, every wait of this rank inside a
+ * collective of c (the ones above and the reducer's, in either of its threads) has a
+ * deadline, from the moment the rank starts waiting: past it the rank asks every other rank
+ * whether it is alive, prints one line naming the ranks (and hosts) that did not answer and
+ * the step, and ends the job with MPI_Abort (exit status 1). 0 (the default) turns it off:
+ * the collectives are then MPI's blocking calls, exactly as without a timeout. Local calls;
+ * set the same value on every rank. Seconds the deadline allows: comm_timeout.
+ */
+void comm_set_timeout(comm *c, double seconds);
+double comm_timeout(const comm *c);
+/* The training step a timeout's message names (a plain store, cheap every step). */
+void comm_set_step(comm *c, long step);
+/* How many times comm.timeout_s comm_agree_after allows the ranks that wait for another. */
+#define COMM_ALONE_FACTOR 10.0
+/* comm_agree after rank root did slow work alone (rank 0 writing a checkpoint): the other
+ * ranks, which wait for root meanwhile, allow COMM_ALONE_FACTOR times the timeout; root,
+ * which arrives last, the plain timeout. */
+int comm_agree_after(comm *c, int status, int *who, int root);
+
+/* ---------------------------------------------------------------------------------------
  * The group reducer. It averages each layer group's gradient slab across ranks, as one
  * buffer or a few buckets that never cross a group, head first and down the body. How the
  * reductions run is the reducer's mode (below). Each step a group sends all of its slab,

@@ -18,6 +18,7 @@ struct comm {
     int rank, size;
     int started_mpi; /* comm_init called MPI_Init_thread, so comm_free finalizes */
     int thread_level; /* what MPI provides: MPI_THREAD_SINGLE .. MPI_THREAD_MULTIPLE */
+    comm__watch *watch; /* the collective timeout (comm_watch.c) */
 };
 
 int comm__mpi_check(int rc, const char *what)
@@ -80,6 +81,7 @@ int comm_init(comm **out, int *argc, char ***argv)
     }
     if (!rc) rc = comm__mpi_check(MPI_Comm_rank(c->world, &c->rank), "MPI_Comm_rank");
     if (!rc) rc = comm__mpi_check(MPI_Comm_size(c->world, &c->size), "MPI_Comm_size");
+    if (!rc) rc = comm__watch_init(&c->watch, c->world, c->rank, c->size);
     if (rc) {
         comm_free(c);
         return rc;
@@ -91,6 +93,7 @@ int comm_init(comm **out, int *argc, char ***argv)
 void comm_free(comm *c)
 {
     if (!c) return;
+    comm__watch_free(c->watch);
     if (c->started_mpi) {
         int finalized = 0;
         MPI_Finalized(&finalized);
@@ -99,18 +102,41 @@ void comm_free(comm *c)
     free(c);
 }
 
-/* The MPI communicator behind c, for the reducer (comm_reducer.c); not public. */
-MPI_Comm comm__mpi(comm *c);
 MPI_Comm comm__mpi(comm *c)
 {
     return c->world;
 }
 
-/* The thread level MPI provides (MPI_THREAD_*), for the reducer; not public. */
-int comm__thread_level(const comm *c);
 int comm__thread_level(const comm *c)
 {
     return c->thread_level;
+}
+
+comm__watch *comm__watch_of(comm *c)
+{
+    return c->watch;
+}
+
+void comm_set_timeout(comm *c, double seconds)
+{
+    comm__watch_set_timeout(c->watch, seconds);
+}
+
+double comm_timeout(const comm *c)
+{
+    return comm__watch_timeout(c->watch);
+}
+
+void comm_set_step(comm *c, long step)
+{
+    comm__watch_set_step(c->watch, step);
+}
+
+/* Whether collectives wait against the timeout: nonblocking calls completed by comm__wait.
+ * Without it they are MPI's blocking calls, exactly as before the timeout existed. */
+static int timed(const comm *c)
+{
+    return c->size > 1 && comm__watch_timeout(c->watch) > 0.0;
 }
 
 int comm_rank(const comm *c)
@@ -123,14 +149,21 @@ int comm_size(const comm *c)
     return c->size;
 }
 
-/* Runs an in-place all-reduce in pieces of at most INT_MAX elements. */
+/* Runs an in-place all-reduce in pieces of at most INT_MAX elements; label names it in a
+ * timeout's message. */
 static int allreduce(comm *c, void *x, size_t count, MPI_Datatype type, size_t elem, MPI_Op op,
-                     const char *what)
+                     const char *what, const char *label)
 {
     char *p = x;
     while (count > 0) {
-        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
-        int rc = comm__mpi_check(MPI_Allreduce(MPI_IN_PLACE, p, n, type, op, c->world), what);
+        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count, rc;
+        if (timed(c)) {
+            MPI_Request req;
+            rc = comm__mpi_check(MPI_Iallreduce(MPI_IN_PLACE, p, n, type, op, c->world, &req), what);
+            if (!rc) rc = comm__wait(c, 1, &req, label, n);
+        } else {
+            rc = comm__mpi_check(MPI_Allreduce(MPI_IN_PLACE, p, n, type, op, c->world), what);
+        }
         if (rc) return rc;
         p += (size_t)n * elem;
         count -= (size_t)n;
@@ -141,7 +174,8 @@ static int allreduce(comm *c, void *x, size_t count, MPI_Datatype type, size_t e
 int comm_allreduce_f32(comm *c, float *x, size_t count, int average)
 {
     if (c->size == 1 || count == 0) return 0;
-    int rc = allreduce(c, x, count, MPI_FLOAT, sizeof(float), MPI_SUM, "MPI_Allreduce(float)");
+    int rc = allreduce(c, x, count, MPI_FLOAT, sizeof(float), MPI_SUM, "MPI_Allreduce(float)",
+                       "an all-reduce of %d floats");
     if (rc || !average) return rc;
     const float inv = 1.0f / (float)c->size;
     for (size_t i = 0; i < count; i++) x[i] *= inv;
@@ -151,51 +185,63 @@ int comm_allreduce_f32(comm *c, float *x, size_t count, int average)
 int comm_allreduce_f64(comm *c, double *x, size_t count)
 {
     if (c->size == 1 || count == 0) return 0;
-    return allreduce(c, x, count, MPI_DOUBLE, sizeof(double), MPI_SUM, "MPI_Allreduce(double)");
+    return allreduce(c, x, count, MPI_DOUBLE, sizeof(double), MPI_SUM, "MPI_Allreduce(double)",
+                     "an all-reduce of %d doubles");
 }
 
 int comm_allreduce_i64(comm *c, int64_t *x, size_t count)
 {
     if (c->size == 1 || count == 0) return 0;
-    return allreduce(c, x, count, MPI_INT64_T, sizeof(int64_t), MPI_SUM, "MPI_Allreduce(int64)");
+    return allreduce(c, x, count, MPI_INT64_T, sizeof(int64_t), MPI_SUM, "MPI_Allreduce(int64)",
+                     "an all-reduce of %d integers");
 }
 
 int comm_allreduce_max_i32(comm *c, int32_t *x, size_t count)
 {
     if (c->size == 1 || count == 0) return 0;
-    return allreduce(c, x, count, MPI_INT32_T, sizeof(int32_t), MPI_MAX, "MPI_Allreduce(max)");
+    return allreduce(c, x, count, MPI_INT32_T, sizeof(int32_t), MPI_MAX, "MPI_Allreduce(max)",
+                     "an all-reduce (max) of %d integers");
 }
 
-int comm_bcast_bytes(comm *c, void *x, size_t count, int root)
+/* A broadcast from root in pieces of at most INT_MAX elements of elem bytes. */
+static int bcast(comm *c, void *x, size_t count, MPI_Datatype type, size_t elem, int root,
+                 const char *what)
 {
     if (c->size == 1 || count == 0) return 0;
     char *p = x;
     while (count > 0) {
-        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
-        int rc = comm__mpi_check(MPI_Bcast(p, n, MPI_BYTE, root, c->world), "MPI_Bcast");
+        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count, rc;
+        if (timed(c)) {
+            MPI_Request req;
+            rc = comm__mpi_check(MPI_Ibcast(p, n, type, root, c->world, &req), what);
+            if (!rc) rc = comm__wait(c, 1, &req, "a broadcast from rank %d", root);
+        } else {
+            rc = comm__mpi_check(MPI_Bcast(p, n, type, root, c->world), what);
+        }
         if (rc) return rc;
-        p += n;
+        p += (size_t)n * elem;
         count -= (size_t)n;
     }
     return 0;
+}
+
+int comm_bcast_bytes(comm *c, void *x, size_t count, int root)
+{
+    return bcast(c, x, count, MPI_BYTE, 1, root, "MPI_Bcast");
 }
 
 int comm_bcast_f32(comm *c, float *x, size_t count, int root)
 {
-    if (c->size == 1 || count == 0) return 0;
-    while (count > 0) {
-        int n = count > (size_t)INT_MAX ? INT_MAX : (int)count;
-        int rc = comm__mpi_check(MPI_Bcast(x, n, MPI_FLOAT, root, c->world), "MPI_Bcast(float)");
-        if (rc) return rc;
-        x += n;
-        count -= (size_t)n;
-    }
-    return 0;
+    return bcast(c, x, count, MPI_FLOAT, sizeof(float), root, "MPI_Bcast(float)");
 }
 
 int comm_barrier(comm *c)
 {
-    return c->size == 1 ? 0 : comm__mpi_check(MPI_Barrier(c->world), "MPI_Barrier");
+    if (c->size == 1) return 0;
+    if (!timed(c)) return comm__mpi_check(MPI_Barrier(c->world), "MPI_Barrier");
+    MPI_Request req;
+    int rc = comm__mpi_check(MPI_Ibarrier(c->world, &req), "MPI_Ibarrier");
+    return rc ? rc : comm__wait(c, 1, &req, "a barrier", 0);
 }
 
 void comm_abort(comm *c, int code, const char *msg)
@@ -221,16 +267,26 @@ int comm_agree_max(comm *c, int status, int *who, int32_t *value)
     /* Pack (failed, -rank) so that the max picks the lowest failing rank. */
     int32_t v[3] = {status != 0, status != 0 ? -c->rank : INT32_MIN, value ? *value : INT32_MIN};
     int32_t code[1] = {0};
-    int rc = comm_allreduce_max_i32(c, v, value ? 3 : 2);
+    int rc = allreduce(c, v, value ? 3 : 2, MPI_INT32_T, sizeof(int32_t), MPI_MAX,
+                       "MPI_Allreduce(max)", "the ranks' agreement");
     if (rc) return rc;
     if (value) *value = v[2];
     if (!v[0]) return 0;
     int first = -v[1];
     code[0] = c->rank == first ? -status : 0; /* codes are negative; max of positives */
-    rc = comm_allreduce_max_i32(c, code, 1);
+    rc = allreduce(c, code, 1, MPI_INT32_T, sizeof(int32_t), MPI_MAX, "MPI_Allreduce(max)",
+                   "the ranks' agreement on an error");
     if (rc) return rc;
     if (who) *who = first;
     if (c->rank != first && status == 0)
         nn_err(-code[0], "stopped because rank %d failed (its message is above)", first);
     return -code[0];
+}
+
+int comm_agree_after(comm *c, int status, int *who, int root)
+{
+    if (c->rank != root) comm__watch_set_factor(c->watch, COMM_ALONE_FACTOR);
+    int rc = comm_agree_max(c, status, who, NULL);
+    comm__watch_set_factor(c->watch, 1.0);
+    return rc;
 }

@@ -29,9 +29,6 @@
 #include <string.h>
 #include <time.h>
 
-MPI_Comm comm__mpi(comm *c);                /* comm_mpi.c */
-int comm__thread_level(const comm *c);      /* comm_mpi.c */
-
 typedef struct {
     float *data;
     int count;
@@ -73,6 +70,27 @@ struct comm_reducer {
     char errmsg[512];    /* and its message (nn_err's buffer is per thread) */
 };
 
+/* Whether reductions wait against the collective timeout (comm_set_timeout): then blocking
+ * all-reduces become MPI_Iallreduce completed by comm__wait. */
+static int timed(const comm_reducer *r)
+{
+    return comm_size(r->c) > 1 && comm_timeout(r->c) > 0.0;
+}
+
+/* One bucket's all-reduce, blocking: MPI_Allreduce, or with the timeout MPI_Iallreduce and
+ * comm__wait (label names the collective in a timeout's message, with the group). */
+static int reduce_blocking(comm_reducer *r, const bucket *b, const char *what, const char *label)
+{
+    MPI_Comm w = comm__mpi(r->c);
+    if (!timed(r))
+        return comm__mpi_check(MPI_Allreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w),
+                               what);
+    MPI_Request req;
+    int rc = comm__mpi_check(MPI_Iallreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w, &req),
+                             what);
+    return rc ? rc : comm__wait(r->c, 1, &req, label, b->group);
+}
+
 /* The communication thread: takes each queued group in order and reduces its buckets with
  * blocking all-reduces. After an error it empties the queue without sending (finish
  * reports the error). On quit it first drains the queue, so that a reducer freed in the
@@ -81,7 +99,6 @@ struct comm_reducer {
 static void *reduce_thread(void *arg)
 {
     comm_reducer *r = arg;
-    MPI_Comm w = comm__mpi(r->c);
     pthread_mutex_lock(&r->mu);
     for (;;) {
         while (!r->quit && r->next == r->norder) pthread_cond_wait(&r->work, &r->mu);
@@ -92,14 +109,10 @@ static void *reduce_thread(void *arg)
 
         int rc = 0, sent = 0;
         const double t0 = util_now_s();
-        for (int k = r->kb[g]; k < r->ke[g] && !skip; k++) {
-            bucket *b = &r->buckets[k];
-            int mrc = MPI_Allreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w);
-            if (mrc != MPI_SUCCESS) {
-                rc = comm__mpi_check(mrc, "MPI_Allreduce (communication thread)");
-                break;
-            }
-            sent++;
+        for (int k = r->kb[g]; k < r->ke[g] && !skip && !rc; k++) {
+            rc = reduce_blocking(r, &r->buckets[k], "MPI_Allreduce (communication thread)",
+                                 "the gradient all-reduce of group %d (communication thread)");
+            sent += !rc;
         }
         const double t1 = util_now_s();
 
@@ -258,7 +271,9 @@ void comm_reducer_free(comm_reducer *r)
         pthread_mutex_destroy(&r->mu);
     }
     for (int k = 0; k < r->nbuckets; k++)
-        if (r->req && r->req[k] != MPI_REQUEST_NULL) MPI_Wait(&r->req[k], MPI_STATUS_IGNORE);
+        if (r->req && r->req[k] != MPI_REQUEST_NULL)
+            (void)comm__wait(r->c, 1, &r->req[k], "the gradient all-reduce of group %d",
+                             r->buckets[k].group);
     free(r->slabs);
     free(r->tail);
     free(r->tail_bucket);
@@ -310,9 +325,11 @@ static int start_group(comm_reducer *r, int g)
     for (int k = r->kb[g]; k < r->ke[g]; k++) {
         bucket *b = &r->buckets[k];
         int rc = nonblocking
-                     ? MPI_Iallreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w, &r->req[k])
-                     : MPI_Allreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT, MPI_SUM, w);
-        if (rc != MPI_SUCCESS) return comm__mpi_check(rc, nonblocking ? "MPI_Iallreduce" : "MPI_Allreduce");
+                     ? comm__mpi_check(MPI_Iallreduce(MPI_IN_PLACE, b->data, b->count, MPI_FLOAT,
+                                                      MPI_SUM, w, &r->req[k]),
+                                       "MPI_Iallreduce")
+                     : reduce_blocking(r, b, "MPI_Allreduce", "the gradient all-reduce of group %d");
+        if (rc) return rc;
         r->stats[g].bytes += (uint64_t)b->count * sizeof(float);
         r->stats[g].collectives++;
     }
@@ -417,8 +434,9 @@ int comm_reducer_finish(comm_reducer *r, float scale)
             int g = r->order[i], rc = 0;
             if (!r->started[g]) rc = start_group(r, g);
             if (!rc && !r->completed[g]) {
-                rc = MPI_Waitall(r->ke[g] - r->kb[g], r->req + r->kb[g], MPI_STATUSES_IGNORE);
-                if (rc != MPI_SUCCESS) return comm__mpi_check(rc, "MPI_Waitall");
+                rc = comm__wait(r->c, r->ke[g] - r->kb[g], r->req + r->kb[g],
+                                "the gradient all-reduce of group %d", g);
+                if (rc) return rc;
                 r->completed[g] = 1;
                 r->stats[g].seconds += util_now_s() - r->t_start[g];
             }

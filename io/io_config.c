@@ -1098,6 +1098,8 @@ static const cfg_key config_keys[] = {
      .note = "largest all-reduce, MiB"},
     {"comm.progress", T_ENUM, AT(io_config, comm.progress), .words = progress_words,
      .def.s = "nonblocking", .note = "nonblocking or thread: who drives the overlap"},
+    {"comm.timeout_s", T_DOUBLE, AT(io_config, comm.timeout_s), .range = R_NONNEG,
+     .def.d = 300.0, .note = "a wait in a collective longer than this ends the job; 0: off"},
 
     {"checkpoint.every_steps", T_INT, AT(io_config, checkpoint.every_steps), .lo = 0,
      .hi = INT_MAX, .note = "0: not by steps"},

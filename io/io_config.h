@@ -164,6 +164,8 @@ typedef struct io_config {
         double bucket_mb;        /* largest all-reduce in MiB; buckets never cross a group (4) */
         char progress[16];       /* who drives overlapped reductions: nonblocking (default:
                                     MPI_Iallreduce + MPI_Testall between layers) or thread */
+        double timeout_s;        /* a wait inside a collective longer than this ends the job
+                                    naming the ranks that stopped answering; 0: off (300) */
     } comm;
     struct {
         int every_steps;  /* save every N optimizer steps; 0: not by steps (0) */

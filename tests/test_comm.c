@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "comm/comm.h"
@@ -101,16 +102,39 @@ static void test_agree(void **state)
     agreed();
 }
 
+/* comm_agree_after agrees as comm_agree does; the timeout reads back as set (0: off). */
+static void test_agree_after(void **state)
+{
+    const int r = comm_rank(C), n = comm_size(C);
+    int who = 7;
+    CHECK(comm_agree_after(C, 0, &who, 0) == 0);
+    CHECK(who == -1);
+    CHECK(comm_agree_after(C, r == n - 1 ? NN_EIO : 0, &who, n - 1) == NN_EIO);
+    CHECK(who == n - 1);
+    const double t = comm_timeout(C);
+    comm_set_timeout(C, -1.0);
+    CHECK(comm_timeout(C) == 0.0);
+    comm_set_timeout(C, 12.5);
+    CHECK(comm_timeout(C) == 12.5);
+    comm_set_timeout(C, t);
+    agreed();
+}
+
+/* With --timeout S (CTest's *_timeout runs) every test runs under the collective timeout:
+ * the collectives are then nonblocking calls completed by comm's polling wait. */
 int main(int argc, char **argv)
 {
     if (comm_init(&C, &argc, &argv)) {
         fprintf(stderr, "comm_init: %s\n", nn_errmsg());
         return 1;
     }
+    if (argc == 3 && !strcmp(argv[1], "--timeout")) comm_set_timeout(C, atof(argv[2]));
+    comm_set_step(C, 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allreduce),
         cmocka_unit_test(test_bcast),
         cmocka_unit_test(test_agree),
+        cmocka_unit_test(test_agree_after),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     /* Every rank must finish the group before MPI is finalized. */

@@ -432,12 +432,15 @@ static void test_shard_union(void **state)
         }
 }
 
+/* With --timeout S (CTest's *_timeout runs) every test runs under the collective timeout:
+ * blocking all-reduces become nonblocking ones completed by comm's polling wait. */
 int main(int argc, char **argv)
 {
     if (comm_init(&C, &argc, &argv)) {
         fprintf(stderr, "comm_init: %s\n", nn_errmsg());
         return 1;
     }
+    if (argc == 3 && !strcmp(argv[1], "--timeout")) comm_set_timeout(C, atof(argv[2]));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_average_overlap),
         cmocka_unit_test(test_average_no_overlap),

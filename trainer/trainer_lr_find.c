@@ -155,7 +155,10 @@ static int lr_sweep(lrf_run *r, const trainer_lr_find_opts *o, const float *wd,
     float lr[NN_MAX_GROUPS];
     int rc = 0, count = 0, per_epoch = 0;
     double avg = 0.0, best = INFINITY;
+    const double timeout0 = comm_timeout(c); /* the caller's, restored after the sweep */
+    comm_set_timeout(c, cfg->comm.timeout_s); /* the sweep's steps, as training's */
     for (int k = 0; k < o->num_it && !rc; k++) {
+        comm_set_step(c, k + 1);
         if (per_epoch == 0 || k % per_epoch == 0) { /* a new epoch's shard */
             rc = io_shard(r->data.shard, &count, r->data.train.n, rank, world, cfg->train.seed,
                           r->data.epoch++);
@@ -186,6 +189,7 @@ static int lr_sweep(lrf_run *r, const trainer_lr_find_opts *o, const float *wd,
         if (sm < best) best = sm;
         if (sm > 4.0 * best || !isfinite(sm)) break;
     }
+    comm_set_timeout(c, timeout0);
     return rc;
 }
 

@@ -318,7 +318,9 @@ out:
     return rc;
 }
 
-/* BatchNorm statistics are averaged and every rank's RNG state gathered first. */
+/* BatchNorm statistics are averaged and every rank's RNG state gathered first. The other
+ * ranks wait for rank 0's write in comm_agree_after: COMM_ALONE_FACTOR times the collective
+ * timeout for them. */
 int trainer__ckpt_save(trainer__run *r)
 {
     comm *c = r->comm.c;
@@ -333,7 +335,7 @@ int trainer__ckpt_save(trainer__run *r)
     rc = comm_agree(c, rc, NULL);
     if (rc || rank != 0) {
         free(rng);
-        return comm_agree(c, rc, NULL);
+        return comm_agree_after(c, rc, NULL, 0);
     }
     io_ckpt ck;
     rc = trainer_ckpt_fill(&ck, r->model.m, &r->model.opt);
@@ -341,5 +343,5 @@ int trainer__ckpt_save(trainer__run *r)
     if (!rc) rc = ckpt_write(r, &ck, rng);
     trainer_ckpt_release(&ck);
     free(rng);
-    return comm_agree(c, rc, NULL);
+    return comm_agree_after(c, rc, NULL, 0);
 }

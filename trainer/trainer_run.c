@@ -299,7 +299,7 @@ static int finish(trainer__run *r, trainer_train_result *res)
     }
     if (!rc) rc = trainer__metrics_close(&r->log);
     if (!rc) rc = trainer__write_status(cfg, c, "finished");
-    rc = comm_agree(c, rc, NULL);
+    rc = comm_agree_after(c, rc, NULL, 0); /* the others waited for weights.h5 */
     res->finished = rc == 0;
     return rc;
 }
@@ -323,6 +323,7 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     io_config cfg = *cfg_in;   /* a resume at another world size adjusts data.batch_size */
     trainer__run r = {0};
     io_ckpt_reader *rd = NULL; /* rank 0, resuming: the checkpoint, open until restored */
+    const double timeout0 = comm_timeout(c); /* the caller's, restored at the end */
     run_init(&r, &cfg, c, out, o);
     int rc = 0;
     if (o->resume) { /* where the checkpoint stands, and the global batch it keeps */
@@ -347,6 +348,9 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     rd = NULL;
     if (rc) goto done;
     trainer__print_start(&r);
+    /* The collective timeout covers the loop and finish (docs/comm.md). */
+    comm_set_timeout(c, cfg.comm.timeout_s);
+    comm_set_step(c, r.model.global_step);
     r.ckpt.at.t.global_batch = cfg.data.batch_size * cfg.train.accumulate * comm_size(c);
     /* For each phase, for each epoch: train_epoch, validate, maybe_checkpoint. */
     for (int p = r.ckpt.start.t.has ? r.ckpt.start.t.phase : 0;
@@ -355,6 +359,7 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     if (!rc) rc = finish(&r, &result);
     result.global_step = r.model.global_step;
 done:
+    comm_set_timeout(c, timeout0);
     if (rc && r.log.opened) record_failure(&r, rc);
     result.signal = r.ckpt.signal;
     if (res) *res = result;

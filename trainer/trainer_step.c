@@ -165,6 +165,7 @@ static int train_step(trainer__run *r, const int *idx, window *w)
     trainer__phase *ph = &r->phase;
     float loss;
     int hits;
+    comm_set_step(r->comm.c, r->model.global_step + 1); /* named by a collective timeout */
     int rc = trainer__step_grads(r->cfg, &r->data, &r->model, &r->comm, idx, A, &loss, &hits);
     loss /= (float)A;
     for (int g = 0; g < r->model.m->ngroups && !rc; g++) {
