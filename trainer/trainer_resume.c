@@ -180,6 +180,21 @@ static void opt_steps(trainer_opt *opt, const nn_model *m, const io_ckpt *info, 
     }
 }
 
+/* The checkpoint's per-group optimizer step counts: each within 0..its global step (a group
+ * steps at most once per optimizer step), or NN_ESTATE naming the group and the value. */
+static int check_opt_steps(const io_ckpt *info, const char *path)
+{
+    const long gs = info->train.global_step;
+    for (int k = 0; k < info->ngroups; k++) {
+        const long v[2] = {info->opt_step[k], info->opt_step_bn[k]};
+        for (int b = 0; b < 2; b++)
+            if (v[b] < 0 || v[b] > gs)
+                return nn_err(NN_ESTATE, "%s: /optimizer/%s of group %d is %ld, outside 0..%ld (the checkpoint's global step): the optimizer state is inconsistent",
+                              path, b ? "step_bn" : "step", k, v[b], gs);
+    }
+    return 0;
+}
+
 /* Rank 0, resuming: checks that the checkpoint fits the run (architecture, group partition
  * unless regroup, optimizer type) and loads weights, buffers, optimizer state and counters. */
 static int ckpt_resume_load(trainer__run *r, io_ckpt_reader *rd, int regroup)
@@ -198,7 +213,8 @@ static int ckpt_resume_load(trainer__run *r, io_ckpt_reader *rd, int regroup)
         return nn_err(NN_ESTATE, "%s: optimizer %s in the checkpoint, optimizer.type %s in the config",
                       path, info->opt_type[0] ? info->opt_type : "none", want);
     trainer_ckpt_counts cnt;
-    int rc = trainer_ckpt_load(m, opt, rd, 0, &cnt);
+    int rc = check_opt_steps(info, path);
+    if (!rc) rc = trainer_ckpt_load(m, opt, rd, 0, &cnt);
     if (rc) return rc;
     opt_steps(opt, m, info, !regroup || same);
     if (r->log.out)

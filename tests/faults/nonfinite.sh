@@ -4,8 +4,9 @@
 #     weight, optimizer state or BatchNorm statistic non-finite, and every checkpoint it leaves
 #     (checkpoint.keep 3) loads: no NaN written, none of the finite ones deleted;
 #  2. a checkpoint whose weights hold a NaN is refused on --resume and by eval, naming the tensor;
-#  3. a checkpoint whose /train_state says phase 99 (or an epoch past its phase) is refused on
-#     --resume instead of skipping every step and exiting 0;
+#  3. a checkpoint whose /train_state says phase 99 (or an epoch past its phase), or whose
+#     optimizer step counts exceed its global step, is refused on --resume instead of
+#     skipping every step and exiting 0 (or overflowing AdamW's counter);
 #  4. learning rates that round to 0 or overflow in float32 are refused when the config is read.
 # Before the fix, 1 exited 0 with NaN checkpoints, 2 and 3 resumed silently, 4 trained.
 # Usage: nonfinite.sh STRATA PYTHON   (PYTHON with h5py and numpy; exit 77 without)
@@ -130,6 +131,25 @@ for case in "phase 99 phase 99 (0-based), but this run has 1 phase" \
         bad "$attr = $value (exit $st)"; tail -3 "$dir/pos.log"
     fi
 done
+
+# An optimizer step count past the checkpoint's global step (it overflowed AdamW's counter).
+cp "$ck" "$dir/steps.h5"
+"$python" - "$dir/steps.h5" <<'EOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    d = f["optimizer/step"]
+    a = d[...]
+    a[0] = 2**63 - 1
+    d[...] = a
+EOF
+rm -rf "$dir/pos-run" && cp -a "$dir/good-run" "$dir/pos-run"
+"$strata" train "$cfg" --set run.dir="$dir/pos-run" --resume "$dir/steps.h5" > "$dir/steps.log" 2>&1
+st=$?
+if ((st != 0)) && grep -q "/optimizer/step of group 0 is 9223372036854775807, outside 0..8" "$dir/steps.log"; then
+    ok "an optimizer step count past the global step refused"
+else
+    bad "optimizer step count (exit $st)"; tail -2 "$dir/steps.log"
+fi
 
 # 4. Learning rates float32 cannot hold.
 for lr in 1e-300 "slice(1e-300, 1e300)" "[0.01, 1e39, 0.01]"; do
