@@ -709,15 +709,7 @@ def main():
             for label, argv, verdict, why, r in failed:
                 report_failure(i, base, kind, desc, path, label, argv, why, r)
             os.remove(path)
-    tally.secs = time.monotonic() - t0
-    print(tally.summary("mutate_ckpt"))
-    if tally.failures:
-        print(f"{len(tally.failures)} FAILURE(S); mutants, their base runs and reproducers in {box.path()}:")
-        for line in tally.failures:
-            print("  " + line)
-        return 1
-    print("no hang, crash or sanitizer report; every refusal named its reason")
-    return 0
+    return mc.finish(tally, "mutate_ckpt", t0, f"mutants, their base runs and reproducers in {box.path()}")
 
 
 def report_failure(i, base, kind, desc, path, label, argv, why, r):

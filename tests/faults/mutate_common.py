@@ -152,6 +152,19 @@ class FailureBox:
         return dst
 
 
+def finish(tally, name, t0, where):
+    """Prints the summary and the failures (mutants and reproducers in where); the exit status."""
+    tally.secs = time.monotonic() - t0
+    print(tally.summary(name))
+    if tally.failures:
+        print(f"{len(tally.failures)} FAILURE(S); {where}:")
+        for line in tally.failures:
+            print("  " + line)
+        return 1
+    print("no hang, crash or sanitizer report; every refusal named its reason")
+    return 0
+
+
 def quote(argv):
     return " ".join(shlex.quote(str(a)) for a in argv)
 

@@ -468,15 +468,7 @@ def main():
             if verdict == "FAIL":
                 report_failure(i, name, kind, desc, path, label, argv, why, r)
             os.remove(path)
-    tally.secs = time.monotonic() - t0
-    print(tally.summary("mutate_config"))
-    if tally.failures:
-        print(f"{len(tally.failures)} FAILURE(S); mutants and reproducers in {box.path()}:")
-        for line in tally.failures:
-            print("  " + line)
-        return 1
-    print("no hang, crash or sanitizer report; every refusal named its reason")
-    return 0
+    return mc.finish(tally, "mutate_config", t0, f"mutants and reproducers in {box.path()}")
 
 
 def report_failure(i, name, kind, desc, path, label, argv, why, r):
