@@ -539,12 +539,29 @@ static int builder_alias(ybuilder *b, const char *name, int line)
     return builder_add(b, c);
 }
 
+/* An explicit YAML tag (!!str, !!binary, !custom) on a value: refused, since the readers
+ * take every value by its text and a tag would be silently ignored. */
+static int builder_tag(ybuilder *b, const yaml_event_t *ev, int line)
+{
+    const yaml_char_t *tag = ev->type == YAML_SCALAR_EVENT           ? ev->data.scalar.tag
+                             : ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.tag
+                             : ev->type == YAML_MAPPING_START_EVENT  ? ev->data.mapping_start.tag
+                                                                     : NULL;
+    if (tag == NULL) return 0;
+    char where[800];
+    builder_where(where, sizeof where, b, line);
+    return nn_err(NN_EFORMAT, "%s: YAML tags are not read, so this one would be ignored: write "
+                  "the value plainly (got the tag '%.100s')", where, (const char *)tag);
+}
+
 /* Takes one libyaml event into the tree; *done is set at the end of the stream. */
 static int builder_event(ybuilder *b, const yaml_event_t *ev, int *docs, int *done)
 {
     int line = (int)ev->start_mark.line + 1;
     io__node *n = NULL;
     char where[800];
+    int rc = builder_tag(b, ev, line);
+    if (rc < 0) return rc;
     switch (ev->type) {
     case YAML_STREAM_END_EVENT:
         *done = 1;
@@ -570,7 +587,7 @@ static int builder_event(ybuilder *b, const yaml_event_t *ev, int *docs, int *do
         n->quoted = ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
                     ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
         if (ev->data.scalar.anchor != NULL && b->aliases) {
-            int rc = builder_anchor(b, ev->data.scalar.anchor, n);
+            rc = builder_anchor(b, ev->data.scalar.anchor, n);
             if (rc < 0) {
                 io__node_free(n);
                 return rc;
@@ -582,7 +599,7 @@ static int builder_event(ybuilder *b, const yaml_event_t *ev, int *docs, int *do
         int map = ev->type == YAML_MAPPING_START_EVENT;
         n = io__node_new(map ? IO__MAP : IO__SEQ, line, b->origin, b->from_set);
         if (n == NULL) return nn_err(NN_ENOMEM, "config: out of memory");
-        int rc = builder_push(b, n);
+        rc = builder_push(b, n);
         if (rc == 0)
             rc = builder_anchor(b, map ? ev->data.mapping_start.anchor
                                        : ev->data.sequence_start.anchor, n);

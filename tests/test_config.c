@@ -636,6 +636,16 @@ static void test_error_syntax(void **state)
     assert_int_equal(load(&c, "model: {arch: cnn}\n---\nmodel: {arch: mlp}\n"), NN_EFORMAT);
     expect_exact("2: a config is one YAML document, and a second one starts here (got '---')");
 
+    /* Explicit tags would be ignored (every value is read by its text): refused, on a value,
+     * a list and a map. */
+    assert_int_equal(load(&c, "model: {arch: cnn}\ngroups:\n  lr: !!str 0.05\n"), NN_EFORMAT);
+    expect_exact("3: groups.lr: YAML tags are not read, so this one would be ignored: write the "
+                 "value plainly (got the tag 'tag:yaml.org,2002:str')");
+    assert_int_equal(load(&c, "model: {arch: cnn}\ngroups:\n  lr: !!seq [1, 2]\n"), NN_EFORMAT);
+    tu_expect_msg("groups.lr: YAML tags are not read", "tag:yaml.org,2002:seq");
+    assert_int_equal(load(&c, "model: !custom {arch: cnn}\n"), NN_EFORMAT);
+    tu_expect_msg(":1:", "YAML tags are not read", "'!custom'");
+
     /* A key that is a list, and nesting beyond any config's needs. */
     assert_int_equal(load(&c, "model:\n  ? [a]\n  : 1\n"), NN_EFORMAT);
     expect_exact("2: model: a key must be a single value, not a map or a list");

@@ -49,6 +49,10 @@ static int check_position(const trainer__run *r, const io_ckpt_train *t, const c
 {
     const char *hint = "did train.phases, train.epochs or train.max_steps change?";
     if (t->finished) return 0;
+    if (t->seed != r->cfg->train.seed)
+        return nn_err(NN_ESTATE, "%s: the checkpoint's train.seed is %llu, the config's %llu: the seed sets the data order and augmentation that a resumed run continues; resume with --set train.seed=%llu, or start a new run",
+                      path, (unsigned long long)t->seed, (unsigned long long)r->cfg->train.seed,
+                      (unsigned long long)t->seed);
     if (t->phase < 0 || t->phase >= r->phase.n)
         return nn_err(NN_ESTATE, "%s: its training position is phase %d (0-based), but this run has %d phase(s), 0 to %d (%s)",
                       path, t->phase, r->phase.n, r->phase.n - 1, hint);

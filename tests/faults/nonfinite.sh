@@ -151,6 +151,16 @@ else
     bad "optimizer step count (exit $st)"; tail -2 "$dir/steps.log"
 fi
 
+# A resume under another train.seed would not continue the run's data order.
+rm -rf "$dir/pos-run" && cp -a "$dir/good-run" "$dir/pos-run"
+"$strata" train "$cfg" --set run.dir="$dir/pos-run" --resume "$ck" --set train.seed=7 > "$dir/seed.log" 2>&1
+st=$?
+if ((st != 0)) && grep -q "the checkpoint's train.seed is 1, the config's 7" "$dir/seed.log"; then
+    ok "a resume under another train.seed refused"
+else
+    bad "resume under another seed (exit $st)"; tail -2 "$dir/seed.log"
+fi
+
 # 4. Learning rates float32 cannot hold.
 for lr in 1e-300 "slice(1e-300, 1e300)" "[0.01, 1e39, 0.01]"; do
     "$strata" train "$cfg" --set run.dir="$dir/lr" --set "groups.lr=$lr" > "$dir/lr.log" 2>&1
