@@ -71,22 +71,13 @@ static void stop_status_arm(const char *run_dir)
     __atomic_store_n(&stop_status_ready, 1, __ATOMIC_RELEASE);
 }
 
-/* io_write_atomic's writer of one status line. */
-static int status_line_write(const char *tmp, const char *path, void *ud)
-{
-    FILE *f = fopen(tmp, "w");
-    if (!f) return nn_err(NN_EIO, "cannot write %s", path);
-    int bad = fprintf(f, "%s\n", (const char *)ud) < 0;
-    return fclose(f) || bad ? nn_err(NN_EIO, "cannot write %s", path) : 0;
-}
-
 /* The stop thread's word in run.dir/status (rank 0, once the run's directory is open). */
 static void stop_status(const char *fmt, int sig)
 {
     if (!__atomic_load_n(&stop_status_ready, __ATOMIC_ACQUIRE)) return;
     char line[256];
     snprintf(line, sizeof line, fmt, sig, strsignal(sig));
-    (void)io_write_atomic(stop_status_path, status_line_write, line); /* best effort: ending */
+    (void)trainer_status_write(stop_status_path, line); /* best effort: the process is ending */
 }
 
 /* Commands other than train: the signals' default action again (terminate). */

@@ -43,6 +43,10 @@ typedef struct trainer_train_opts {
                            thread may write its status */
 } trainer_train_opts;
 
+/* Replaces the file at path (a run's status) with line and a newline, atomically; NN_EIO
+ * naming the path and the reason. The CLI's stop thread writes "interrupted" with it. */
+int trainer_status_write(const char *path, const char *line);
+
 /* How a training run ended (when it returned 0). */
 typedef struct trainer_train_result {
     int finished;  /* the last phase ended */

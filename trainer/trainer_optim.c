@@ -6,6 +6,7 @@
 #include "trainer/trainer_optim.h"
 
 #include "io/io.h"
+#include "util/util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -303,16 +304,9 @@ void trainer_opt_free(trainer_opt *o)
  * scalars are computed once per tensor, so the loops hold nothing but arithmetic.
  */
 
-/* 1 when x is an infinity or a NaN (every exponent bit set), else 0: integer arithmetic, so
- * the OR over a loop vectorizes (a float reduction would not, without -ffast-math). Each
- * kernel below ORs it over what it writes and returns the result: a non-finite weight or
- * state is found in the pass that makes it, at no extra pass over memory. */
-static inline unsigned nonfinite(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return (u & 0x7f800000u) == 0x7f800000u;
-}
+/* Each kernel below ORs util_nonfinite over what it writes and returns the result: a
+ * non-finite weight or state is found in the pass that makes it, at no extra pass over
+ * memory. */
 
 /* fastai's SGD (decouple_wd) for one tensor: p *= keep; buf = mom buf + g; p -= lr (nesterov
  * ? g + mom buf : buf). The buffer is updated at mom = 0 too (fastai's average_grad). */
@@ -328,7 +322,7 @@ static unsigned sgd_true_wd_update(float *restrict p, const float *restrict g,
         const float q = p[i] - lr * (nesterov ? g[i] + mom * b : b);
         buf[i] = b;
         p[i] = q;
-        bad |= nonfinite(q) | nonfinite(b);
+        bad |= util_nonfinite(q) | util_nonfinite(b);
     }
     return bad;
 }
@@ -343,7 +337,7 @@ static unsigned sgd_update(float *restrict p, const float *restrict g, float *re
         for (size_t i = 0; i < n; i++) {
             const float q = p[i] - lr * (g[i] + wd * p[i]);
             p[i] = q;
-            bad |= nonfinite(q);
+            bad |= util_nonfinite(q);
         }
     } else if (nesterov) {
         for (size_t i = 0; i < n; i++) {
@@ -352,7 +346,7 @@ static unsigned sgd_update(float *restrict p, const float *restrict g, float *re
             const float q = p[i] - lr * (d + mom * b);
             buf[i] = b;
             p[i] = q;
-            bad |= nonfinite(q) | nonfinite(b);
+            bad |= util_nonfinite(q) | util_nonfinite(b);
         }
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -360,7 +354,7 @@ static unsigned sgd_update(float *restrict p, const float *restrict g, float *re
             const float q = p[i] - lr * b;
             buf[i] = b;
             p[i] = q;
-            bad |= nonfinite(q) | nonfinite(b);
+            bad |= util_nonfinite(q) | util_nonfinite(b);
         }
     }
     return bad;
@@ -385,7 +379,7 @@ static unsigned adamw_update(float *restrict p, const float *restrict g, float *
         m[i] = mi;
         v[i] = vi;
         p[i] = q;
-        bad |= nonfinite(q) | nonfinite(mi) | nonfinite(vi);
+        bad |= util_nonfinite(q) | util_nonfinite(mi) | util_nonfinite(vi);
     }
     return bad;
 }

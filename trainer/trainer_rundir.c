@@ -117,6 +117,11 @@ static int status_write(const char *tmp, const char *path, void *ud)
     return bad ? nn_err(NN_EIO, "cannot write %s: %s", path, strerror(e ? e : EIO)) : 0;
 }
 
+int trainer_status_write(const char *path, const char *line)
+{
+    return io_write_atomic(path, status_write, (void *)line);
+}
+
 /* For people, sweep reports and schedulers' scripts. */
 int trainer__write_status(const io_config *cfg, comm *c, const char *fmt, ...)
 {
@@ -127,7 +132,7 @@ int trainer__write_status(const io_config *cfg, comm *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    return io_write_atomic(path, status_write, line);
+    return trainer_status_write(path, line);
 }
 
 /* Rank 0: run.dir/sweep.json holds json. */

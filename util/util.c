@@ -20,11 +20,7 @@ long util_first_nonfinite(const float *x, size_t n)
     for (size_t b = 0; b < n; b += 1024) {
         const size_t e = n - b < 1024 ? n : b + 1024;
         unsigned bad = 0;
-        for (size_t i = b; i < e; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i], sizeof u);
-            bad |= (u & 0x7f800000u) == 0x7f800000u;
-        }
+        for (size_t i = b; i < e; i++) bad |= util_nonfinite(x[i]);
         if (!bad) continue;
         for (size_t i = b; i < e; i++)
             if (!isfinite(x[i])) return (long)i;

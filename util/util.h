@@ -5,6 +5,17 @@
 #define STRATA_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* 1 when x is an infinity or a NaN (every exponent bit set), else 0: integer arithmetic, so
+ * an OR of it over a loop vectorizes (a float reduction would not, without -ffast-math). */
+static inline unsigned util_nonfinite(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
 
 /* The index of the first infinity or NaN in x[0..n), or -1 when every value is finite. */
 long util_first_nonfinite(const float *x, size_t n);
