@@ -50,7 +50,8 @@ static sigset_t stop_set;
 /* Rank 0's run.dir/status once the trainer has opened this run's directory ("" before), for
  * the stop thread: it says "interrupted" there when a signal ends the process at once. */
 static char stop_status_path[1100];
-static volatile int stop_status_ready;
+static int stop_status_ready;
+static pthread_mutex_t stop_status_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* SIGTERM, SIGINT (Ctrl-C) and SIGUSR1 ask for a checkpoint and a stop; SIGUSR2 (what
  * launch/strata-mpirun sends on a second Ctrl-C, mpirun forwarding it) stops at once. */
@@ -64,20 +65,24 @@ static void stop_signals_block(void)
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
 }
 
-/* trainer_train_opts.run_opened: from now on the stop thread may write run_dir/status. */
+/* trainer_train_opts.run_opened: from now on the stop thread may write run_dir/status; NULL:
+ * no more (the run writes its final status, which a signal must not overwrite). */
 static void stop_status_arm(const char *run_dir)
 {
-    snprintf(stop_status_path, sizeof stop_status_path, "%s/status", run_dir);
-    __atomic_store_n(&stop_status_ready, 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&stop_status_lock);
+    if (run_dir) snprintf(stop_status_path, sizeof stop_status_path, "%s/status", run_dir);
+    stop_status_ready = run_dir != NULL;
+    pthread_mutex_unlock(&stop_status_lock);
 }
 
-/* The stop thread's word in run.dir/status (rank 0, once the run's directory is open). */
+/* The stop thread's word in run.dir/status (rank 0, while the run's directory is open). */
 static void stop_status(const char *fmt, int sig)
 {
-    if (!__atomic_load_n(&stop_status_ready, __ATOMIC_ACQUIRE)) return;
     char line[256];
     snprintf(line, sizeof line, fmt, sig, strsignal(sig));
-    (void)trainer_status_write(stop_status_path, line); /* best effort: the process is ending */
+    pthread_mutex_lock(&stop_status_lock);
+    if (stop_status_ready) (void)trainer_status_write(stop_status_path, line); /* best effort */
+    pthread_mutex_unlock(&stop_status_lock);
 }
 
 /* Commands other than train: the signals' default action again (terminate). */

@@ -38,9 +38,10 @@ typedef struct trainer_train_opts {
                            after every step: non-zero saves a checkpoint and returns (preemption) */
     const char *sweep_json; /* may be NULL: written by rank 0 to run.dir/sweep.json once the
                            run directory is set up (a sweep run's index and overrides) */
-    void (*run_opened)(const char *run_dir); /* may be NULL: called on rank 0 once run.dir is
-                           this run's (checked, status "running"), e.g. so that the CLI's stop
-                           thread may write its status */
+    void (*run_opened)(const char *run_dir); /* may be NULL: called on rank 0 with run.dir once
+                           it is this run's (checked, status "running"), and with NULL before the
+                           run writes its final status: between the two the CLI's stop thread
+                           may write status */
 } trainer_train_opts;
 
 /* Replaces the file at path (a run's status) with line and a newline, atomically; NN_EIO

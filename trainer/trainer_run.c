@@ -304,6 +304,12 @@ static int finish(trainer__run *r, trainer_train_result *res)
     return rc;
 }
 
+/* Rank 0: from here on only the run writes its status (trainer_train_opts.run_opened). */
+static void status_handover(const trainer__run *r)
+{
+    if (r->log.opened && r->log.run_opened && comm_rank(r->comm.c) == 0) r->log.run_opened(NULL);
+}
+
 /* A failed run's status (on one line) and message. */
 static void record_failure(const trainer__run *r, int rc)
 {
@@ -356,10 +362,12 @@ int trainer_train_ex(const io_config *cfg_in, comm *c, FILE *out, const trainer_
     for (int p = r.ckpt.start.t.has ? r.ckpt.start.t.phase : 0;
          p < r.phase.n && !rc && !r.ckpt.stopped; p++)
         rc = train_phase(&r, p);
+    status_handover(&r);
     if (!rc) rc = finish(&r, &result);
     result.global_step = r.model.global_step;
 done:
     comm_set_timeout(c, timeout0);
+    status_handover(&r);
     if (rc && r.log.opened) record_failure(&r, rc);
     result.signal = r.ckpt.signal;
     if (res) *res = result;
