@@ -144,6 +144,18 @@ void nn__ref_plan_free(nn_engine *e, nn_kplan *plan);
 void *nn__host_alloc(nn_engine *e, size_t bytes);
 void nn__host_release(nn_engine *e, void *p);
 
+/* Winograd F(4x4, 3x3) of strata's own on nChw8c tensors (nn_wino.c), for the cpu engine
+ * where oneDNN has none (AVX2). supported: the CPU has AVX2 and FMA. eligible: d is a 3x3,
+ * stride-1 convolution with padding 0..2. The kernels follow conv_forward's and
+ * conv_backward's contracts with x, dy, y and dx blocked by 8; gemm runs the 36 products. */
+int nn__wino_supported(void);
+int nn__wino_eligible(const nn_conv_desc *d);
+int nn__wino_forward(nn_engine *e, nn_gemm_fn gemm, const nn_conv_desc *d, nn_tensor *y,
+                     const nn_tensor *x, const float *w, const float *b);
+int nn__wino_backward(nn_engine *e, nn_gemm_fn gemm, const nn_conv_desc *d, nn_tensor *dx,
+                      float *dw, float *db, const nn_tensor *dy, const nn_tensor *x,
+                      const float *w);
+
 /* The cpu engine (nn_dnnl.c): sets up e (ops, blk, impl, desc). */
 int nn__dnnl_engine_init(nn_engine *e);
 

@@ -24,6 +24,7 @@ float32 first, so the C side (float32) starts from exactly the same values; ever
 dataset is stored as float32.
 """
 
+import copy
 import os
 import sys
 
@@ -280,12 +281,46 @@ def case_mlp():
            "mean cross-entropy", m, x, labels)
 
 
+def kink_margin(m, x):
+    """The smallest distance from a kink of the body's ReLUs and max pools, relative to the
+    largest magnitude at that layer: min |input| of each ReLU, and for each 2x2 max-pool
+    window with a positive maximum its gap to the runner-up. A float32 forward lands on the
+    other side of a kink closer than its rounding (~1e-7 relative; Winograd ~1e-6), and the
+    gradient then goes to another element: the fixture would test a tie-break, not the
+    arithmetic."""
+    m = copy.deepcopy(m).train()  # the forward must not touch the fixture's BatchNorm buffers
+    seen = []
+    hooks = [mod.register_forward_hook(lambda mod, inp, out: seen.append((mod, inp[0].detach())))
+             for mod in m.body if isinstance(mod, (nn.ReLU, nn.MaxPool2d))]
+    with torch.no_grad():
+        m(x)
+    for h in hooks:
+        h.remove()
+    worst = 1.0
+    for mod, a in seen:
+        scale = a.abs().max()
+        if isinstance(mod, nn.ReLU):
+            worst = min(worst, (a.abs() / scale).min().item())
+            continue
+        n, c, h, w = a.shape
+        win = a.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
+        top = win.topk(2, dim=-1).values
+        gap = (top[..., 0] - top[..., 1]) / scale
+        worst = min(worst, gap[top[..., 0] > 0].min().item())
+    return worst
+
+
 def cnn_setup():
-    """The cnn model, input and labels shared by cnn.h5 and cnn_frozen.h5."""
-    torch.manual_seed(2)
+    """The cnn model, input and labels shared by cnn.h5 and cnn_frozen.h5. The seed is one
+    whose batch stays at least 3e-6 (relative) away from every kink (kink_margin; seed 2's
+    came within 9e-8 at the first max pool, and AVX2 Winograd's rounding took the other
+    side)."""
+    torch.manual_seed(173)
     m = build(cnn_model)
     x = randn32(4, 1, 28, 28)
     labels = torch.randint(0, 10, (4,), dtype=torch.int32)
+    margin = kink_margin(m, x)
+    assert margin >= 3e-6, "cnn fixture batch within %.2g of a ReLU/max-pool kink" % margin
     return m, x, labels
 
 

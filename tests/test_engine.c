@@ -175,6 +175,9 @@ static void test_conv(void **state)
         {2, 32, 12, 10, 48, 3, 1, 1, 0}, /* Winograd-eligible: 3x3 stride 1, >= 16 channels */
         {1, 17, 9, 11, 33, 3, 1, 1, 1},  /* Winograd-eligible, odd channel counts, bias */
         {3, 16, 8, 8, 16, 3, 1, 0, 0},   /* 3x3 padding 0 */
+        {2, 16, 6, 5, 16, 3, 1, 2, 0},   /* 3x3 padding 2: 8x7 outputs */
+        {4, 32, 28, 28, 32, 3, 1, 1, 0}, /* the cnn's second convolution: several tile chunks */
+        {2, 24, 7, 7, 40, 3, 1, 1, 1},   /* 7x7 outputs: partial 4x4 tiles (AVX2 Winograd) */
         {2, 16, 4, 4, 32, 3, 1, 1, 0},   /* small outputs (direct) */
         {2, 64, 8, 8, 64, 3, 1, 1, 0},   /* a resnet-like stage */
         {2, 16, 7, 7, 32, 3, 2, 1, 0},   /* stride 2 on an odd size */
