@@ -249,7 +249,7 @@ silent_rank() { # FAULT SLACK RESUME_HOSTS
         grep -Eq "$re" "$dir/job.log" && ok "rank $r names rank 1 on smn-h1: $(grep -E "$re" "$dir/job.log")" ||
             { bad "rank $r does not name rank 1 (smn-h1):"; grep "^strata: rank" "$dir/job.log"; }
     done
-    smn_cont
+    cont_victim
     local newest step
     newest=$(cat "$ck/latest")
     "$strata" inspect "$ck/$newest" --verify > "$dir/inspect.log" 2>&1 &&
@@ -265,7 +265,7 @@ stop_rank1() {
     victim=$(smn_pid_on 1 "^$strata train ") && kill -STOP "$victim"
 }
 link1_down() { ip link set smn-v1 down; }
-smn_cont() { [[ -n ${victim:-} ]] && kill -CONT "$victim" 2> /dev/null; victim=""; sleep 0.5; }
+cont_victim() { [[ -n ${victim:-} ]] && kill -CONT "$victim" 2> /dev/null; victim=""; sleep 0.5; }
 
 case_sigstop() {
     smn_up 3 || exit 1
