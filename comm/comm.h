@@ -45,7 +45,10 @@ void comm_abort(comm *c, int code, const char *msg) __attribute__((noreturn));
 
 /* Agreement on failure: every rank passes its own status (0 or a negative code); all
  * ranks get 0 if every rank succeeded, else the first failing rank's code, and *who (may
- * be NULL) its rank. The message of a failing rank is printed by that rank. */
+ * be NULL) its rank. The message of a failing rank is printed by that rank; the others
+ * are left "stopped because rank R failed on HOST: <its message>" (cut to COMM_AGREE_MSG
+ * bytes) for nn_errmsg. */
+#define COMM_AGREE_MSG 1024
 int comm_agree(comm *c, int status, int *who);
 /* comm_agree that also leaves in *value (may be NULL) the largest of every rank's *value, in
  * the same collective: a per-step agreement and a flag (a stop signal) for one message. */

@@ -27,6 +27,8 @@ comm__watch *comm__watch_of(comm *c);
 void comm__watch_set_timeout(comm__watch *w, double seconds);
 double comm__watch_timeout(const comm__watch *w);
 void comm__watch_set_step(comm__watch *w, long step);
+/* Rank r's host name, gathered at start ("?" if unknown). */
+const char *comm__watch_host(const comm__watch *w, int r);
 /* The next waits of this rank allow factor times the timeout (1: the plain timeout). */
 void comm__watch_set_factor(comm__watch *w, double factor);
 

@@ -11,6 +11,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct comm {
@@ -257,6 +258,14 @@ int comm_agree(comm *c, int status, int *who)
     return comm_agree_max(c, status, who, NULL);
 }
 
+/* What the first failing rank sends the others once a failure is agreed on: its code and
+ * its message, so that every rank's own output says why (on a cluster each host's log may
+ * be all that a user sees of it). */
+typedef struct {
+    int32_t code;
+    char msg[COMM_AGREE_MSG];
+} agree_failure;
+
 int comm_agree_max(comm *c, int status, int *who, int32_t *value)
 {
     if (who) *who = -1;
@@ -266,21 +275,26 @@ int comm_agree_max(comm *c, int status, int *who, int32_t *value)
     }
     /* Pack (failed, -rank) so that the max picks the lowest failing rank. */
     int32_t v[3] = {status != 0, status != 0 ? -c->rank : INT32_MIN, value ? *value : INT32_MIN};
-    int32_t code[1] = {0};
     int rc = allreduce(c, v, value ? 3 : 2, MPI_INT32_T, sizeof(int32_t), MPI_MAX,
                        "MPI_Allreduce(max)", "the ranks' agreement");
     if (rc) return rc;
     if (value) *value = v[2];
     if (!v[0]) return 0;
-    int first = -v[1];
-    code[0] = c->rank == first ? -status : 0; /* codes are negative; max of positives */
-    rc = allreduce(c, code, 1, MPI_INT32_T, sizeof(int32_t), MPI_MAX, "MPI_Allreduce(max)",
-                   "the ranks' agreement on an error");
+    const int first = -v[1];
+    agree_failure f;
+    memset(&f, 0, sizeof f);
+    if (c->rank == first) {
+        f.code = status;
+        snprintf(f.msg, sizeof f.msg, "%s", nn_errmsg());
+    }
+    rc = bcast(c, &f, sizeof f, MPI_BYTE, 1, first, "MPI_Bcast(the failure)");
     if (rc) return rc;
+    f.msg[sizeof f.msg - 1] = '\0';
     if (who) *who = first;
     if (c->rank != first && status == 0)
-        nn_err(-code[0], "stopped because rank %d failed (its message is above)", first);
-    return -code[0];
+        nn_err(f.code, "stopped because rank %d failed on %s: %s", first,
+               comm__watch_host(c->watch, first), f.msg);
+    return f.code;
 }
 
 int comm_agree_after(comm *c, int status, int *who, int root)

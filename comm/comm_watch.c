@@ -106,6 +106,11 @@ int comm__watch_init(comm__watch **out, MPI_Comm world, int rank, int size)
     return 0;
 }
 
+const char *comm__watch_host(const comm__watch *w, int r)
+{
+    return w && r >= 0 && r < w->size && w->host[r][0] ? w->host[r] : "?";
+}
+
 void comm__watch_free(comm__watch *w)
 {
     if (!w) return;

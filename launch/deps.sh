@@ -28,7 +28,9 @@ STRATA_DEPS=(
 # (tests/convert_roundtrip.sh: launch/torchvision_convert.py is a torch tool; the numerical
 # tests read committed fixtures and need no torch); they are also what tests/make_fixtures.py
 # and the PyTorch comparisons in bench/ use.
-STRATA_TEST_DEPS=(slurm-wlm munge python3-torch python3-torchvision)
+# iproute2 and nftables make the multi-node tests' hosts (tests/multinode/: network namespaces,
+# and a link that drops packets where the kernel has no netem).
+STRATA_TEST_DEPS=(slurm-wlm munge python3-torch python3-torchvision iproute2 nftables)
 
 # Prints a step header.
 strata_step() {
