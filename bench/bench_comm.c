@@ -19,7 +19,8 @@
  *   b-d) training: `strata train` itself (trainer_train, what the CLI calls after loading
  *      the config) on Fashion-MNIST with bench/configs/{mlp,cnn}.yaml, batch 128 and 64 per
  *      rank, for a fixed number of steps, with comm.overlap on (comm.progress nonblocking, and,
- *      on 2 or more ranks, thread), off, and with the body frozen (groups.freeze_to -1).
+ *      on 2 or more ranks, thread), off, and with the body frozen (groups.freeze_to -1,
+ *      train_bn false, bn_freeze true: bench/ddp_ref.py's world2_frozen twin).
  *      Step time, exposed communication (comm_exposed_seconds), bytes and collectives per
  *      step come from the run's metrics.jsonl, over the steps after the
  *      first log window (warm-up excluded): a line's cumulative samples_per_s gives the time
@@ -505,8 +506,8 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
 {
     const int rank = comm_rank(c), world = comm_size(c);
     const int steps = model_steps(o, tc->model);
-    char path[1024], dir[1024], sets[8][1100];
-    const char *setp[8];
+    char path[1024], dir[1024], sets[10][1100];
+    const char *setp[10];
     int ns = 0;
     snprintf(path, sizeof path, "%s/%s.yaml", o->configs, tc->model);
     snprintf(dir, sizeof dir, "%s/np%d-%s-%s", o->run_dir, world, tc->model, tc->variant);
@@ -518,6 +519,13 @@ static void run_train(comm *c, const bench_opts *o, const train_case *tc, int re
     snprintf(sets[ns++], sizeof sets[0], "comm.progress=%s",
              strcmp(tc->variant, "thread") ? "nonblocking" : "thread");
     snprintf(sets[ns++], sizeof sets[0], "groups.freeze_to=%d", strcmp(tc->variant, "frozen") ? 0 : -1);
+    if (!strcmp(tc->variant, "frozen")) {
+        /* bench/ddp_ref.py's world2_frozen: only the head trains, the body's BatchNorm in eval
+         * mode (fastai's train_bn would also train the body's BatchNorm, through a backward
+         * of the whole body, which the twin does not do) */
+        snprintf(sets[ns++], sizeof sets[0], "groups.train_bn=false");
+        snprintf(sets[ns++], sizeof sets[0], "groups.bn_freeze=true");
+    }
     snprintf(sets[ns++], sizeof sets[0], "run.dir=%s", dir);
     if (o->bucket_mb > 0) snprintf(sets[ns++], sizeof sets[0], "comm.bucket_mb=%g", o->bucket_mb);
     if (o->timeout >= 0) snprintf(sets[ns++], sizeof sets[0], "comm.timeout_s=%g", o->timeout);
