@@ -181,7 +181,7 @@ def rank_main(rank, world, port, a, queue):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=7)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--wd", type=float, default=5e-4)
     ap.add_argument("--batch", type=int, default=64)
