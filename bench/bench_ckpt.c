@@ -9,10 +9,10 @@
  * writes at every checkpoint. Parameters, buffers and momentum are random (an nn_rng), so
  * checksums see real data. The cases:
  *
- *   save        io_ckpt_save_reuse() with memory kept between saves, as the trainer does:
- *               builds the file in memory (HDF5's core driver, raw chunks with their
- *               checksums), write()s it to a temporary file, fsyncs it, renames it over the
- *               checkpoint, fsyncs the directory;
+ *   save        io_ckpt_save_reuse() with its chunk buffer kept between saves, as the
+ *               trainer does: streams the file to a temporary file as HDF5 makes it
+ *               (strata's file driver, raw chunks with their checksums), fsyncs it, renames
+ *               it over the checkpoint, fsyncs the directory;
  *   raw write   the same number of bytes from one malloc'd buffer, with the same steps: an
  *               exclusive temporary file, write(), fsync, rename over the previous raw file,
  *               fsync of the directory. save / raw write is the format's overhead;

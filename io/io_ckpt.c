@@ -1,6 +1,5 @@
 /* Checkpoints in HDF5: the layout of docs/checkpoint-format.md, written atomically through
  * io_write_atomic and read back table by table, tensors on demand. */
-#define _GNU_SOURCE /* mmap flags, mremap and madvise for the in-memory file (Linux) */
 #include "io/io.h"
 #include "io/io_internal.h"
 
@@ -9,7 +8,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <hdf5.h>
 #include <signal.h>
 #include <stdio.h>
@@ -132,7 +130,7 @@ typedef struct {
     char where[640]; /* what was being written when something failed */
     uint8_t *chunk;  /* scratch for a chunk and its checksum, grown as needed */
     size_t chunk_cap;
-    io_ckpt_scratch *keep; /* may be NULL */
+    const io__h5fd_state *io; /* the file driver's state: a failed write shows there */
 } save_job;
 
 /* HDF5's Fletcher-32 checksum (H5_checksum_fletcher32: 16-bit big-endian words, both sums
@@ -214,158 +212,46 @@ static int dset_write_f32(hid_t f, save_job *job, const char *path, int ndim, co
     return rc;
 }
 
-/* For the write_* helpers: when expr fails (negative), records in job->where what was being
- * written and jumps to the helper's fail label, which returns save_fail's error. */
+/* For the write_* helpers: when expr fails (negative) or the file driver recorded a failed
+ * write, records in job->where what was being written and jumps to the helper's fail label,
+ * which returns save_fail's error (write_file puts the driver's in its place). */
 #define TRY(expr, ...)                                                  \
     do {                                                                \
-        if ((expr) < 0) {                                               \
+        if ((expr) < 0 || job->io->failed) {                            \
             snprintf(job->where, sizeof job->where, __VA_ARGS__);       \
             goto fail;                                                  \
         }                                                               \
     } while (0)
 
-/* Writes len bytes of buf to the file at tmp, fsync included by the caller; a short write
- * (a full disk, ulimit -f) is an error with the system's message. */
-static int write_bytes(const char *tmp, const char *path, const void *buf, size_t len)
-{
-    int fd = open(tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (fd < 0) return nn_err(NN_EIO, "%s: cannot open the temporary file %s: %s", path, tmp, strerror(errno));
-    const char *p = buf;
-    size_t done = 0;
-    int rc = 0;
-    /* In pieces of 16 MiB, each handed to writeback as soon as it is written, so the disk
-     * works while the rest is copied and the final fsync has little left to wait for. */
-    const size_t piece = (size_t)16 << 20;
-    while (done < len) {
-        const size_t want = len - done < piece ? len - done : piece;
-        ssize_t n = write(fd, p + done, want);
-        if (n < 0 && errno == EINTR) continue;
-        if (n > 0) sync_file_range(fd, (off_t)done, n, SYNC_FILE_RANGE_WRITE);
-        if (n <= 0) {
-            rc = nn_err(NN_EIO, "%s: cannot write the checkpoint (%zu of %zu bytes written to %s): %s",
-                        path, done, len, tmp, n < 0 ? strerror(errno) : "no progress");
-            break;
-        }
-        done += (size_t)n;
-    }
-    if (close(fd) && !rc)
-        rc = nn_err(NN_EIO, "%s: cannot write the checkpoint to %s: %s", path, tmp, strerror(errno));
-    return rc;
-}
+static int build_file(hid_t f, save_job *job, const char *path);
 
-/* The in-memory file's memory, handed to HDF5's core driver through file-image callbacks:
- * anonymous mappings advised to use huge pages (a fresh 200 MB buffer faults in 4 KiB pages
- * at a fraction of memory speed on some machines), and kept at close so that the finished
- * image is written straight from it, with no copy. */
-typedef struct {
-    void *mem;
-    size_t cap;
-    void *closed;          /* the image HDF5 let go of at close */
-    io_ckpt_scratch *keep; /* may be NULL: where the mapping stays between saves */
-} image_mem;
-
-static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    image_mem *m = udata;
-    if (size == 0) size = 1;
-    void *p;
-    if (ptr == NULL && m->keep && m->keep->image) { /* the kept mapping, grown if need be */
-        ptr = m->keep->image;
-        m->mem = ptr;
-        m->cap = m->keep->image_cap;
-        m->keep->image = NULL;
-        if (size <= m->cap) return ptr;
-    }
-    if (ptr == NULL) {
-        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    } else {
-        if (ptr != m->mem) return NULL;
-        p = mremap(ptr, m->cap, size, MREMAP_MAYMOVE);
-    }
-    if (p == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-    madvise(p, size, MADV_HUGEPAGE);
-#endif
-    m->mem = p;
-    m->cap = size;
-    return p;
-}
-
-static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    return image_realloc(NULL, size, op, udata);
-}
-
-static void *image_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op, void *udata)
-{
-    return memcpy(dest, src, size);
-}
-
-static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
-{
-    image_mem *m = udata;
-    if (ptr == NULL) return 0;
-    if (ptr != m->mem) return -1;
-    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE) {
-        m->closed = ptr; /* written out, then kept or unmapped, by write_file */
-        return 0;
-    }
-    if (m->keep) return 0; /* write_file keeps it */
-    munmap(ptr, m->cap);
-    m->mem = NULL;
-    m->cap = 0;
-    return 0;
-}
-
-static void *image_udata_copy(void *udata)
-{
-    return udata;
-}
-
-static herr_t image_udata_free(void *udata)
-{
-    return 0;
-}
-
-static int build_image(hid_t f, save_job *job, const char *path);
-
-/* The file is built in memory (HDF5's core driver, no backing store) and written out with
- * plain write() calls: one sequential write, and a failed write (a full disk) is an ordinary
- * error that never leaves HDF5 holding a half-closed file. */
+/* The file streams to tmp as HDF5 makes it, through strata's file driver (io_h5fd.c): no
+ * image of it is held in memory, and a failed write (a full disk, ulimit -f, EIO) is an
+ * NN_EIO error with the system's cause and what was being written, while every HDF5 close
+ * still completes (HDF5's own sec2 driver fails the close, which keeps the file open and
+ * crashes HDF5 at exit). fsync, rename and the directory's fsync are io_write_atomic's. */
 static int write_file(const char *tmp, const char *path, void *ud)
 {
     save_job *job = ud;
-    /* The in-memory file grows in steps of about its final size: one allocation. */
-    size_t est = 1u << 20;
-    for (int i = 0; i < job->ck->nparams; i++)
-        est += job->ck->params[i].numel * sizeof(float) * (size_t)(1 + job->ck->nstates) + 1024;
-    for (int i = 0; i < job->ck->nbuffers; i++) est += job->ck->buffers[i].numel * sizeof(float) + 1024;
-    image_mem mem = {NULL, 0, NULL, job->keep};
-    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
-                                      image_udata_copy, image_udata_free, &mem};
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_core(fapl, est, 0) < 0 || H5Pset_file_image_callbacks(fapl, &cb) < 0) {
-        if (fapl >= 0) H5Pclose(fapl);
-        return io__h5_fail(path, "cannot set up an in-memory file");
+    io__h5fd_state st;
+    int rc = io__h5fd_begin(&st, tmp, path);
+    if (rc) return rc;
+    job->io = &st;
+    hid_t fapl = io__h5fd_fapl(&st);
+    hid_t f = fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (f < 0) {
+        rc = io__h5_fail(path, "cannot create the checkpoint file");
+    } else {
+        rc = build_file(f, job, path);
+        if (!rc && (H5Fflush(f, H5F_SCOPE_LOCAL) < 0 || st.failed)) {
+            snprintf(job->where, sizeof job->where, "the file's metadata");
+            rc = io__h5_fail(path, "cannot finish the checkpoint file");
+        }
+        if (H5Fclose(f) < 0 && !rc) rc = io__h5_fail(path, "cannot close the checkpoint file");
     }
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (f < 0) return io__h5_fail(path, "cannot create the in-memory file");
-    int rc = build_image(f, job, path);
-    ssize_t len = 0;
-    if (!rc && (H5Fflush(f, H5F_SCOPE_LOCAL) < 0 || (len = H5Fget_file_image(f, NULL, 0)) <= 0))
-        rc = io__h5_fail(path, "cannot finish the in-memory file");
-    if (H5Fclose(f) < 0 && !rc) rc = io__h5_fail(path, "cannot close the in-memory file");
-    if (!rc && (!mem.closed || (size_t)len > mem.cap))
-        rc = nn_err(NN_EHDF5, "%s: HDF5 did not hand back the in-memory file at close", path);
-    if (!rc) rc = write_bytes(tmp, path, mem.closed, (size_t)len);
-    if (mem.mem && job->keep) {
-        job->keep->image = mem.mem;
-        job->keep->image_cap = mem.cap;
-    } else if (mem.mem) {
-        munmap(mem.mem, mem.cap);
-    }
-    return rc;
+    job->io = NULL;
+    return io__h5fd_end(&st, rc, tmp, path, job->where);
 }
 
 /* The error for a failed write: NN_EHDF5 "cannot write <job->where>" with HDF5's message,
@@ -572,7 +458,7 @@ fail:
 /* Writes every table and tensor of job->ck into the open file f: the root, the model and
  * its group table, the tensors, then the optimizer and the train state when there are any.
  * Stops at the first failure, whose error it returns. */
-static int build_image(hid_t f, save_job *job, const char *path)
+static int build_file(hid_t f, save_job *job, const char *path)
 {
     const io_ckpt *ck = job->ck;
     int rc = write_root(f, job, path);
@@ -596,7 +482,6 @@ int io_ckpt_save(const char *path, const io_ckpt *ck)
 void io_ckpt_scratch_free(io_ckpt_scratch *s)
 {
     if (!s) return;
-    if (s->image) munmap(s->image, s->image_cap);
     free(s->chunk);
     memset(s, 0, sizeof *s);
 }
@@ -608,7 +493,7 @@ int io_ckpt_save_reuse(const char *path, const io_ckpt *ck, io_ckpt_scratch *kee
         ck->nstates > IO_CKPT_MAX_STATES)
         return nn_err(NN_EINVAL, "%s: a checkpoint of %d groups and %d optimizer states", path,
                       ck->ngroups, ck->nstates);
-    save_job job = {ck, {0}, keep ? keep->chunk : NULL, keep ? keep->chunk_cap : 0, keep};
+    save_job job = {ck, {0}, keep ? keep->chunk : NULL, keep ? keep->chunk_cap : 0, NULL};
     io__h5_quiet q;
     io__h5_quiet_begin(&q);
     int rc = io_write_atomic(path, write_file, &job);

@@ -93,16 +93,16 @@ typedef struct io_ckpt {
 
 /* Writes ck to path atomically (a temporary file in the same directory, fsync, rename, fsync
  * of the directory), every dataset with a fletcher32 checksum: a crash at any moment leaves
- * either the old file or the new one at path. */
+ * either the old file or the new one at path. The file streams to disk as it is made (no
+ * image of it in memory). A failed write (a full disk, ulimit -f, EIO) is NN_EIO naming path,
+ * the temporary file, what was being written and the system's cause; path is untouched. */
 int io_ckpt_save(const char *path, const io_ckpt *ck);
 
-/* Memory a process keeps from one save to the next (the in-memory file, a chunk buffer), so
- * that saves after the first touch no fresh memory: on some machines faulting in a fresh
- * 200 MB buffer costs more than writing it to disk. Zero-initialise; io_ckpt_scratch_free
- * releases it. Peak memory is the same as without: a save needs the image anyway. */
+/* Memory a process keeps from one save to the next: the buffer a tensor and its checksum
+ * are written from (as large as the largest tensor), so that saves after the first touch no
+ * fresh memory. The file itself is never held in memory: a save streams it to disk.
+ * Zero-initialise; io_ckpt_scratch_free releases it. */
 typedef struct io_ckpt_scratch {
-    void *image;
-    size_t image_cap;
     unsigned char *chunk;
     size_t chunk_cap;
 } io_ckpt_scratch;

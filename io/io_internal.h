@@ -4,6 +4,7 @@
 
 #include <hdf5.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "io/io_config.h"
 
@@ -34,6 +35,30 @@ int io__h5_dset_write(hid_t f, const char *path, hid_t ftype, hid_t mtype, int n
 int io__stale_temp(const char *name);
 /* fsync of p (a file or a directory, opened read-only); messages name path and what. */
 int io__fsync_path(const char *p, const char *what, const char *path);
+
+/* strata's HDF5 file driver (io_h5fd.c): HDF5 reads and writes the descriptor fd, which the
+ * caller opens (io__h5fd_begin) and closes (io__h5fd_end). No driver call fails once the
+ * file is open: the first failed write or truncation is recorded here (failed, err, what)
+ * and every write after it is skipped, so every HDF5 close completes; check failed after
+ * each HDF5 call and stop. */
+typedef struct io__h5fd_state {
+    int fd;
+    int failed, err; /* err: the errno of the first failure (0: a write without progress) */
+    char what[96];   /* its description: "writing 4194308 bytes at offset 4190208" */
+    uint64_t kicked; /* the file's bytes below this offset were handed to writeback */
+} io__h5fd_state;
+/* Opens tmp (an existing file; path is the final name, for messages) for reading and
+ * writing into *st: 0, or NN_EIO naming both. */
+int io__h5fd_begin(io__h5fd_state *st, const char *tmp, const char *path);
+/* A file access property list (close it with H5Pclose) whose driver reads and writes st's
+ * descriptor, and whose H5Fclose closes every object still open in the file
+ * (H5F_CLOSE_STRONG); st must outlive every file opened with it. Negative on HDF5's
+ * failure. */
+hid_t io__h5fd_fapl(io__h5fd_state *st);
+/* Closes st's descriptor. Returns rc when nothing failed in the driver or at close(), else
+ * NN_EIO "PATH: cannot write the temporary file TMP (what[, in WHERE]): <strerror>": the
+ * system's cause, which is the real one whatever HDF5 made of it. where may be NULL. */
+int io__h5fd_end(io__h5fd_state *st, int rc, const char *tmp, const char *path, const char *where);
 
 
 

@@ -19,7 +19,10 @@
 #include <stdlib.h>
 #include <math.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define NN_CHECK(call)                                                                   \
@@ -284,6 +287,78 @@ static void save_replaces(void **state)
     NN_CHECK(io_ckpt_open(&r, path));
     assert_int_equal(io_ckpt_info(r)->train.global_step, 18);
     expect_floats(r, io_ckpt_find_param(r, "head.0.bias"), -1, h.b, B_N);
+    io_ckpt_close(r);
+}
+
+/* The bytes of the file at path, malloc'd, *len of them. */
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *b = malloc(*len ? *len : 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, *len, f), *len);
+    fclose(f);
+    return b;
+}
+
+/* How many files of tu_tmpdir() start with prefix. */
+static int count_prefixed(const char *prefix)
+{
+    DIR *d = opendir(tu_tmpdir());
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) n += !strncmp(e->d_name, prefix, strlen(prefix));
+    closedir(d);
+    return n;
+}
+
+/* A save whose file cannot be written (ulimit -f here: RLIMIT_FSIZE, with SIGXFSZ ignored as
+ * the CLI ignores it) fails with NN_EIO naming the file and the system's cause wherever the
+ * write fails: in a tensor (a limit of 1 byte), in the metadata HDF5 writes last (a limit
+ * just under the file's size). The previous file stays whole, no temporary file is left,
+ * the next save works, and HDF5 does not crash at exit (HDF5's sec2 driver did: ctest sees
+ * the signal). */
+static void failed_write_is_an_error(void **state)
+{
+    (void)state;
+    handmade h;
+    handmade_init(&h);
+    char path[1024];
+    tu_tmp_path(path, sizeof path, "full.h5");
+    NN_CHECK(io_ckpt_save(path, &h.ck));
+    size_t len;
+    unsigned char *before = slurp(path, &len);
+    void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    const rlim_t limits[] = {1, 600, len / 2, len - 64, len - 1};
+    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
+        h.ck.train.global_step = 100 + (long)i; /* a new file, not the same bytes again */
+        struct rlimit lim = {limits[i], old.rlim_max};
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        const int rc = io_ckpt_save(path, &h.ck);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        if (rc != NN_EIO) print_error("limit %zu of %zu bytes: rc %d: %s\n", (size_t)limits[i], len, rc, nn_errmsg());
+        assert_int_equal(rc, NN_EIO);
+        tu_expect_msg(path, "cannot write the temporary file", "full.h5.tmp.", "File too large");
+        size_t now_len;
+        unsigned char *now = slurp(path, &now_len);
+        assert_int_equal(now_len, len);
+        assert_memory_equal(now, before, len);
+        free(now);
+        assert_int_equal(count_prefixed("full.h5.tmp."), 0);
+    }
+    signal(SIGXFSZ, old_sig);
+    free(before);
+    NN_CHECK(io_ckpt_save(path, &h.ck));
+    io_ckpt_reader *r = NULL;
+    NN_CHECK(io_ckpt_open(&r, path));
+    NN_CHECK(io_ckpt_verify(r, NULL, NULL));
+    assert_int_equal(io_ckpt_info(r)->train.global_step, 104);
     io_ckpt_close(r);
 }
 
@@ -694,6 +769,7 @@ int main(void)
         cmocka_unit_test(flipped_byte_is_caught),
         cmocka_unit_test(refusals_name_the_file),
         cmocka_unit_test(save_replaces),
+        cmocka_unit_test(failed_write_is_an_error),
         cmocka_unit_test(foreign_types_and_unchecked_datasets),
         cmocka_unit_test(latest_and_prune),
         cmocka_unit_test(find_resume_whatever_latest_says),
