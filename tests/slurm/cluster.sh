@@ -20,6 +20,8 @@
 SLURM_CLUSTER_PIDS=()
 SLURM_CLUSTER_WATCHDOG=
 SLURM_CLUSTER_DIR=
+SLURM_CLUSTER_SOCK=
+SLURM_CLUSTER_HW=
 
 slurm_cluster_log() { printf 'slurm-cluster: %s\n' "$*" >&2; }
 
@@ -100,36 +102,20 @@ slurm_cluster_logs() {
     done
 }
 
-# Writes the configuration, starts munged, slurmctld and slurmd, and waits for the node to be
-# idle. Usage: slurm_cluster_up DIR. DIR must exist and be empty or new; its path must be
-# short enough for a Unix socket (under about 90 characters).
-slurm_cluster_up() {
-    local dir=$1 var
-    slurm_cluster_check || return 1
-    # Inside another Slurm job (or with a SLURM_CONF of a real cluster), the client commands,
-    # sbatch's option variables and mpirun would see that other cluster: forget it.
+# Inside another Slurm job (or with a SLURM_CONF of a real cluster), the client commands,
+# sbatch's option variables and mpirun would see that other cluster: forget it.
+slurm_cluster_forget() {
+    local var
     for var in $(compgen -e | grep '^SLURM_\|^SBATCH_\|^SALLOC_\|^SRUN_\|^SQUEUE_\|^SCANCEL_'); do
         unset "$var"
     done
-    mkdir -p "$dir"
-    dir=$(cd "$dir" && pwd -P)
-    SLURM_CLUSTER_DIR=$dir
-    mkdir -p "$dir"/{etc,munge,log,spool/ctld,spool/d,run}
-    chmod 700 "$dir/munge"
-    # Stop the daemons when the shell exits; a shell with an EXIT trap of its own keeps it and
-    # must call slurm_cluster_down there.
-    [[ -n "$(trap -p EXIT)" ]] || trap slurm_cluster_down EXIT
+}
 
-    # The machine's real CPUs and memory, as slurmd itself sees them (the line starts with
-    # NodeName=HOSTNAME; keep only the hardware fields).
-    local hw cpus mem
-    hw=$(slurmd -C | head -n 1)
-    cpus=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$hw")
-    mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
-    hw=$(sed 's/^NodeName=[^ ]* //; s/ *UpTime=.*//' <<<"$hw")
-    [[ -n "$cpus" && -n "$mem" ]] || { slurm_cluster_log "cannot read the hardware from 'slurmd -C': $hw"; return 1; }
-
-    # munge: a key of our own and a socket in DIR.
+# Starts munged with a key of its own and its socket in DIR/munge (DIR/{munge,log,run} must
+# exist); sets SLURM_CLUSTER_SOCK. Returns 1 (with the logs) if its socket does not appear.
+# The socket is a path, so processes in other network namespaces reach it too.
+slurm_cluster_munged() {
+    local dir=$1
     local sock="$dir/munge/munge.socket"
     mungekey --create --keyfile="$dir/munge/munge.key" --force >/dev/null 2>&1 ||
         dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
@@ -139,30 +125,45 @@ slurm_cluster_up() {
         --log-file="$dir/log/munged.log" >>"$dir/log/munged.log" 2>&1 &
     SLURM_CLUSTER_PIDS+=($!)
     slurm_cluster_wait 20 "munged's socket $sock" test -S "$sock" || { slurm_cluster_logs; return 1; }
+    SLURM_CLUSTER_SOCK=$sock
+}
 
-    local ctld_port d_port host
-    ctld_port=$(slurm_cluster_free_port)
-    d_port=$(slurm_cluster_free_port)
-    host=$(hostname -s)
+# Writes DIR/etc/slurm.conf without its NodeName and PartitionName lines (the caller appends
+# them; SLURM_CLUSTER_HW holds this machine's hardware fields for a NodeName line) and
+# DIR/etc/cgroup.conf. Usage: slurm_cluster_conf DIR CTLD_NAME CTLD_ADDR CTLD_PORT D_PORT WHAT.
+# CTLD_NAME must be the host name slurmctld runs under; every slurmd listens on D_PORT at its
+# NodeAddr. Needs slurm_cluster_munged first (the socket).
+slurm_cluster_conf() {
+    local dir=$1 ctld_name=$2 ctld_addr=$3 ctld_port=$4 d_port=$5 what=$6
+    # The machine's real CPUs and memory, as slurmd itself sees them (the line starts with
+    # NodeName=HOSTNAME; keep only the hardware fields).
+    local hw cpus mem
+    hw=$(slurmd -C | head -n 1)
+    cpus=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$hw")
+    mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
+    hw=$(sed 's/^NodeName=[^ ]* //; s/ *UpTime=.*//' <<<"$hw")
+    [[ -n "$cpus" && -n "$mem" ]] || { slurm_cluster_log "cannot read the hardware from 'slurmd -C': $hw"; return 1; }
+    SLURM_CLUSTER_HW=$hw
     # cred_expire is also how long a requeued job waits before it may start again (120 s by
     # default); 10 s keeps the preemption test short.
     cat >"$dir/etc/slurm.conf" <<EOF
-# A one-node cluster for strata's tests (tests/slurm/cluster.sh); everything lives in $dir.
+# $what for strata's tests (tests/slurm/); everything lives in $dir.
 ClusterName=strata-test
-SlurmctldHost=$host(127.0.0.1)
+SlurmctldHost=$ctld_name($ctld_addr)
 SlurmctldPort=$ctld_port
 SlurmdPort=$d_port
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$sock,cred_expire=10
+AuthInfo=socket=$SLURM_CLUSTER_SOCK,cred_expire=10
 StateSaveLocation=$dir/spool/ctld
-SlurmdSpoolDir=$dir/spool/d
+# %n: the node's name, so that several slurmd on one machine keep apart.
+SlurmdSpoolDir=$dir/spool/d-%n
 SlurmctldPidFile=$dir/run/slurmctld.pid
-SlurmdPidFile=$dir/run/slurmd.pid
+SlurmdPidFile=$dir/run/slurmd-%n.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
-SlurmdLogFile=$dir/log/slurmd.log
+SlurmdLogFile=$dir/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 # No cgroups, no accounting: processes are tracked through /proc, tasks are not confined.
@@ -188,13 +189,39 @@ SlurmctldTimeout=30
 SlurmdTimeout=60
 InactiveLimit=0
 KillWait=10
-NodeName=localhost NodeAddr=127.0.0.1 $hw State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
     cat >"$dir/etc/cgroup.conf" <<EOF
 # Unused (ProctrackType=proctrack/linuxproc, TaskPlugin=task/none); present so that no
 # plugin looks for /etc/slurm/cgroup.conf.
 CgroupAutomount=no
+EOF
+}
+
+# Writes the configuration, starts munged, slurmctld and slurmd, and waits for the node to be
+# idle. Usage: slurm_cluster_up DIR. DIR must exist and be empty or new; its path must be
+# short enough for a Unix socket (under about 90 characters).
+slurm_cluster_up() {
+    local dir=$1
+    slurm_cluster_check || return 1
+    slurm_cluster_forget
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd -P)
+    SLURM_CLUSTER_DIR=$dir
+    mkdir -p "$dir"/{etc,munge,log,spool/ctld,run}
+    chmod 700 "$dir/munge"
+    # Stop the daemons when the shell exits; a shell with an EXIT trap of its own keeps it and
+    # must call slurm_cluster_down there.
+    [[ -n "$(trap -p EXIT)" ]] || trap slurm_cluster_down EXIT
+
+    slurm_cluster_munged "$dir" || return 1
+    local ctld_port d_port host
+    ctld_port=$(slurm_cluster_free_port)
+    d_port=$(slurm_cluster_free_port)
+    host=$(hostname -s)
+    slurm_cluster_conf "$dir" "$host" 127.0.0.1 "$ctld_port" "$d_port" "A one-node cluster" || return 1
+    cat >>"$dir/etc/slurm.conf" <<EOF
+NodeName=localhost NodeAddr=127.0.0.1 $SLURM_CLUSTER_HW State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
     export SLURM_CONF="$dir/etc/slurm.conf"
 
@@ -218,7 +245,7 @@ EOF
         kill -KILL $pids 2>/dev/null
     ) </dev/null >/dev/null 2>&1 &
     SLURM_CLUSTER_WATCHDOG=$!
-    slurm_cluster_log "up in $dir ($cpus CPUs, $mem MB; SLURM_CONF=$SLURM_CONF)"
+    slurm_cluster_log "up in $dir ($SLURM_CLUSTER_HW; SLURM_CONF=$SLURM_CONF)"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
