@@ -102,6 +102,26 @@ slurm_cluster_logs() {
     done
 }
 
+show_logs() { # FILES...: the job outputs, then the daemons' logs
+    local f
+    for f in "$@"; do [[ -f "$f" ]] && { echo "---- $f"; tail -n 40 "$f"; }; done
+    slurm_cluster_logs
+}
+
+# wait_for SECONDS WHAT COMMAND...: polls every half second; 1 (and a message) on timeout.
+wait_for() {
+    local limit=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + limit))
+    until "$@"; do
+        if ((SECONDS >= deadline)); then
+            echo "timed out after ${limit}s waiting for $what"
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
 # Inside another Slurm job (or with a SLURM_CONF of a real cluster), the client commands,
 # sbatch's option variables and mpirun would see that other cluster: forget it.
 slurm_cluster_forget() {

@@ -30,25 +30,7 @@ trap 'exit 143' TERM INT # the EXIT trap then stops the cluster
 pass=0 failed=0
 ok() { echo "ok: $*"; pass=$((pass + 1)); }
 bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
-show_logs() { # FILES...: the job outputs, then the daemons' logs
-    local f
-    for f in "$@"; do [[ -f "$f" ]] && { echo "---- $f"; tail -n 40 "$f"; }; done
-    slurm_cluster_logs
-}
 
-# wait_for SECONDS WHAT COMMAND...: polls every half second; 1 (and a message) on timeout.
-wait_for() {
-    local limit=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + limit))
-    until "$@"; do
-        if ((SECONDS >= deadline)); then
-            echo "timed out after ${limit}s waiting for $what"
-            return 1
-        fi
-        sleep 0.5
-    done
-}
 # Returns 0 when Slurm has no pending, running or completing task left of job $1.
 job_gone() { [[ -z "$(squeue -h -j "$1" -t PD,R,CG,CF,S,RQ,RS 2>/dev/null)" ]]; }
 

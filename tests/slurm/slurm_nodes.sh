@@ -74,24 +74,6 @@ as_host() {
     exec nsenter --net="/run/netns/smn-h$k" unshare --uts /bin/sh -c \
         'echo "$0" > /proc/sys/kernel/hostname && exec "$@"' "smn-h$k" "$@"
 }
-show_logs() { # FILES...: the job outputs, then the daemons' logs
-    local f
-    for f in "$@"; do [[ -f "$f" ]] && { echo "---- $f"; tail -n 40 "$f"; }; done
-    slurm_cluster_logs
-}
-# wait_for SECONDS WHAT COMMAND...: polls every half second; 1 (and a message) on timeout.
-wait_for() {
-    local limit=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + limit))
-    until "$@"; do
-        if ((SECONDS >= deadline)); then
-            echo "timed out after ${limit}s waiting for $what"
-            return 1
-        fi
-        sleep 0.5
-    done
-}
 job_gone() { [[ -z "$(on_ctl 10 squeue -h -j "$1" -t PD,R,CG,CF,S,RQ,RS 2>/dev/null)" ]]; }
 
 # ---- the cluster
