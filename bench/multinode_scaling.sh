@@ -163,9 +163,9 @@ if os.path.exists(fitj):
     beta = 1 / (12.5e9 * eff)
     # groups head first: (bytes, share of the backward time); compute per step (assumed GPU).
     MODELS = {
-        "resnet18": dict(groups=[(5130 * 4, 0.01), (11168832 * 4 - 5130 * 4 - 1856 * 4, 0.98), (1856 * 4, 0.01)],
-                         step_ms=15.0, what="small stem 32x32, batch 128/GPU, est. 15 ms/step"),
-        "resnet50": dict(groups=[(2049000 * 4, 0.01), (25557032 * 4 - 2049000 * 4 - 9536 * 4, 0.97), (9536 * 4, 0.02)],
+        "resnet18": dict(groups=[(5130 * 4, 0.005), (10493440 * 4, 0.725), (675392 * 4, 0.27)],
+                         step_ms=15.0, what="small stem, 32x32, batch 128/GPU, est. 15 ms/step"),
+        "resnet50": dict(groups=[(2049000 * 4, 0.005), (23282688 * 4, 0.795), (225344 * 4, 0.2)],
                          step_ms=100.0, what="224x224, batch 256/GPU mixed precision, est. 100 ms/step"),
     }
     BWD = 2 / 3  # backward's share of the step (estimate)
@@ -205,7 +205,9 @@ if os.path.exists(fitj):
                   f"{ex * 1e3:.2f} | {fe * 1e3:.2f} | {m['step_ms']:.0f} | {eff_s * 100:.0f}% |")
     print("\nAssumed compute: " + "; ".join(f"{k}: {v['what']}" for k, v in MODELS.items()) +
           f"; backward {BWD:.2f} of the step. Group sizes: resnet18 from strata's model (head, body, stem); "
-          "resnet50 from torchvision's parameter counts, split the same way.\n")
+          "resnet50 from torchvision's parameter counts split the same way (head; layer2-4; stem+layer1). Shares of the backward "
+          "time per group (head, body, first group): resnet18 0.005/0.725/0.27, resnet50 0.005/0.795/0.2, estimates from "
+          "the layers' multiply-adds (the first group runs at the full resolution).\n")
 tr = load("train")
 tr.update({(k[0], k[1] + " (resnet18 run)"): v for k, v in load("train18").items()})
 if tr:
