@@ -5,21 +5,26 @@
 # tests/multinode/agent.sh), each host's link shaped with tc's tbf on both ends of its veth
 # (smn-eK inside the host: what it sends; smn-vK on the bridge: what it receives).
 #
-#   bench/multinode_scaling.sh [--out DIR] [--rates LIST] [--reduce-hosts LIST]
+#   bench/multinode_scaling.sh [--out DIR] [--rates LIST] [--sweep-hosts LIST] [--reduce-hosts LIST]
 #                              [--train-hosts LIST] [--reduce-reps N] [--reps N]
-#                              [--resnet18-steps N] [--resnet18-rates LIST] [--ddp]
-#                              [--skip-reduce] [--skip-train]
+#                              [--resnet18-steps N] [--resnet18-rates LIST] [--train-models LIST]
+#                              [--ddp] [--ddp-models LIST]
+#                              [--skip-sweep] [--skip-reduce] [--skip-train]
 #   bench/multinode_scaling.sh --report DIR     # tables and the alpha-beta fit from DIR
 #
-# Defaults: --rates none,10gbit,1gbit (none: no shaping), --reduce-hosts 2,4,
+# Defaults: --rates none,10gbit,1gbit (none: no shaping), --sweep-hosts 2,4, --reduce-hosts 2,4,
 # --train-hosts 2, --reduce-reps 5 (3 at 1gbit), --reps 1, --resnet18-steps 6,
 # --resnet18-rates none,1gbit, --out bench/results/2026-12-04-multinode (one JSON line per
 # run of strata_bench_comm, named reduce-hN-RATE.json / train-hN-RATE.json, and its log).
+# --train-models (default mlp,cnn; empty: none) are trained at every rate, resnet18 at
+# --resnet18-rates. --ddp-models (default mlp,cnn) are DDP's.
 # --ddp also runs PyTorch DDP (gloo) across the namespace hosts, one process per host, with
 # bench/ddp_ref.py's models and step (its make_step and time_case), tcp:// rendezvous at
 # 10.213.7.1; it needs bench/torch_venv.sh's venv (PYTHON to override).
 #
 # What is measured, per host count and rate:
+#   sweep:  MPI alone, MPI_Allreduce and MPI_Iallreduce of 8 B to 32 MiB (a small MPI program
+#           built from this script with mpicc): the points of the alpha-beta fit;
 #   reduce: strata_bench_comm --only reduce,mlp,cnn,resnet18 -- MPI alone (MPI_Allreduce and
 #           MPI_Iallreduce of 0.25-64 MiB) and strata's comm_reducer over the models' layer
 #           groups (overlap and blocking, 1/4/16 MiB buckets and one per group) against one
@@ -46,23 +51,29 @@ lock=${LOCK-/tmp/strata-cpu.lock}
 out=$root/bench/results/2026-12-04-multinode
 rates=none,10gbit,1gbit
 reduce_hosts=2,4
+sweep_hosts=2,4
 train_hosts=2
 reduce_reps=5
 reps=1
 r18_steps=6
 r18_rates=none,1gbit
-do_reduce=1 do_train=1 do_ddp=0 report_dir=""
+train_models=mlp,cnn ddp_models=mlp,cnn
+do_sweep=1 do_reduce=1 do_train=1 do_ddp=0 report_dir=""
 while (($#)); do
     case $1 in
     --out) out=$2; shift 2 ;;
     --rates) rates=$2; shift 2 ;;
     --reduce-hosts) reduce_hosts=$2; shift 2 ;;
+    --sweep-hosts) sweep_hosts=$2; shift 2 ;;
     --train-hosts) train_hosts=$2; shift 2 ;;
     --reduce-reps) reduce_reps=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --resnet18-steps) r18_steps=$2; shift 2 ;;
     --resnet18-rates) r18_rates=$2; shift 2 ;;
     --ddp) do_ddp=1; shift ;;
+    --ddp-models) ddp_models=$2; shift 2 ;;
+    --train-models) train_models=$2; shift 2 ;;
+    --skip-sweep) do_sweep=0; shift ;;
     --skip-reduce) do_reduce=0; shift ;;
     --skip-train) do_train=0; shift ;;
     --report) report_dir=$2; shift 2 ;;
@@ -118,48 +129,65 @@ if red:
             print(f"| {k[0]} | {k[1]} | {model} | {pl['floats'] * 4 / 1e6:.2f} | {pl['ms_median']:.3f} | "
                   f"{cell('overlap')} | {cell('blocking')} |")
     print()
-    # alpha-beta fit, ring all-reduce: t = a * 2(p-1) + b * 2(p-1)/p * n, per rate, over p and sizes
-    print("## Alpha-beta fit of MPI_Allreduce (ring model: t = alpha*2(p-1) + beta*2(p-1)/p*n)\n")
-    print("| rate | points | alpha us | beta ns/B (GB/s) | max abs residual | residuals % (p, MiB) |")
-    print("|---|---:|---:|---:|---:|---|")
-    fits = {}
-    for rate in sorted({k[1] for k in red}, key=lambda r: RATE_ORDER.get(r, 9)):
-        rows = []
-        for (p, rr), r in red.items():
-            if rr != rate:
-                continue
-            for s in sizes:
-                if f"mpi.{s}" in r:
-                    m = r[f"mpi.{s}"]
-                    rows.append((p, s, 2 * (p - 1), 2 * (p - 1) / p * m["bytes"], m["allreduce_ms"] * 1e-3))
-        if len(rows) < 2:
-            continue
-        # least squares on relative error (weights 1/t), 2 unknowns, closed form
-        sxx = sxy = syy = sx = sy = 0.0
-        A = [[0, 0], [0, 0]]; B = [0, 0]
-        for p, s, msgs, byts, t in rows:
+    print()
+sweep = {}
+for f in sorted(glob.glob(os.path.join(d, "sweep-h*-*.json"))):
+    m = re.match(r"sweep-h(\d+)-(\w+)\.json$", os.path.basename(f))
+    txt = open(f).read().strip()
+    if txt:
+        sweep[(int(m.group(1)), m.group(2))] = json.loads(txt.splitlines()[-1])["sizes"]
+fits = {}
+if sweep:
+    sz = sorted({e["bytes"] for v in sweep.values() for e in v})
+    print("## MPI alone, 8 B to 32 MiB (sweep): MPI_Allreduce ms, median (MPI_Iallreduce + MPI_Wait in brackets)\n")
+    print("| hosts | rate | " + " | ".join(f"{b} B" if b < 1024 else f"{b >> 10} KiB" if b < 1 << 20 else f"{b >> 20} MiB" for b in sz) + " |")
+    print("|---:|---|" + "---:|" * len(sz))
+    for k in sorted(sweep, key=key):
+        e = {x["bytes"]: x for x in sweep[k]}
+        print(f"| {k[0]} | {k[1]} | " + " | ".join(f"{e[b]['allreduce_ms']:.3g} ({e[b]['iallreduce_ms']:.3g})" if b in e else "-" for b in sz) + " |")
+    print()
+    def fit(rows):  # rows: (messages, wire bytes, t); least squares on the relative error
+        A = [[0.0, 0.0], [0.0, 0.0]]; B = [0.0, 0.0]
+        for msgs, byts, t in rows:
             w = 1 / t ** 2
             A[0][0] += w * msgs * msgs; A[0][1] += w * msgs * byts; A[1][1] += w * byts * byts
             B[0] += w * msgs * t; B[1] += w * byts * t
-        A[1][0] = A[0][1]
         det = A[0][0] * A[1][1] - A[0][1] ** 2
         a = (B[0] * A[1][1] - A[0][1] * B[1]) / det
-        b = (A[0][0] * B[1] - A[1][0] * B[0]) / det
-        res = [(p, s, 100 * ((a * msgs + b * byts) - t) / t) for p, s, msgs, byts, t in rows]
-        fits[rate] = (a, b)
-        worst = max(abs(x[2]) for x in res)
-        print(f"| {rate} | {len(rows)} | {a * 1e6:.1f} | {b * 1e9:.3f} ({1 / b / 1e9:.2f}) | {worst:.0f}% | "
-              + ", ".join(f"{x[2]:+.0f} ({x[0]}, {x[1]})" for x in sorted(res)) + " |")
+        b = (A[0][0] * B[1] - A[0][1] * B[0]) / det
+        return a, b, [100 * (a * m + b * n - t) / t for m, n, t in rows]
+    print("## Alpha-beta fit, ring all-reduce: t = alpha * 2(p-1) + beta * 2(p-1)/p * n (n: bytes per rank), "
+          "least squares on the relative error, over the sweep's sizes\n")
+    print("| rate | call | hosts fitted | points | alpha us | beta ps/B (GB/s) | residuals: median abs, max abs | "
+          "residuals, % by size (p = 2; p = 4 where fitted) |")
+    print("|---|---|---|---:|---:|---:|---|---|")
+    for rate in sorted({k[1] for k in sweep}, key=lambda r: RATE_ORDER.get(r, 9)):
+        for call in ("allreduce_ms", "iallreduce_ms"):
+            for hosts in ((2,), (2, 4)):
+                rows, labels = [], []
+                for p in hosts:
+                    for e in sweep.get((p, rate), []):
+                        rows.append((2 * (p - 1), 2 * (p - 1) / p * e["bytes"], e[call] * 1e-3))
+                        labels.append(p)
+                if len(rows) < 3 or (len(hosts) > 1 and len(set(labels)) < 2):
+                    continue
+                a, b, res = fit(rows)
+                ab = sorted(abs(x) for x in res)
+                by = "; ".join(" ".join(f"{x:+.0f}" for x, l in zip(res, labels) if l == p) for p in hosts)
+                print(f"| {rate} | {call.split('_')[0]} | {','.join(map(str, hosts))} | {len(rows)} | {a * 1e6:.1f} | "
+                      f"{b * 1e12:.0f} ({1 / b / 1e9:.3f}) | {ab[len(ab) // 2]:.0f}%, {ab[-1]:.0f}% | {by} |")
+                fits[f"{rate}.{call.split('_')[0]}.p{''.join(map(str, hosts))}"] = {"alpha_s": a, "beta_s_per_byte": b,
+                                                                         "residuals_pct": res}
     print()
-    json.dump({f"{r}": {"alpha_s": a, "beta_s_per_byte": b} for r, (a, b) in fits.items()},
-              open(os.path.join(d, "fit.json"), "w"), indent=1)
+if fits:
+    json.dump(fits, open(os.path.join(d, "fit.json"), "w"), indent=1)
 # ---- prediction (estimates, not measurements): ring all-reduce at 100 Gbit/s, 16-1024 nodes
 fitj = os.path.join(d, "fit.json")
 if os.path.exists(fitj):
     fits = json.load(open(fitj))
-    ref = fits.get("10gbit") or next(iter(fits.values()))
-    alpha = ref["alpha_s"]
-    eff = min(1.0, (1 / ref["beta_s_per_byte"]) / 1.25e9) if "10gbit" in fits else 0.9
+    ref = fits.get("10gbit.allreduce.p2") or fits.get("10gbit.allreduce.p24")
+    alpha = max(ref["alpha_s"], 1e-6)
+    eff = min(1.0, (1 / ref["beta_s_per_byte"]) / 1.25e9)
     beta = 1 / (12.5e9 * eff)
     # groups head first: (bytes, share of the backward time); compute per step (assumed GPU).
     MODELS = {
@@ -187,7 +215,7 @@ if os.path.exists(fitj):
             t += nb / total * bwd_s
             end = max(end, t) + ring(p, nb)
         return max(0.0, end - bwd_s)
-    print(f"## Prediction (estimate): 100 Gbit/s ring all-reduce, alpha {alpha * 1e6:.1f} us (the 10gbit fit), "
+    print(f"## Prediction (estimate): 100 Gbit/s ring all-reduce, alpha {alpha * 1e6:.1f} us (the 10gbit MPI_Allreduce fit, 2 hosts), "
           f"beta {beta * 1e12:.1f} ps/B ({eff * 100:.0f}% of 12.5 GB/s, the 10gbit fit's efficiency)\n")
     print("| model | nodes | ring all-reduce ms, 1 message | strata 4 MiB buckets: comm ms | strata exposed ms "
           "(per-group overlap) | exposed with 25 MB buckets released through backward | assumed step ms | "
@@ -222,8 +250,21 @@ if tr:
                 print(f"| {k[0]} | {k[1]} | {model} | {variant} | {v['ms_per_step']:.2f} | "
                       f"{v['exposed_ms']:.2f} | {v['bytes_per_step'] / 1e6:.2f} | {v['samples_per_s']:.0f} |")
     print()
-for f in sorted(glob.glob(os.path.join(d, "ddp-h*-*.json"))):
-    print(f"DDP {os.path.basename(f)}: {open(f).read().strip()}")
+ddp = sorted(glob.glob(os.path.join(d, "ddp-h*-*.json")))
+if ddp:
+    print("## PyTorch DDP (gloo), one process per host (ms/step: best of 3 repetitions, median in brackets)\n")
+    print("| hosts | rate | model | run | batch/rank | ms/step | samples/s |")
+    print("|---:|---|---|---|---:|---:|---:|")
+    for f in ddp:
+        m = re.match(r"ddp-h(\d+)-(\w+?)(-[\w-]+)?\.json$", os.path.basename(f))
+        txt = open(f).read().strip()
+        if not txt:
+            continue
+        for name, v in json.loads(txt.splitlines()[-1])["results"].items():
+            model, run = name.split(".")
+            print(f"| {m.group(1)} | {m.group(2)} | {model} | {run} | {v['batch']} | {v['ms']:.2f} ({v['ms_median']:.2f}) | "
+                  f"{v['samples_per_s']:.0f} |")
+    print()
 PY
 }
 if [[ -n $report_dir ]]; then report "$report_dir"; exit; fi
@@ -265,14 +306,82 @@ shape() {
 bench_on() {
     local kind=$1 n=$2 rate=$3
     shift 3
-    local js=$out/$kind-h$n-$rate.json log=$out/$kind-h$n-$rate.log
+    local js=$out/$kind-h$n-$rate.json log=$out/$kind-h$n-$rate.log extra=()
+    ((n > $(nproc))) && extra=(--mca mpi_yield_when_idle 1) # see sweep_on
     rm -f "$js"
     smn_up "$n" || return 1
     shape "$rate" || return 1
     echo "== $kind on $n hosts, rate $rate: $(date -u +%H:%M:%S)" | tee "$log"
     tc qdisc show dev smn-v0 >> "$log"
-    ( cd "$root" && SMN_TIMEOUT=${SMN_TIMEOUT:-900} smn_mpirun -n "$n" -H "$(smn_hosts "$n")" "$bench" --json "$js" --configs bench/configs \
+    ( cd "$root" && SMN_TIMEOUT=${SMN_TIMEOUT:-900} smn_mpirun "${extra[@]}" -n "$n" -H "$(smn_hosts "$n")" "$bench" --json "$js" --configs bench/configs \
         --run-dir "$scratch/$kind-h$n-$rate" "$@" ) >> "$log" 2>&1
+    local st=$?
+    echo "== exit $st, $(date -u +%H:%M:%S)" >> "$log"
+    ((st == 0)) || { echo "   FAILED ($st), see $log"; tail -5 "$log"; }
+    smn_down
+    return 0
+}
+
+# sweep_on N RATE: MPI alone, 8 B to 32 MiB (x4), MPI_Allreduce and MPI_Iallreduce + MPI_Wait,
+# the median over the ranks' slowest of 30 (up to 1 MiB), 8 (up to 16 MiB) or 4 repetitions
+# after 2 warm-up: the small messages that the alpha of the fit needs (strata_bench_comm starts
+# at 0.25 MiB). With more ranks than cores Open MPI's ranks yield when idle
+# (mpi_yield_when_idle): busy-polling ranks sharing a core wait a scheduler slice per message.
+sweep_on() {
+    local n=$1 rate=$2 extra=()
+    local js=$out/sweep-h$n-$rate.json log=$out/sweep-h$n-$rate.log
+    if [[ ! -x $scratch/mn_sweep ]]; then
+        mpicc -O2 -o "$scratch/mn_sweep" -x c - <<'C' || return 1
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int r, p;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    MPI_Comm_size(MPI_COMM_WORLD, &p);
+    if (!r) printf("{\"world\":%d,\"sizes\":[", p);
+    for (size_t n = 8; n <= (32u << 20); n *= 4) {
+        const int reps = n <= (1u << 20) ? 30 : n <= (16u << 20) ? 8 : 4;
+        const int cnt = (int)(n / sizeof(float)) < 1 ? 1 : (int)(n / sizeof(float));
+        float *x = calloc((size_t)cnt, sizeof(float));
+        double med[2];
+        for (int v = 0; v < 2; v++) {
+            double t[64];
+            for (int k = -2; k < reps; k++) {
+                MPI_Barrier(MPI_COMM_WORLD);
+                double t0 = MPI_Wtime();
+                if (v == 0) {
+                    MPI_Allreduce(MPI_IN_PLACE, x, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+                } else {
+                    MPI_Request q;
+                    MPI_Iallreduce(MPI_IN_PLACE, x, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &q);
+                    MPI_Wait(&q, MPI_STATUS_IGNORE);
+                }
+                double dt = MPI_Wtime() - t0, mx;
+                MPI_Allreduce(&dt, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+                if (k >= 0) t[k] = mx;
+            }
+            qsort(t, (size_t)reps, sizeof t[0], cmp);
+            med[v] = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+        }
+        free(x);
+        if (!r) printf("%s{\"bytes\":%zu,\"reps\":%d,\"allreduce_ms\":%.6g,\"iallreduce_ms\":%.6g}", n == 8 ? "" : ",",
+                       (size_t)cnt * sizeof(float), reps, med[0] * 1e3, med[1] * 1e3);
+    }
+    if (!r) printf("]}\n");
+    MPI_Finalize();
+    return 0;
+}
+C
+    fi
+    ((n > $(nproc))) && extra=(--mca mpi_yield_when_idle 1)
+    smn_up "$n" || return 1
+    shape "$rate" || return 1
+    echo "== sweep on $n hosts, rate $rate: $(date -u +%H:%M:%S)" | tee "$log"
+    SMN_TIMEOUT=300 smn_mpirun "${extra[@]}" -n "$n" -H "$(smn_hosts "$n")" "$scratch/mn_sweep" > "$js" 2>> "$log"
     local st=$?
     echo "== exit $st, $(date -u +%H:%M:%S)" >> "$log"
     ((st == 0)) || { echo "   FAILED ($st), see $log"; tail -5 "$log"; }
@@ -283,7 +392,9 @@ bench_on() {
 # ddp_on N RATE MODELS: PyTorch DDP (gloo) with one process per host, bench/ddp_ref.py's step.
 ddp_on() {
     local n=$1 rate=$2 models=$3 k pids=()
-    local js=$out/ddp-h$n-$rate.json log=$out/ddp-h$n-$rate.log
+    local tag=$rate
+    [[ $models == mlp,cnn ]] || tag=$rate-${models//,/-}
+    local js=$out/ddp-h$n-$tag.json log=$out/ddp-h$n-$tag.log
     smn_up "$n" || return 1
     shape "$rate" || return 1
     echo "== ddp on $n hosts, rate $rate: $(date -u +%H:%M:%S)" | tee "$log"
@@ -320,6 +431,12 @@ PY
 }
 
 IFS=, read -ra R <<< "$rates"
+if ((do_sweep)); then
+    IFS=, read -ra H <<< "$sweep_hosts"
+    for n in "${H[@]}"; do
+        for rate in "${R[@]}"; do sweep_on "$n" "$rate"; done
+    done
+fi
 if ((do_reduce)); then
     IFS=, read -ra H <<< "$reduce_hosts"
     for n in "${H[@]}"; do
@@ -334,7 +451,7 @@ if ((do_train)); then
     IFS=, read -ra H <<< "$train_hosts"
     for n in "${H[@]}"; do
         for rate in "${R[@]}"; do
-            bench_on train "$n" "$rate" --only train,mlp,cnn --reps "$reps" --variants overlap,no_overlap,frozen
+            [[ -n $train_models ]] && bench_on train "$n" "$rate" --only "train,$train_models" --reps "$reps" --variants overlap,no_overlap,frozen
             if [[ ,$r18_rates, == *",$rate,"* ]]; then
                 bench_on train18 "$n" "$rate" --only train,resnet18 --reps 1 --resnet18-steps "$r18_steps" \
                     --variants overlap,no_overlap,frozen
@@ -345,7 +462,7 @@ fi
 if ((do_ddp)); then
     IFS=, read -ra H <<< "$train_hosts"
     for n in "${H[@]}"; do
-        for rate in "${R[@]}"; do ddp_on "$n" "$rate" mlp,cnn; done
+        for rate in "${R[@]}"; do ddp_on "$n" "$rate" "$ddp_models"; done
     done
 fi
 report "$out" | tee "$out.md"
