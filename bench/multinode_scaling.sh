@@ -13,7 +13,7 @@
 #   bench/multinode_scaling.sh --report DIR     # tables and the alpha-beta fit from DIR
 #
 # Defaults: --rates none,10gbit,1gbit (none: no shaping), --sweep-hosts 2,4, --reduce-hosts 2,4,
-# --train-hosts 2, --reduce-reps 5 (3 at 1gbit), --reps 1, --resnet18-steps 6,
+# --train-hosts 2 (1: one host, unshaped, the baseline of the scaling), --reduce-reps 5 (3 at 1gbit), --reps 1, --resnet18-steps 6,
 # --resnet18-rates none,1gbit, --out bench/results/2026-12-04-multinode (one JSON line per
 # run of strata_bench_comm, named reduce-hN-RATE.json / train-hN-RATE.json, and its log).
 # --train-models (default mlp,cnn; empty: none) are trained at every rate, resnet18 at
@@ -158,15 +158,17 @@ if sweep:
         return a, b, [100 * (a * m + b * n - t) / t for m, n, t in rows]
     print("## Alpha-beta fit, ring all-reduce: t = alpha * 2(p-1) + beta * 2(p-1)/p * n (n: bytes per rank), "
           "least squares on the relative error, over the sweep's sizes\n")
-    print("| rate | call | hosts fitted | points | alpha us | beta ps/B (GB/s) | residuals: median abs, max abs | "
+    print("| rate | call | hosts fitted | sizes | points | alpha us | beta ps/B (GB/s) | residuals: median abs, max abs | "
           "residuals, % by size (p = 2; p = 4 where fitted) |")
-    print("|---|---|---|---:|---:|---:|---|---|")
+    print("|---|---|---|---|---:|---:|---:|---|---|")
     for rate in sorted({k[1] for k in sweep}, key=lambda r: RATE_ORDER.get(r, 9)):
         for call in ("allreduce_ms", "iallreduce_ms"):
-            for hosts in ((2,), (2, 4)):
+            for hosts, lo in (((2,), 0), ((2, 4), 0), ((2,), 512 << 10), ((2, 4), 512 << 10)):
                 rows, labels = [], []
                 for p in hosts:
                     for e in sweep.get((p, rate), []):
+                        if e["bytes"] < lo:
+                            continue
                         rows.append((2 * (p - 1), 2 * (p - 1) / p * e["bytes"], e[call] * 1e-3))
                         labels.append(p)
                 if len(rows) < 3 or (len(hosts) > 1 and len(set(labels)) < 2):
@@ -174,9 +176,9 @@ if sweep:
                 a, b, res = fit(rows)
                 ab = sorted(abs(x) for x in res)
                 by = "; ".join(" ".join(f"{x:+.0f}" for x, l in zip(res, labels) if l == p) for p in hosts)
-                print(f"| {rate} | {call.split('_')[0]} | {','.join(map(str, hosts))} | {len(rows)} | {a * 1e6:.1f} | "
+                print(f"| {rate} | {call.split('_')[0]} | {','.join(map(str, hosts))} | {'all' if not lo else '>= 512 KiB'} | {len(rows)} | {a * 1e6:.1f} | "
                       f"{b * 1e12:.0f} ({1 / b / 1e9:.3f}) | {ab[len(ab) // 2]:.0f}%, {ab[-1]:.0f}% | {by} |")
-                fits[f"{rate}.{call.split('_')[0]}.p{''.join(map(str, hosts))}"] = {"alpha_s": a, "beta_s_per_byte": b,
+                fits[f"{rate}.{call.split('_')[0]}.p{''.join(map(str, hosts))}{'.large' if lo else ''}"] = {"alpha_s": a, "beta_s_per_byte": b,
                                                                          "residuals_pct": res}
     print()
 if fits:
@@ -187,7 +189,10 @@ if os.path.exists(fitj):
     fits = json.load(open(fitj))
     ref = fits.get("10gbit.allreduce.p2") or fits.get("10gbit.allreduce.p24")
     alpha = max(ref["alpha_s"], 1e-6)
-    eff = min(1.0, (1 / ref["beta_s_per_byte"]) / 1.25e9)
+    big = fits.get("1gbit.allreduce.p2.large")
+    # the link efficiency the 1gbit fit reached on large messages (the veths' TCP reaches about
+    # 1.3 GB/s, so 10 Gbit/s is CPU-bound here and says nothing about a link's efficiency)
+    eff = min(1.0, (1 / big["beta_s_per_byte"]) / 0.125e9) if big else 0.9
     beta = 1 / (12.5e9 * eff)
     # groups head first: (bytes, share of the backward time); compute per step (assumed GPU).
     MODELS = {
@@ -215,8 +220,8 @@ if os.path.exists(fitj):
             t += nb / total * bwd_s
             end = max(end, t) + ring(p, nb)
         return max(0.0, end - bwd_s)
-    print(f"## Prediction (estimate): 100 Gbit/s ring all-reduce, alpha {alpha * 1e6:.1f} us (the 10gbit MPI_Allreduce fit, 2 hosts), "
-          f"beta {beta * 1e12:.1f} ps/B ({eff * 100:.0f}% of 12.5 GB/s, the 10gbit fit's efficiency)\n")
+    print(f"## Prediction (estimate): 100 Gbit/s ring all-reduce, alpha {alpha * 1e6:.1f} us (the 10gbit MPI_Allreduce fit, 2 hosts, all sizes), "
+          f"beta {beta * 1e12:.1f} ps/B ({eff * 100:.0f}% of 12.5 GB/s: the efficiency of the 1gbit fit on sizes >= 512 KiB)\n")
     print("| model | nodes | ring all-reduce ms, 1 message | strata 4 MiB buckets: comm ms | strata exposed ms "
           "(per-group overlap) | exposed with 25 MB buckets released through backward | assumed step ms | "
           "strata scaling efficiency |")
@@ -260,7 +265,12 @@ if ddp:
         txt = open(f).read().strip()
         if not txt:
             continue
-        for name, v in json.loads(txt.splitlines()[-1])["results"].items():
+        res = json.loads(txt.splitlines()[-1])["results"]
+        if m.group(1) == "1":  # bench/ddp_ref.py's own line: single process, no DDP
+            res = {f"{k}.single": {"batch": v["batch"], "ms": v["single_ms_per_step"],
+                                   "ms_median": v["single_ms_per_step_median"],
+                                   "samples_per_s": v["single_samples_per_s"]} for k, v in res.items()}
+        for name, v in res.items():
             model, run = name.split(".")
             print(f"| {m.group(1)} | {m.group(2)} | {model} | {run} | {v['batch']} | {v['ms']:.2f} ({v['ms_median']:.2f}) | "
                   f"{v['samples_per_s']:.0f} |")
@@ -298,6 +308,15 @@ shape() {
     for ((k = 0; k < SMN_N; k++)); do
         tc qdisc add dev "smn-v$k" root tbf rate "$rate" burst "$burst" latency 20ms || return 1
         ip netns exec "smn-h$k" tc qdisc add dev "smn-e$k" root tbf rate "$rate" burst "$burst" latency 20ms || return 1
+    done
+}
+
+# What the qdiscs sent and dropped (tbf drops what would wait longer than its 20 ms queue).
+tc_stats() {
+    local k
+    for ((k = 0; k < SMN_N; k++)); do
+        echo "tc smn-v$k: $(tc -s qdisc show dev "smn-v$k" | grep -o 'Sent .*' | head -1)"
+        echo "tc smn-e$k: $(ip netns exec "smn-h$k" tc -s qdisc show dev "smn-e$k" | grep -o 'Sent .*' | head -1)"
     done
 }
 
@@ -384,6 +403,7 @@ C
     SMN_TIMEOUT=300 smn_mpirun "${extra[@]}" -n "$n" -H "$(smn_hosts "$n")" "$scratch/mn_sweep" > "$js" 2>> "$log"
     local st=$?
     echo "== exit $st, $(date -u +%H:%M:%S)" >> "$log"
+    tc_stats >> "$log"
     ((st == 0)) || { echo "   FAILED ($st), see $log"; tail -5 "$log"; }
     smn_down
     return 0
@@ -451,6 +471,7 @@ if ((do_train)); then
     IFS=, read -ra H <<< "$train_hosts"
     for n in "${H[@]}"; do
         for rate in "${R[@]}"; do
+            ((n == 1)) && [[ $rate != none ]] && continue # one host: no link to shape
             [[ -n $train_models ]] && bench_on train "$n" "$rate" --only "train,$train_models" --reps "$reps" --variants overlap,no_overlap,frozen
             if [[ ,$r18_rates, == *",$rate,"* ]]; then
                 bench_on train18 "$n" "$rate" --only train,resnet18 --reps 1 --resnet18-steps "$r18_steps" \
@@ -462,7 +483,18 @@ fi
 if ((do_ddp)); then
     IFS=, read -ra H <<< "$train_hosts"
     for n in "${H[@]}"; do
-        for rate in "${R[@]}"; do ddp_on "$n" "$rate" "$ddp_models"; done
+        for rate in "${R[@]}"; do
+            if ((n == 1)); then # one process without DDP: bench/ddp_ref.py's "single"
+                [[ $rate == none ]] || continue
+                tag=none
+                [[ $ddp_models == mlp,cnn ]] || tag=none-${ddp_models//,/-}
+                echo "== ddp_ref.py single (1 process, no DDP): $(date -u +%H:%M:%S)" | tee "$out/ddp-h1-$tag.log"
+                timeout -k 5 600 "$python" "$root/bench/ddp_ref.py" --runs single --only "train,$ddp_models" --reps 3 \
+                    > "$out/ddp-h1-$tag.json" 2>> "$out/ddp-h1-$tag.log"
+            else
+                ddp_on "$n" "$rate" "$ddp_models"
+            fi
+        done
     done
 fi
 report "$out" | tee "$out.md"
