@@ -11,6 +11,7 @@
 #                              [--ddp] [--ddp-models LIST]
 #                              [--skip-sweep] [--skip-reduce] [--skip-train]
 #   bench/multinode_scaling.sh --report DIR     # tables and the alpha-beta fit from DIR
+#                                               # (ALPHA_US=X: the prediction with alpha X us)
 #
 # Defaults: --rates none,10gbit,1gbit (none: no shaping), --sweep-hosts 2,4, --reduce-hosts 2,4,
 # --train-hosts 2 (1: one host, unshaped, the baseline of the scaling), --reduce-reps 5 (3 at 1gbit), --reps 1, --resnet18-steps 6,
@@ -189,6 +190,8 @@ if os.path.exists(fitj):
     fits = json.load(open(fitj))
     ref = fits.get("10gbit.allreduce.p2") or fits.get("10gbit.allreduce.p24")
     alpha = max(ref["alpha_s"], 1e-6)
+    if os.environ.get("ALPHA_US"):  # another per-message cost, for the sensitivity of the prediction
+        alpha = float(os.environ["ALPHA_US"]) * 1e-6
     big = fits.get("1gbit.allreduce.p2.large")
     # the link efficiency the 1gbit fit reached on large messages (the veths' TCP reaches about
     # 1.3 GB/s, so 10 Gbit/s is CPU-bound here and says nothing about a link's efficiency)
