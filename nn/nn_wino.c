@@ -28,8 +28,10 @@
 
 enum { WB = 8, NP = 36 };
 
-/* Bytes a chunk's Winograd-domain data may take (both operands of the GEMMs): chosen by
- * measurement on resnet18's and the cnn's shapes (see docs/performance.md). */
+/* Bytes a chunk's Winograd-domain data may take (both operands of the GEMMs). On the
+ * bench's 3x3 layers (2 MB L2), 0.25-2 MB and 1-16 MB gave step times within the noise of
+ * each other (2026-12-04); these are in the middle. The weight gradient's chunks are larger
+ * because its GEMMs reduce over the tiles. */
 #define WINO_CHUNK_BYTES_FWD (1u << 20)
 #define WINO_CHUNK_BYTES_BWDW (4u << 20)
 
